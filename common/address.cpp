@@ -1,0 +1,88 @@
+#include "common/address.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace ringlb::common {
+
+namespace {
+std::optional<Address> fail(std::string* error, std::string reason) {
+    if (error) *error = std::move(reason);
+    return std::nullopt;
+}
+}  // namespace
+
+uint16_t Address::port() const {
+    if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+    if (family() == AF_INET6)
+        return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port);
+    return 0;
+}
+
+std::string Address::to_string() const {
+    char host[INET6_ADDRSTRLEN] = {};
+    if (family() == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&storage)->sin_addr, host,
+                  sizeof(host));
+        std::string out(host);
+        out.append(":").append(std::to_string(port()));
+        return out;
+    }
+    if (family() == AF_INET6) {
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_addr, host,
+                  sizeof(host));
+        // Built with append: GCC 12 warns falsely (-Wrestrict) on chained operator+ here.
+        std::string out("[");
+        out.append(host).append("]:").append(std::to_string(port()));
+        return out;
+    }
+    return "<unspecified>";
+}
+
+std::optional<Address> parse_address(std::string_view text, std::string* error) {
+    std::string_view host;
+    std::string_view port_text;
+    if (!text.empty() && text.front() == '[') {
+        size_t close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+            return fail(error, "expected \"[ipv6]:port\"");
+        host = text.substr(1, close - 1);
+        port_text = text.substr(close + 2);
+    } else {
+        size_t colon = text.rfind(':');
+        if (colon == std::string_view::npos) return fail(error, "expected \"ip:port\"");
+        host = text.substr(0, colon);
+        port_text = text.substr(colon + 1);
+        if (host.find(':') != std::string_view::npos)
+            return fail(error, "IPv6 addresses must be written as \"[ipv6]:port\"");
+    }
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535 ||
+        port_text.empty())
+        return fail(error, "invalid port \"" + std::string(port_text) + "\"");
+
+    Address out;
+    std::string host_z(host);
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    if (inet_pton(AF_INET, host_z.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(static_cast<uint16_t>(port));
+        out.length = sizeof(sockaddr_in);
+        return out;
+    }
+    std::memset(&out.storage, 0, sizeof(out.storage));
+    if (inet_pton(AF_INET6, host_z.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(static_cast<uint16_t>(port));
+        out.length = sizeof(sockaddr_in6);
+        return out;
+    }
+    return fail(error, "invalid IP address \"" + host_z + "\" (host names are not resolved)");
+}
+
+}  // namespace ringlb::common

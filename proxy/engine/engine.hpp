@@ -1,0 +1,174 @@
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace ringlb::engine {
+
+using Millis = std::chrono::milliseconds;
+
+// The event-engine seam. A shard's session logic talks only to this interface; the io_uring and
+// epoll engines implement it. The model is completion-based (like io_uring): the caller arms an
+// Op, the engine later delivers one or more completions to the Op's handler, always from inside
+// run_once() and never from inside the call that armed or cancelled it.
+//
+// Contract shared by every engine:
+//  * An Op is owned by its caller (usually embedded in a session) and must stay alive and
+//    unmoved while armed(). An Op can carry one operation at a time.
+//  * Every armed operation ends with exactly one final completion (flags without kMore). The
+//    engine clears armed before delivering it, so the handler may re-arm the same Op from inside
+//    the callback. A multishot operation delivers zero or more kMore completions first.
+//  * res >= 0 is a result, res < 0 is -errno. -ECANCELED means cancel() ended it.
+//  * cancel() ends an armed operation early; its final completion (usually -ECANCELED) arrives
+//    later. Data completions that the kernel produced before the cancel may still arrive first.
+//  * An fd's readiness and data may be delivered spuriously; handlers use non-blocking syscalls
+//    and treat EAGAIN as "wait for the next edge".
+
+enum class OpType : uint8_t { kNone, kAccept, kConnect, kPoll, kRecv, kSend, kTimer };
+
+inline constexpr uint32_t kMore = 1u << 0;    // the operation stays armed; more will follow
+inline constexpr uint32_t kBuffer = 1u << 1;  // buffer_id names an engine buffer the handler owns
+
+struct Completion {
+    int32_t res = 0;
+    uint32_t flags = 0;
+    uint16_t buffer_id = 0;
+
+    bool more() const { return (flags & kMore) != 0; }
+    bool has_buffer() const { return (flags & kBuffer) != 0; }
+};
+
+class Op;
+
+class Handler {
+  public:
+    virtual void on_complete(Op& op, const Completion& completion) = 0;
+
+  protected:
+    ~Handler() = default;
+};
+
+class Op {
+  public:
+    Op() = default;
+    Op(Handler* handler, uint8_t tag) : handler_(handler), tag_(tag) {}
+    Op(const Op&) = delete;
+    Op& operator=(const Op&) = delete;
+
+    void bind(Handler* handler, uint8_t tag) {
+        handler_ = handler;
+        tag_ = tag;
+    }
+    Handler* handler() const { return handler_; }
+    uint8_t tag() const { return tag_; }
+    OpType type() const { return type_; }
+    bool armed() const { return armed_; }
+    bool cancelling() const { return cancelling_; }
+    int fd() const { return fd_; }
+
+  private:
+    friend class Engine;
+    friend class UringEngine;
+    friend class EpollEngine;
+
+    Handler* handler_ = nullptr;
+    uint8_t tag_ = 0;
+    OpType type_ = OpType::kNone;
+    bool armed_ = false;
+    bool cancelling_ = false;
+    int fd_ = -1;
+    // Engine-private state (used by engines that complete operations in user space).
+    const char* data_ = nullptr;
+    size_t len_ = 0;
+    size_t done_ = 0;
+    uint32_t mask_ = 0;
+    uint64_t deadline_ns_ = 0;
+    int32_t pending_res_ = 0;
+    Op* next_ = nullptr;
+    bool queued_ = false;
+};
+
+struct EngineParams {
+    uint32_t entries = 4096;           // submission queue entries (io_uring)
+    uint32_t buffer_size = 64 * 1024;  // bytes per receive buffer
+    uint32_t buffer_count = 256;       // receive buffers (a power of two)
+    unsigned max_fds = 65536;          // highest fd + 1 the engine must track
+};
+
+class Engine {
+  public:
+    virtual ~Engine() = default;
+
+    virtual const char* name() const = 0;
+
+    // Multishot accept on a non-blocking listening socket. Each kMore completion carries a new
+    // non-blocking, close-on-exec fd in res; an error (e.g. -EMFILE) ends the operation.
+    virtual void accept(Op& op, int listen_fd) = 0;
+
+    // Connects a non-blocking socket. One completion: 0, or -errno; -ETIMEDOUT when `timeout`
+    // passes first.
+    virtual void connect(Op& op, int fd, const sockaddr* addr, socklen_t len, Millis timeout) = 0;
+
+    // Multishot edge-triggered readiness for `mask` (POLLIN, POLLOUT, POLLRDHUP). res is the
+    // ready mask (may include POLLERR/POLLHUP). The first completion may be spurious. A final
+    // completion with res >= 0 means the engine stopped watching: re-arm if still needed.
+    virtual void poll(Op& op, int fd, uint32_t mask) = 0;
+
+    // Multishot receive into engine buffers. Each data completion has res > 0, kBuffer and
+    // buffer_id; the handler owns the buffer until release_buffer(). res == 0 is EOF (final).
+    // -ENOBUFS (final) means every buffer is in use: re-arm after releasing some.
+    virtual void recv(Op& op, int fd) = 0;
+
+    // Sends bytes from memory the caller keeps alive until completion. res is the number of
+    // bytes sent (possibly fewer than len) or -errno. Never raises SIGPIPE.
+    virtual void send(Op& op, int fd, const void* data, size_t len) = 0;
+
+    // One-shot timer. res == 0 when it fires.
+    virtual void timer(Op& op, Millis after) = 0;
+
+    // Ends an armed operation early (no-op when not armed or already cancelling).
+    virtual void cancel(Op& op) = 0;
+
+    // Closes an fd the caller owned. Every Op on it must have completed finally.
+    virtual void close_fd(int fd) = 0;
+
+    virtual std::span<char> buffer(uint16_t buffer_id) = 0;
+    virtual void release_buffer(uint16_t buffer_id) = 0;
+    virtual uint32_t buffers_free() const = 0;
+
+    // Waits up to `max_wait` (or until wake()) for completions and delivers all that are ready.
+    virtual void run_once(Millis max_wait) = 0;
+
+    // Interrupts run_once() from any thread; thread-safe, cheap.
+    virtual void wake() = 0;
+
+  protected:
+    // Accessors for implementations (Op's private state is shared with engines only).
+    static void set_armed(Op& op, OpType type, int fd) {
+        op.type_ = type;
+        op.armed_ = true;
+        op.cancelling_ = false;
+        op.fd_ = fd;
+    }
+};
+
+enum class EngineChoice { kAuto, kIoUring, kEpoll };
+
+// Result of probing io_uring on this host.
+struct UringSupport {
+    bool usable = false;
+    std::string reason;  // why not, when !usable
+};
+UringSupport probe_io_uring();
+
+// Creates the engine for one shard. With kAuto: io_uring when the probe passes, else epoll.
+// Throws std::runtime_error when io_uring is forced but unusable (with the probe's reason).
+std::unique_ptr<Engine> make_engine(EngineChoice choice, const EngineParams& params);
+
+}  // namespace ringlb::engine

@@ -1,0 +1,94 @@
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/log.hpp"
+#include "config/config.hpp"
+#include "proxy/runtime/runtime.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: ringlb run CONFIG.toml [--log-level debug|info|warn|error]\n"
+    "       ringlb check CONFIG.toml\n"
+    "       ringlb version\n";
+
+int usage_error() {
+    std::fputs(kUsage, stderr);
+    return 2;
+}
+
+int cmd_check(const std::string& path) {
+    try {
+        ringlb::config::Config cfg = ringlb::config::load_file(path);
+        auto engine = ringlb::runtime::decide_engine(cfg.runtime.engine);
+        std::printf(
+            "config OK: %s: %zu listener(s), %zu cluster(s); engine on this host: %s (%s)\n",
+            path.c_str(), cfg.listeners.size(), cfg.clusters.size(), engine.name,
+            engine.reason.c_str());
+        if (!engine.ok) {
+            std::fprintf(stderr, "%s: runtime.engine: io_uring is unavailable here: %s\n",
+                         path.c_str(), engine.reason.c_str());
+            return 1;
+        }
+        return 0;
+    } catch (const ringlb::config::ConfigError& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 1;
+    }
+}
+
+int cmd_version() {
+    auto engine = ringlb::runtime::decide_engine(ringlb::config::EngineKind::kAuto);
+    std::printf("ringlb %s\nengine (auto) on this host: %s (%s)\n", RINGLB_VERSION, engine.name,
+                engine.reason.c_str());
+    return 0;
+}
+
+int cmd_run(const std::string& path) {
+    std::shared_ptr<const ringlb::config::Config> cfg;
+    try {
+        cfg = std::make_shared<const ringlb::config::Config>(ringlb::config::load_file(path));
+    } catch (const ringlb::config::ConfigError& e) {
+        LOG_ERROR("%s", e.what());
+        return 1;
+    }
+    return ringlb::runtime::run(std::move(cfg));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // Writing to a peer that has gone raises SIGPIPE from splice(2); the error code is enough.
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) return usage_error();
+    std::string_view cmd = argv[1];
+    if (cmd == "version" || cmd == "--version") return cmd_version();
+    if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    if ((cmd != "run" && cmd != "check") || argc < 3) return usage_error();
+    std::string path = argv[2];
+    for (int i = 3; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "--log-level" && i + 1 < argc) {
+            ringlb::common::LogLevel level;
+            if (!ringlb::common::parse_log_level(argv[++i], level)) return usage_error();
+            ringlb::common::set_log_level(level);
+        } else {
+            return usage_error();
+        }
+    }
+    try {
+        return cmd == "check" ? cmd_check(path) : cmd_run(path);
+    } catch (const std::exception& e) {
+        LOG_ERROR("fatal: %s", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,180 @@
+#include "proxy/runtime/runtime.hpp"
+
+#include <signal.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "common/log.hpp"
+#include "common/socket.hpp"
+#include "proxy/admin/admin_server.hpp"
+#include "proxy/admin/metrics.hpp"
+#include "proxy/shard/shard.hpp"
+#include "proxy/shard/snapshot.hpp"
+
+namespace ringlb::runtime {
+
+namespace {
+
+std::string format_stats(const shard::Shard& s) {
+    std::string line = "shard " + std::to_string(s.id()) + " stats:";
+    const shard::ShardCounters& c = s.counters();
+#define RINGLB_FORMAT_COUNTER(name, kind, help) \
+    line += " " #name "=" + std::to_string(c.name.get());
+    RINGLB_SHARD_COUNTERS(RINGLB_FORMAT_COUNTER)
+#undef RINGLB_FORMAT_COUNTER
+    return line;
+}
+
+void log_stats(const std::vector<std::unique_ptr<shard::Shard>>& shards) {
+    for (const auto& s : shards) LOG_INFO("%s", format_stats(*s).c_str());
+}
+
+}  // namespace
+
+EngineDecision decide_engine(config::EngineKind requested) {
+    EngineDecision d;
+    if (requested == config::EngineKind::kEpoll) {
+        d.reason = "configured";
+        return d;
+    }
+    engine::UringSupport support = engine::probe_io_uring();
+    if (support.usable) {
+        d.choice = engine::EngineChoice::kIoUring;
+        d.name = "io_uring";
+        d.reason =
+            requested == config::EngineKind::kIoUring ? "configured" : "auto: io_uring available";
+        return d;
+    }
+    if (requested == config::EngineKind::kIoUring) {
+        d.ok = false;
+        d.name = "io_uring";
+        d.reason = support.reason;
+        return d;
+    }
+    d.reason = "auto: io_uring unavailable: " + support.reason;
+    return d;
+}
+
+int run(std::shared_ptr<const config::Config> config) {
+    long fd_limit = common::raise_fd_limit();
+    LOG_INFO("ringlb %s starting: config %s, fd limit %ld", RINGLB_VERSION, config->source.c_str(),
+             fd_limit);
+
+    EngineDecision engine = decide_engine(config->runtime.engine);
+    if (!engine.ok) {
+        LOG_ERROR("engine io_uring was configured but is unavailable: %s", engine.reason.c_str());
+        return 1;
+    }
+    LOG_INFO("engine: %s (%s)", engine.name, engine.reason.c_str());
+
+    unsigned workers = config->runtime.workers;
+    unsigned cpus = std::thread::hardware_concurrency();
+    if (cpus == 0) cpus = 1;
+    if (workers == 0) workers = cpus;
+
+    auto snapshot = std::make_shared<const shard::Snapshot>(config);
+
+    // Listening sockets are opened here, before any shard runs, so a bad bind is reported once
+    // and clearly; each shard gets its own SO_REUSEPORT socket per listener.
+    std::vector<std::vector<common::Fd>> per_shard(workers);
+    for (unsigned w = 0; w < workers; ++w) {
+        for (const auto& l : config->listeners) {
+            std::error_code ec;
+            common::Fd fd = common::listen_tcp(l.bind, l.backlog, ec);
+            if (!fd) {
+                LOG_ERROR("listener %s: cannot listen on %s: %s", l.name.c_str(),
+                          l.bind_text.c_str(), ec.message().c_str());
+                return 1;
+            }
+            per_shard[w].push_back(std::move(fd));
+        }
+    }
+
+    // Shard threads inherit this mask: signals are handled only by the control thread.
+    sigset_t all;
+    sigfillset(&all);
+    sigset_t previous;
+    pthread_sigmask(SIG_BLOCK, &all, &previous);
+
+    std::vector<std::unique_ptr<shard::Shard>> shards;
+    engine::EngineParams params;
+    params.buffer_size = config->runtime.buffer_size;
+    params.buffer_count = config->runtime.buffer_count;
+    params.max_fds = static_cast<unsigned>(fd_limit > 0 ? fd_limit : 65536);
+    for (unsigned w = 0; w < workers; ++w) {
+        shard::ShardOptions options;
+        options.id = w;
+        options.cpu = config->runtime.pin_cpus ? static_cast<int>(w % cpus) : -1;
+        options.engine = engine.choice;
+        options.engine_params = params;
+        options.pipe_pool = config->runtime.pipe_pool;
+        options.pipe_size = config->runtime.pipe_size;
+        shards.push_back(
+            std::make_unique<shard::Shard>(options, snapshot, std::move(per_shard[w])));
+        std::string error = shards.back()->start();
+        if (!error.empty()) {
+            pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+            LOG_ERROR("%s", error.c_str());
+            return 1;  // shards already started stop in their destructors
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+
+    boost::asio::io_context io;
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);
+    signals.add(SIGHUP);
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int signo) {
+            if (ec) return;
+            if (signo == SIGUSR1) {
+                log_stats(shards);
+            } else if (signo == SIGHUP) {
+                LOG_WARN(
+                    "SIGHUP: hot reload is not available in this version; configuration "
+                    "unchanged");
+            } else {
+                LOG_INFO("%s: stopping", strsignal(signo));
+                io.stop();
+                return;
+            }
+            signals.async_wait(on_signal);
+        };
+    signals.async_wait(on_signal);
+
+    admin::AdminServer admin_server(io, [&shards, &engine] {
+        std::vector<admin::ShardView> views;
+        for (const auto& s : shards) views.push_back({s->id(), &s->counters()});
+        return admin::render_metrics(views, engine.name);
+    });
+    if (config->admin.enabled) {
+        std::error_code ec = admin_server.listen(config->admin.bind);
+        if (ec) {
+            LOG_ERROR("admin: cannot listen on %s: %s", config->admin.bind_text.c_str(),
+                      ec.message().c_str());
+            return 1;
+        }
+        LOG_INFO("admin: serving /metrics /healthz /ready on %s", config->admin.bind_text.c_str());
+    }
+    admin_server.set_ready(true);
+
+    std::string names;
+    for (const auto& l : config->listeners) names += " " + l.name + "=" + l.bind_text;
+    LOG_INFO("ready: %zu listeners on %u shards, engine %s:%s", config->listeners.size(), workers,
+             engine.name, names.c_str());
+    io.run();
+
+    admin_server.set_ready(false);
+    admin_server.close();
+    for (auto& s : shards) s->request_stop();
+    for (auto& s : shards) s->join();
+    log_stats(shards);
+    LOG_INFO("stopped");
+    return 0;
+}
+
+}  // namespace ringlb::runtime

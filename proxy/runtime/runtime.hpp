@@ -1,0 +1,25 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "proxy/engine/engine.hpp"
+
+namespace ringlb::runtime {
+
+// Which engine a configuration gets on this host, and why.
+struct EngineDecision {
+    engine::EngineChoice choice = engine::EngineChoice::kEpoll;
+    const char* name = "epoll";
+    std::string reason;  // why epoll was chosen under "auto", or why io_uring cannot be forced
+    bool ok = true;      // false when io_uring was forced but is unavailable
+};
+EngineDecision decide_engine(config::EngineKind requested);
+
+// Process lifecycle: opens listeners, starts shards, runs the control thread (Boost.Asio:
+// signals) until SIGTERM/SIGINT, then stops shards. Returns the process exit code.
+int run(std::shared_ptr<const config::Config> config);
+
+}  // namespace ringlb::runtime

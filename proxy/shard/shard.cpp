@@ -1,0 +1,212 @@
+#include "proxy/shard/shard.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+
+#include "common/log.hpp"
+#include "proxy/shard/session.hpp"
+
+namespace ringlb::shard {
+
+namespace {
+constexpr engine::Millis kEmfilePause{100};
+constexpr engine::Millis kLoopWait{1000};
+constexpr int kStarting = 0;
+constexpr int kRunning = 1;
+constexpr int kFailed = 2;
+}  // namespace
+
+Shard::Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
+             std::vector<common::Fd> listeners)
+    : options_(std::move(options)),
+      snapshot_(std::move(snapshot)),
+      listeners_(listeners.size()),
+      pipes_(options_.pipe_pool, options_.pipe_size) {
+    for (size_t i = 0; i < listeners.size(); ++i) {
+        listeners_[i].fd = std::move(listeners[i]);
+        listeners_[i].config = &snapshot_->config->listeners[i];
+        listeners_[i].accept_op.bind(this, static_cast<uint8_t>(i));
+    }
+    balancers_.reserve(snapshot_->clusters.size());
+    for (const auto& cluster : snapshot_->clusters) balancers_.emplace_back(cluster);
+    pause_timer_.bind(this, kPauseTimerTag);
+}
+
+Shard::~Shard() {
+    request_stop();
+    join();
+}
+
+std::string Shard::start() {
+    std::string error;
+    std::atomic<int> state{kStarting};
+    thread_ = std::thread([this, &error, &state] { run(error, state); });
+    state.wait(kStarting);
+    if (state.load() == kFailed) {
+        thread_.join();
+        return error;
+    }
+    return {};
+}
+
+void Shard::request_stop() {
+    if (stop_.exchange(true)) return;
+    // engine_ is published before the thread reports kRunning and lives until the thread ends.
+    if (thread_.joinable() && engine_) engine_->wake();
+}
+
+void Shard::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+void Shard::run(std::string& error, std::atomic<int>& state) {
+    if (options_.cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(options_.cpu, &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+            LOG_WARN("shard %u: cannot pin to CPU %d", options_.id, options_.cpu);
+    }
+    try {
+        // Created on this thread: an io_uring with SINGLE_ISSUER/DEFER_TASKRUN belongs to the
+        // thread that submits to it.
+        engine_ = engine::make_engine(options_.engine, options_.engine_params);
+    } catch (const std::exception& e) {
+        error = "shard " + std::to_string(options_.id) + ": cannot create engine: " + e.what();
+        state.store(kFailed);
+        state.notify_all();
+        return;
+    }
+    for (auto& l : listeners_) arm_accept(l);
+    state.store(kRunning);
+    state.notify_all();
+
+    while (!stop_.load(std::memory_order_acquire)) engine_->run_once(kLoopWait);
+
+    stopping_ = true;
+    for (auto& l : listeners_) engine_->cancel(l.accept_op);
+    engine_->cancel(pause_timer_);
+    shutdown_sessions();
+    // Bounded: every op was cancelled, so completions arrive promptly.
+    for (int i = 0; i < 500; ++i) {
+        bool busy = sessions_ != nullptr || pause_timer_.armed() ||
+                    std::any_of(listeners_.begin(), listeners_.end(),
+                                [](const Listener& l) { return l.accept_op.armed(); });
+        if (!busy) break;
+        engine_->run_once(engine::Millis{10});
+    }
+    for (auto& l : listeners_) l.fd.reset();
+}
+
+void Shard::arm_accept(Listener& l) {
+    if (!l.accept_op.armed()) engine_->accept(l.accept_op, l.fd.get());
+}
+
+void Shard::on_complete(engine::Op& op, const engine::Completion& c) {
+    if (op.tag() == kPauseTimerTag) {
+        if (c.res == 0 && !stopping_) resume_accepting();
+        return;
+    }
+    on_accept(listeners_[op.tag()], c);
+}
+
+void Shard::on_accept(Listener& l, const engine::Completion& c) {
+    if (c.res >= 0) {
+        common::Fd client(c.res);
+        if (stopping_) return;
+        counters_.accepted.add();
+        size_t cluster_index = l.config->cluster_index;
+        auto owned = std::make_unique<Session>(*this, std::move(client), *l.config,
+                                               snapshot_->clusters[cluster_index], cluster_index);
+        Session* session = owned.release();  // owned by the intrusive list until session_closed
+        session->next = sessions_;
+        if (sessions_) sessions_->prev = session;
+        sessions_ = session;
+        session->start();  // may already have closed (and freed) the session
+    }
+    if (c.more() || stopping_) return;
+    switch (-c.res) {
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            pause_accepting();
+            break;
+        case ECANCELED:
+            if (!accept_paused_) arm_accept(l);
+            break;
+        default:
+            if (c.res < 0) {
+                counters_.accept_errors.add();
+                LOG_WARN("listener %s: accept: %s", l.config->name.c_str(), std::strerror(-c.res));
+            }
+            // Transient (ECONNABORTED, EPROTO, ...) or a multishot that simply ended.
+            if (!accept_paused_) arm_accept(l);
+            break;
+    }
+}
+
+void Shard::pause_accepting() {
+    if (accept_paused_) return;
+    accept_paused_ = true;
+    counters_.emfile_pauses.add();
+    LOG_WARN("shard %u: out of file descriptors (%llu sessions open); pausing accept for %lld ms",
+             options_.id, static_cast<unsigned long long>(counters_.active.get()),
+             static_cast<long long>(kEmfilePause.count()));
+    for (auto& l : listeners_) engine_->cancel(l.accept_op);
+    if (!pause_timer_.armed()) engine_->timer(pause_timer_, kEmfilePause);
+}
+
+void Shard::resume_accepting() {
+    if (!accept_paused_ || stopping_) return;
+    accept_paused_ = false;
+    engine_->cancel(pause_timer_);
+    // Listeners whose cancel is still in flight re-arm when it completes.
+    for (auto& l : listeners_) arm_accept(l);
+}
+
+void Shard::shutdown_sessions() {
+    Session* s = sessions_;
+    while (s != nullptr) {
+        Session* next = s->next;
+        s->abort();  // may free s
+        s = next;
+    }
+}
+
+void Shard::session_closed(Session* session) {
+    if (session->prev)
+        session->prev->next = session->next;
+    else
+        sessions_ = session->next;
+    if (session->next) session->next->prev = session->prev;
+    if (session->starved_listed) {
+        starved_.erase(std::remove(starved_.begin(), starved_.end(), session), starved_.end());
+    }
+    std::unique_ptr<Session> owned(session);
+    owned.reset();
+    // Two fds were just freed: if accepting paused for lack of fds, try again now.
+    if (accept_paused_) resume_accepting();
+}
+
+void Shard::wait_for_buffers(Session* session) {
+    if (session->starved_listed) return;
+    session->starved_listed = true;
+    starved_.push_back(session);
+}
+
+void Shard::release_buffer(uint16_t buffer_id) {
+    engine_->release_buffer(buffer_id);
+    if (starved_.empty()) return;
+    Session* waiter = starved_.front();
+    starved_.erase(starved_.begin());
+    waiter->starved_listed = false;
+    waiter->resume_receive();
+}
+
+}  // namespace ringlb::shard

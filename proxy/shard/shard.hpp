@@ -1,0 +1,92 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/fd.hpp"
+#include "proxy/engine/engine.hpp"
+#include "proxy/shard/counters.hpp"
+#include "proxy/shard/pipe_pool.hpp"
+#include "proxy/shard/snapshot.hpp"
+#include "proxy/upstream/cluster.hpp"
+
+namespace ringlb::shard {
+
+class Session;
+
+struct ShardOptions {
+    unsigned id = 0;
+    int cpu = -1;  // pin to this CPU when >= 0
+    engine::EngineChoice engine = engine::EngineChoice::kEpoll;
+    engine::EngineParams engine_params;
+    uint32_t pipe_pool = 256;
+    uint32_t pipe_size = 64 * 1024;
+};
+
+// One worker thread: its own engine, its own listening sockets (SO_REUSEPORT), its sessions,
+// pools and counters. Nothing it mutates is shared with other shards.
+class Shard final : public engine::Handler {
+  public:
+    // `listeners[i]` is this shard's socket for snapshot->config->listeners[i].
+    Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
+          std::vector<common::Fd> listeners);
+    ~Shard();
+    Shard(const Shard&) = delete;
+    Shard& operator=(const Shard&) = delete;
+
+    // Starts the thread and waits until it runs. Returns an empty string, or why it failed.
+    std::string start();
+    // Thread-safe: asks the shard to stop; join() waits for it.
+    void request_stop();
+    void join();
+
+    unsigned id() const { return options_.id; }
+    const ShardCounters& counters() const { return counters_; }
+
+    // For sessions, on the shard's own thread only.
+    engine::Engine& engine() { return *engine_; }
+    PipePool& pipes() { return pipes_; }
+    ShardCounters& stats() { return counters_; }
+    upstream::RoundRobin& balancer(size_t cluster_index) { return balancers_[cluster_index]; }
+    void session_closed(Session* session);
+    void wait_for_buffers(Session* session);
+    void release_buffer(uint16_t buffer_id);
+
+    void on_complete(engine::Op& op, const engine::Completion& c) override;
+
+  private:
+    struct Listener {
+        common::Fd fd;
+        const config::ListenerConfig* config = nullptr;
+        engine::Op accept_op;
+        bool paused = false;
+    };
+    static constexpr uint8_t kPauseTimerTag = 255;
+
+    void run(std::string& error, std::atomic<int>& state);
+    void arm_accept(Listener& l);
+    void on_accept(Listener& l, const engine::Completion& c);
+    void pause_accepting();
+    void resume_accepting();
+    void shutdown_sessions();
+
+    ShardOptions options_;
+    std::shared_ptr<const Snapshot> snapshot_;
+    std::vector<Listener> listeners_;
+    std::vector<upstream::RoundRobin> balancers_;
+    std::unique_ptr<engine::Engine> engine_;
+    PipePool pipes_;
+    ShardCounters counters_;
+    engine::Op pause_timer_;
+    bool accept_paused_ = false;
+    Session* sessions_ = nullptr;  // intrusive list head
+    std::vector<Session*> starved_;
+    std::atomic<bool> stop_{false};
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace ringlb::shard

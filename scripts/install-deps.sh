@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ringlb needs to build, test and benchmark. Idempotent: only
+# missing packages are installed. Usage: scripts/install-deps.sh [build|test|bench]
+set -euo pipefail
+what=${1:-test}
+build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-system-dev
+            libtomlplusplus-dev prometheus-cpp-dev libssl-dev curl)
+test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3)
+bench_pkgs=(wrk iperf3 haproxy nginx libnginx-mod-stream linux-perf procps)
+pkgs=("${build_pkgs[@]}")
+case "$what" in
+  build) ;;
+  test) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+# Debian's nginx and haproxy packages try to start system services; the benchmark runs its own
+# instances, so keep the package scripts from starting them.
+export DEBIAN_FRONTEND=noninteractive
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

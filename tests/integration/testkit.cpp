@@ -1,0 +1,1246 @@
+#include "tests/integration/testkit.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/io_uring.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/socket.hpp"
+#include "tests/tools/pattern.hpp"
+
+#ifndef RINGLB_BINARY
+#error "RINGLB_BINARY must name the ringlb binary under test"
+#endif
+#ifndef RINGLB_ECHO_BINARY
+#error "RINGLB_ECHO_BINARY must name the ringlb-echo binary"
+#endif
+#ifndef RINGLB_SOURCE_DIR
+#error "RINGLB_SOURCE_DIR must name the source tree"
+#endif
+
+namespace ringlb::testkit {
+
+using common::Fd;
+
+namespace {
+
+constexpr Millis kPollStep(5);
+constexpr size_t kChunk = 64 * 1024;
+constexpr size_t kMaxReportedFailures = 10;
+
+Millis since(Clock::time_point start) {
+    return std::chrono::duration_cast<Millis>(Clock::now() - start);
+}
+
+int remaining_ms(Clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
+    return left < 0 ? 0 : static_cast<int>(left);
+}
+
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
+
+std::string tail(const std::string& text, size_t max = 4000) {
+    if (text.size() <= max) return text;
+    return "...\n" + text.substr(text.size() - max);
+}
+
+sockaddr_in loopback(uint16_t port) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sa;
+}
+
+uint16_t ephemeral_low() {
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    unsigned low = 32768;
+    unsigned high = 60999;
+    if (!(in >> low >> high)) low = 32768;
+    return static_cast<uint16_t>(low);
+}
+
+bool port_bindable(uint16_t port) {
+    Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return false;
+    // No SO_REUSEADDR: a port that still has TIME_WAIT sockets is skipped too.
+    sockaddr_in sa = loopback(port);
+    return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0;
+}
+
+uint16_t kernel_port() {
+    Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa = loopback(0);
+    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) return 0;
+    return common::local_address(fd.get()).port();
+}
+
+bool contains(std::string_view haystack, std::string_view needle) {
+    return haystack.find(needle) != std::string_view::npos;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Files and ports
+
+uint16_t free_port() {
+    static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+    static std::set<uint16_t> handed_out;
+    const uint16_t low = 10000;
+    const uint16_t high = ephemeral_low();
+    for (int attempt = 0; attempt < 1000 && high > low + 1000; ++attempt) {
+        uint16_t port =
+            static_cast<uint16_t>(std::uniform_int_distribution<int>(low, high - 1)(rng));
+        if (handed_out.count(port) || !port_bindable(port)) continue;
+        handed_out.insert(port);
+        return port;
+    }
+    // The ephemeral range covers almost everything: let the kernel pick.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        uint16_t port = kernel_port();
+        if (port != 0 && handed_out.insert(port).second) return port;
+    }
+    ADD_FAILURE() << "free_port: no free loopback port found";
+    return 0;
+}
+
+TempDir::TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/ringlb-test-XXXXXX";
+    std::vector<char> buffer(pattern.begin(), pattern.end());
+    buffer.push_back('\0');
+    if (::mkdtemp(buffer.data()) == nullptr) {
+        ADD_FAILURE() << "mkdtemp(" << pattern << "): " << errno_text(errno);
+        return;
+    }
+    path_ = buffer.data();
+}
+
+TempDir::~TempDir() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+}
+
+void write_file(const std::string& path, std::string_view text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    if (!out) ADD_FAILURE() << "cannot write " << path;
+}
+
+std::string sanitizer_report(const std::string& log) {
+    for (const char* marker :
+         {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"}) {
+        size_t at = log.find(marker);
+        if (at == std::string::npos) continue;
+        size_t begin = log.rfind('\n', at);
+        begin = begin == std::string::npos ? 0 : begin + 1;
+        return log.substr(begin, log.find('\n', at) - begin);
+    }
+    return {};
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+std::string project_version() {
+    std::string text = read_file(std::string(RINGLB_SOURCE_DIR) + "/CMakeLists.txt");
+    size_t at = text.find("project(ringlb VERSION ");
+    if (at == std::string::npos) return {};
+    at += std::strlen("project(ringlb VERSION ");
+    size_t end = text.find_first_not_of("0123456789.", at);
+    return text.substr(at, end - at);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+Subprocess::~Subprocess() {
+    kill_and_reap(SIGKILL);
+}
+
+bool Subprocess::spawn(const std::vector<std::string>& argv, const std::string& log_path,
+                       std::string* error) {
+    Fd log_fd(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644));
+    Fd null_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!log_fd || !null_fd) {
+        if (error) *error = "open " + log_path + ": " + errno_text(errno);
+        return false;
+    }
+    std::vector<char*> args;
+    for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        if (error) *error = "fork: " + errno_text(errno);
+        return false;
+    }
+    if (pid == 0) {
+        // Only async-signal-safe calls from here to exec. A child must not outlive a test run
+        // that was killed (ctest timeout), so it dies with its parent.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(127);
+        ::dup2(null_fd.get(), STDIN_FILENO);
+        ::dup2(log_fd.get(), STDOUT_FILENO);
+        ::dup2(log_fd.get(), STDERR_FILENO);
+        ::close_range(3, ~0U, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::execv(args[0], args.data());
+        const char* what = "exec failed: ";
+        [[maybe_unused]] ssize_t w1 = ::write(STDERR_FILENO, what, std::strlen(what));
+        [[maybe_unused]] ssize_t w2 = ::write(STDERR_FILENO, args[0], std::strlen(args[0]));
+        [[maybe_unused]] ssize_t w3 = ::write(STDERR_FILENO, "\n", 1);
+        ::_exit(127);
+    }
+    pid_ = pid;
+    exit_code_.reset();
+    return true;
+}
+
+void Subprocess::reap_if_exited(int options) {
+    if (pid_ <= 0 || exit_code_) return;
+    int status = 0;
+    pid_t r;
+    do {
+        r = ::waitpid(pid_, &status, options);
+    } while (r < 0 && errno == EINTR);
+    if (r == pid_) {
+        if (WIFEXITED(status))
+            exit_code_ = WEXITSTATUS(status);
+        else if (WIFSIGNALED(status))
+            exit_code_ = 128 + WTERMSIG(status);
+        else
+            exit_code_ = -1;
+    } else if (r < 0) {
+        exit_code_ = -1;  // not our child any more; nothing left to wait for
+    }
+}
+
+bool Subprocess::running() {
+    if (pid_ <= 0) return false;
+    reap_if_exited(WNOHANG);
+    return !exit_code_;
+}
+
+std::optional<int> Subprocess::wait(Millis timeout) {
+    auto deadline = Clock::now() + timeout;
+    while (running()) {
+        if (Clock::now() >= deadline) return std::nullopt;
+        std::this_thread::sleep_for(kPollStep);
+    }
+    return exit_code_;
+}
+
+void Subprocess::kill_and_reap(int sig) {
+    if (!running()) return;
+    ::kill(pid_, sig);
+    if (sig != SIGKILL && wait(Millis(10000))) return;
+    if (sig != SIGKILL) ::kill(pid_, SIGKILL);
+    reap_if_exited(0);
+}
+
+CommandResult run_ringlb(const std::vector<std::string>& args, Millis timeout) {
+    TempDir dir;
+    std::string log_path = dir.file("output.log");
+    std::vector<std::string> argv{RINGLB_BINARY};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandResult result;
+    Subprocess process;
+    std::string error;
+    if (!process.spawn(argv, log_path, &error)) {
+        result.output = error;
+        return result;
+    }
+    auto code = process.wait(timeout);
+    if (!code) {
+        process.kill_and_reap(SIGKILL);
+        result.exit_code = -1;
+    } else {
+        result.exit_code = *code;
+    }
+    result.output = read_file(log_path);
+    return result;
+}
+
+CommandResult run_check(std::string_view config_text) {
+    TempDir dir;
+    std::string path = dir.file("ringlb.toml");
+    write_file(path, config_text);
+    CommandResult result = run_ringlb({"check", path});
+    result.config_path = path;
+    return result;
+}
+
+uint64_t ShardStats::get(const std::string& key) const {
+    auto it = values.find(key);
+    return it == values.end() ? 0 : it->second;
+}
+
+uint64_t sum_stat(const std::vector<ShardStats>& shards, const std::string& key) {
+    uint64_t total = 0;
+    for (const auto& shard : shards) total += shard.get(key);
+    return total;
+}
+
+std::string StartResult::describe() const {
+    std::string what;
+    switch (status) {
+        case Status::kReady:
+            what = "ready";
+            break;
+        case Status::kExited:
+            what = "ringlb exited before ready with code " + std::to_string(exit_code.value_or(-1));
+            break;
+        case Status::kTimeout:
+            what = "ringlb did not log \"ready:\" in time (killed)";
+            break;
+        case Status::kSpawnFailed:
+            what = "could not start ringlb";
+            break;
+    }
+    return what + "; log:\n" + tail(log);
+}
+
+ProxyProcess::ProxyProcess() : log_path_(dir_.file("ringlb.log")) {}
+
+ProxyProcess::~ProxyProcess() {
+    process_.kill_and_reap(SIGKILL);
+    std::string text = log();
+    std::string report = sanitizer_report(text);
+    if (!report.empty())
+        ADD_FAILURE() << "sanitizer report from ringlb: " << report << "\n" << tail(text);
+}
+
+StartResult ProxyProcess::start(std::string_view config_text,
+                                const std::vector<std::string>& extra_args, Millis timeout) {
+    std::string path = dir_.file("ringlb.toml");
+    write_file(path, config_text);
+    return start_file(path, extra_args, timeout);
+}
+
+StartResult ProxyProcess::start_file(const std::string& config_path,
+                                     const std::vector<std::string>& extra_args, Millis timeout) {
+    process_.kill_and_reap(SIGKILL);
+    config_path_ = config_path;
+    std::vector<std::string> argv{RINGLB_BINARY, "run", config_path};
+    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+    StartResult result;
+    std::string error;
+    if (!process_.spawn(argv, log_path_, &error)) {
+        result.log = error;
+        return result;
+    }
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        bool alive = process_.running();
+        result.log = read_file(log_path_);
+        if (contains(result.log, "ready:")) {
+            result.status = StartResult::Status::kReady;
+            return result;
+        }
+        if (!alive) {
+            result.status = StartResult::Status::kExited;
+            result.exit_code = process_.exit_code();
+            return result;
+        }
+        if (Clock::now() >= deadline) {
+            process_.kill_and_reap(SIGKILL);
+            result.status = StartResult::Status::kTimeout;
+            result.log = read_file(log_path_);
+            return result;
+        }
+        std::this_thread::sleep_for(kPollStep);
+    }
+}
+
+FdCounts ProxyProcess::fd_counts() const {
+    FdCounts counts;
+    std::string dir = "/proc/" + std::to_string(process_.pid()) + "/fd";
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) {
+        counts.total = -1;
+        return counts;
+    }
+    while (dirent* entry = ::readdir(d)) {
+        if (entry->d_name[0] == '.') continue;
+        char target[256];
+        ssize_t n = ::readlinkat(::dirfd(d), entry->d_name, target, sizeof(target) - 1);
+        if (n < 0) continue;  // closed while we looked
+        target[n] = '\0';
+        ++counts.total;
+        if (std::strncmp(target, "socket:", 7) == 0)
+            ++counts.sockets;
+        else if (std::strncmp(target, "pipe:", 5) == 0)
+            ++counts.pipes;
+        else
+            ++counts.other;
+    }
+    ::closedir(d);
+    return counts;
+}
+
+int ProxyProcess::fd_count() const {
+    return fd_counts().total;
+}
+
+std::string ProxyProcess::log() const {
+    return read_file(log_path_);
+}
+
+std::string ProxyProcess::log_tail(size_t max_bytes) const {
+    return tail(log(), max_bytes);
+}
+
+bool ProxyProcess::signal(int sig) {
+    if (!process_.running()) return false;
+    return ::kill(process_.pid(), sig) == 0;
+}
+
+bool ProxyProcess::wait_for_log(std::string_view needle, Millis timeout, size_t from) const {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        std::string text = log();
+        if (text.size() > from && contains(std::string_view(text).substr(from), needle))
+            return true;
+        if (Clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(kPollStep);
+    }
+}
+
+namespace {
+
+// Parses "... shard N stats: key=value key=value ..." from one line.
+std::optional<ShardStats> parse_stats_line(std::string_view line) {
+    size_t at = line.find("shard ");
+    while (at != std::string_view::npos) {
+        std::string_view rest = line.substr(at + 6);
+        size_t digits = 0;
+        while (digits < rest.size() && std::isdigit(static_cast<unsigned char>(rest[digits])))
+            ++digits;
+        if (digits > 0 && rest.substr(digits).starts_with(" stats:")) {
+            ShardStats stats;
+            stats.shard = std::atoi(std::string(rest.substr(0, digits)).c_str());
+            std::istringstream tokens(std::string(rest.substr(digits + 7)));
+            std::string token;
+            while (tokens >> token) {
+                size_t eq = token.find('=');
+                if (eq == std::string::npos) continue;
+                stats.values[token.substr(0, eq)] =
+                    std::strtoull(token.c_str() + eq + 1, nullptr, 10);
+            }
+            return stats;
+        }
+        at = line.find("shard ", at + 1);
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::vector<ShardStats>> ProxyProcess::stats(size_t shards, Millis timeout,
+                                                           std::string* why) {
+    size_t from = log().size();
+    if (!signal(SIGUSR1)) {
+        if (why) *why = "ringlb is not running; log:\n" + tail(log());
+        return std::nullopt;
+    }
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        std::string text = log();
+        std::map<int, ShardStats> by_shard;
+        size_t pos = std::min(from, text.size());
+        // Only whole lines: a line being written may be cut short.
+        for (size_t end; (end = text.find('\n', pos)) != std::string::npos; pos = end + 1) {
+            if (auto stats = parse_stats_line(std::string_view(text).substr(pos, end - pos)))
+                by_shard[stats->shard] = *stats;
+        }
+        if (by_shard.size() >= shards) {
+            std::vector<ShardStats> out;
+            for (auto& [shard, stats] : by_shard) out.push_back(std::move(stats));
+            return out;
+        }
+        if (Clock::now() >= deadline) {
+            if (why)
+                *why = "expected " + std::to_string(shards) + " \"shard N stats:\" lines after " +
+                       "SIGUSR1, saw " + std::to_string(by_shard.size()) + "; log:\n" + tail(text);
+            return std::nullopt;
+        }
+        std::this_thread::sleep_for(Millis(10));
+    }
+}
+
+int ProxyProcess::stop(Millis timeout) {
+    if (!process_.running()) return process_.exit_code().value_or(-1);
+    ::kill(process_.pid(), SIGTERM);
+    if (auto code = process_.wait(timeout)) return *code;
+    ADD_FAILURE() << "ringlb did not exit within " << timeout.count()
+                  << " ms of SIGTERM; killed. log:\n"
+                  << tail(log());
+    process_.kill_and_reap(SIGKILL);
+    return -1;
+}
+
+BackendProcess::BackendProcess() : log_path_(dir_.file("backend.log")) {}
+
+BackendProcess::~BackendProcess() {
+    process_.kill_and_reap(SIGKILL);
+    std::string text = log();
+    std::string report = sanitizer_report(text);
+    if (!report.empty())
+        ADD_FAILURE() << "sanitizer report from ringlb-echo: " << report << "\n" << tail(text);
+}
+
+::testing::AssertionResult BackendProcess::start(EchoMode mode, const std::string& name,
+                                                 Millis timeout) {
+    const char* mode_text = mode == EchoMode::kEcho   ? "echo"
+                            : mode == EchoMode::kHash ? "hash"
+                                                      : "http";
+    std::vector<std::string> argv{RINGLB_ECHO_BINARY, "--listen", "127.0.0.1:0", "--mode",
+                                  mode_text};
+    if (!name.empty()) {
+        argv.push_back("--name");
+        argv.push_back(name);
+    }
+    std::string error;
+    if (!process_.spawn(argv, log_path_, &error)) return ::testing::AssertionFailure() << error;
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        bool alive = process_.running();
+        std::string text = log();
+        size_t at = text.find("listening on ");
+        size_t end = at == std::string::npos ? at : text.find_first_of(" \n", at + 13);
+        if (end != std::string::npos) {
+            std::string address = text.substr(at + 13, end - at - 13);
+            size_t colon = address.rfind(':');
+            port_ = colon == std::string::npos
+                        ? 0
+                        : static_cast<uint16_t>(std::atoi(address.c_str() + colon + 1));
+            if (port_ == 0)
+                return ::testing::AssertionFailure() << "cannot parse the port from: " << text;
+            return ::testing::AssertionSuccess();
+        }
+        if (!alive)
+            return ::testing::AssertionFailure() << "ringlb-echo exited early; log:\n" << text;
+        if (Clock::now() >= deadline) {
+            process_.kill_and_reap(SIGKILL);
+            return ::testing::AssertionFailure() << "ringlb-echo did not listen in time; log:\n"
+                                                 << text;
+        }
+        std::this_thread::sleep_for(kPollStep);
+    }
+}
+
+std::string BackendProcess::log() const {
+    return read_file(log_path_);
+}
+
+::testing::AssertionResult BlackholeBackend::start() {
+    listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in sa = loopback(0);
+    if (!listener_ || ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0 ||
+        ::listen(listener_.get(), 0) != 0)
+        return ::testing::AssertionFailure() << "blackhole listener: " << errno_text(errno);
+    port_ = common::local_address(listener_.get()).port();
+    // With backlog 0 the kernel queues one or two connections; once the queue is full it drops
+    // SYNs, which is exactly "a backend that never answers". Connect until one hangs.
+    for (int i = 0; i < 16; ++i) {
+        Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        sockaddr_in to = loopback(port_);
+        int r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to));
+        if (r != 0 && errno != EINPROGRESS)
+            return ::testing::AssertionFailure() << "blackhole filler: " << errno_text(errno);
+        bool completed = r == 0;
+        if (!completed) {
+            pollfd p{fd.get(), POLLOUT, 0};
+            completed = ::poll(&p, 1, 200) > 0;
+        }
+        fillers_.push_back(std::move(fd));
+        if (!completed) return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << "the backlog-0 accept queue never filled";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy configuration and startup
+
+std::string make_config(ProxyConfigSpec& spec) {
+    if (spec.listen_port == 0) spec.listen_port = free_port();
+    std::ostringstream out;
+    out << "[runtime]\n"
+        << "workers = " << spec.workers << "\n"
+        << "engine = \"" << spec.engine << "\"\n"
+        << "\n[[listener]]\n"
+        << "name = \"test\"\n"
+        << "bind = \"127.0.0.1:" << spec.listen_port << "\"\n"
+        << "cluster = \"app\"\n"
+        << "forward = \"" << spec.forward << "\"\n"
+        << "\n[[cluster]]\n"
+        << "name = \"app\"\n"
+        << "connect_timeout = \"" << spec.connect_timeout << "\"\n"
+        << "backends = [";
+    for (size_t i = 0; i < spec.backends.size(); ++i)
+        out << (i ? ", " : " ") << "{ address = \"" << spec.backends[i] << "\" }";
+    out << " ]\n";
+    return out.str();
+}
+
+std::string engine_forward_name(const ::testing::TestParamInfo<EngineForward>& info) {
+    return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+}
+
+std::string engine_name(const ::testing::TestParamInfo<std::string>& info) {
+    return info.param;
+}
+
+bool io_uring_available(std::string* reason) {
+    io_uring_params params{};
+    long fd = ::syscall(__NR_io_uring_setup, 4, &params);
+    if (fd < 0) {
+        if (reason) *reason = "io_uring_setup: " + errno_text(errno);
+        return false;
+    }
+    ::close(static_cast<int>(fd));
+    return true;
+}
+
+StartVerdict start_proxy(ProxyProcess& proxy, std::string_view config_text,
+                         const std::string& engine, std::string* message) {
+    StartResult result = proxy.start(config_text);
+    if (result.ready()) return StartVerdict::kReady;
+    *message = result.describe();
+    // A crash is never a skip; an orderly refusal to run io_uring is, when the host (seccomp,
+    // sysctl, old kernel) is the reason.
+    bool exited_cleanly =
+        result.status == StartResult::Status::kExited && result.exit_code.value_or(128) < 128;
+    if (engine == "io_uring" && exited_cleanly && contains(result.log, "io_uring")) {
+        std::string reason;
+        if (!io_uring_available(&reason)) {
+            *message = "io_uring is unavailable on this host (" + reason + "); ringlb said:\n" +
+                       tail(result.log, 1000);
+            return StartVerdict::kSkip;
+        }
+        if (contains(result.log, "unavailable") || contains(result.log, "not supported")) {
+            *message = "ringlb reports io_uring unusable on this host:\n" + tail(result.log, 1000);
+            return StartVerdict::kSkip;
+        }
+    }
+    return StartVerdict::kFail;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+
+namespace {
+
+// One client exchange as a non-blocking state machine, driven by edge-triggered epoll events.
+class ExchangeConn {
+  public:
+    explicit ExchangeConn(const ExchangeSpec& spec) : spec_(spec) {
+        if (spec.kind == ExchangeKind::kHash) {
+            tools::put_be64(header_, spec.recv_bytes);
+            header_size_ = tools::kHashHeaderSize;
+            recv_seed_ = tools::kBackendPatternSeed;
+            recv_bytes_ = spec.recv_bytes;
+            trailer_expected_ = true;
+        } else {
+            recv_seed_ = spec.seed;
+            recv_bytes_ = spec.send_bytes;
+        }
+    }
+
+    // Starts connecting; false if it already failed.
+    bool start(uint16_t port, int epoll_fd, uint64_t tag) {
+        start_ = Clock::now();
+        fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        if (!fd_) return !fail("socket: " + errno_text(errno));
+        sockaddr_in sa = loopback(port);
+        int r = ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+        if (r != 0 && errno != EINPROGRESS) return !fail("connect: " + errno_text(errno));
+        connected_ = r == 0;
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+        ev.data.u64 = tag;
+        if (::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd_.get(), &ev) != 0)
+            return !fail("epoll_ctl: " + errno_text(errno));
+        return true;
+    }
+
+    // Makes all the progress the socket allows; true once finished (ok or failed).
+    bool drive(uint8_t* scratch) {
+        if (done_) return true;
+        if (!connected_) {
+            int err = 0;
+            socklen_t len = sizeof(err);
+            ::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err != 0) return fail("connect: " + errno_text(err));
+            sockaddr_in peer{};
+            socklen_t peer_len = sizeof(peer);
+            if (::getpeername(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+                return false;  // still in progress
+            connected_ = true;
+        }
+        for (;;) {
+            bool progress = false;
+            if (!shut_wr_ && !send_some(scratch, progress)) return true;
+            if (!eof_ && (!spec_.read_after_shutdown || shut_wr_)) {
+                ssize_t n = ::recv(fd_.get(), scratch, kChunk, 0);
+                if (n > 0) {
+                    progress = true;
+                    if (!consume(scratch, static_cast<size_t>(n))) return true;
+                } else if (n == 0) {
+                    eof_ = true;
+                    return finish_on_eof();
+                } else if (errno == EINTR) {
+                    progress = true;
+                } else if (errno != EAGAIN) {
+                    return fail(errno == ECONNRESET ? "connection reset by peer " + state()
+                                                    : "recv: " + errno_text(errno) + " " + state());
+                }
+            }
+            if (!progress) return false;
+        }
+    }
+
+    // Fails an exchange still running when the deadline passes.
+    void expire() {
+        if (!done_) fail("deadline exceeded " + state());
+    }
+
+    bool done() const { return done_; }
+    ExchangeResult result() const {
+        ExchangeResult r;
+        r.ok = done_ && error_.empty();
+        r.error = done_ ? error_ : "not finished";
+        r.sent = payload_sent_;
+        r.received = pattern_received_;
+        r.elapsed = std::chrono::duration_cast<Millis>(end_ - start_);
+        return r;
+    }
+    void close() { fd_.reset(); }
+
+  private:
+    bool send_some(uint8_t* scratch, bool& progress) {
+        ssize_t n;
+        if (header_sent_ < header_size_) {
+            n = ::send(fd_.get(), header_ + header_sent_, header_size_ - header_sent_,
+                       MSG_NOSIGNAL);
+            if (n > 0) header_sent_ += static_cast<size_t>(n);
+        } else if (payload_sent_ < spec_.send_bytes) {
+            size_t chunk =
+                static_cast<size_t>(std::min<uint64_t>(spec_.send_bytes - payload_sent_, kChunk));
+            // The pattern is random access: a short send regenerates from the new offset.
+            tools::pattern_fill(spec_.seed, payload_sent_, scratch, chunk);
+            n = ::send(fd_.get(), scratch, chunk, MSG_NOSIGNAL);
+            if (n > 0) {
+                sha_.update(scratch, static_cast<size_t>(n));
+                payload_sent_ += static_cast<uint64_t>(n);
+            }
+        } else {
+            if (::shutdown(fd_.get(), SHUT_WR) != 0) {
+                fail("shutdown(SHUT_WR): " + errno_text(errno) + " " + state());
+                return false;
+            }
+            shut_wr_ = true;
+            progress = true;
+            return true;
+        }
+        if (n > 0 || (n < 0 && errno == EINTR)) {
+            progress = true;
+        } else if (n < 0 && errno != EAGAIN) {
+            fail(std::string(errno == ECONNRESET || errno == EPIPE
+                                 ? "connection reset while sending: "
+                                 : "send: ") +
+                 errno_text(errno) + " " + state());
+            return false;
+        }
+        return true;
+    }
+
+    bool consume(const uint8_t* data, size_t n) {
+        size_t pos = 0;
+        if (pattern_received_ < recv_bytes_) {
+            size_t take =
+                static_cast<size_t>(std::min<uint64_t>(recv_bytes_ - pattern_received_, n));
+            size_t bad = tools::pattern_mismatch(recv_seed_, pattern_received_, data, take);
+            if (bad < take) {
+                uint8_t expected = 0;
+                tools::pattern_fill(recv_seed_, pattern_received_ + bad, &expected, 1);
+                char text[160];
+                std::snprintf(
+                    text, sizeof(text),
+                    "backend->client data mismatch at byte %llu of %llu: expected 0x%02x, "
+                    "got 0x%02x",
+                    static_cast<unsigned long long>(pattern_received_ + bad),
+                    static_cast<unsigned long long>(recv_bytes_), expected, data[bad]);
+                fail(text);
+                return false;
+            }
+            pattern_received_ += take;
+            pos = take;
+        }
+        if (pos < n && trailer_expected_ && trailer_got_ < tools::kHashTrailerSize) {
+            size_t take = std::min(tools::kHashTrailerSize - trailer_got_, n - pos);
+            std::memcpy(trailer_ + trailer_got_, data + pos, take);
+            trailer_got_ += take;
+            pos += take;
+        }
+        if (pos < n) {
+            fail(std::to_string(n - pos) + " unexpected bytes after the end of the reply " +
+                 state());
+            return false;
+        }
+        return true;
+    }
+
+    bool finish_on_eof() {
+        if (pattern_received_ < recv_bytes_)
+            return fail("short read: EOF after " + std::to_string(pattern_received_) + " of " +
+                        std::to_string(recv_bytes_) + " backend->client bytes " + state());
+        if (trailer_expected_ && trailer_got_ < tools::kHashTrailerSize)
+            return fail("short read: EOF after " + std::to_string(trailer_got_) + " of " +
+                        std::to_string(tools::kHashTrailerSize) + " trailer bytes " + state());
+        if (!shut_wr_)
+            return fail("EOF from the peer before the client finished sending " + state());
+        if (trailer_expected_) {
+            uint64_t counted = tools::get_be64(trailer_ + tools::kSha256Size);
+            if (counted != payload_sent_)
+                return fail("client->backend byte count mismatch: backend received " +
+                            std::to_string(counted) + " payload bytes, client sent " +
+                            std::to_string(payload_sent_));
+            auto digest = sha_.finish();
+            if (std::memcmp(digest.data(), trailer_, tools::kSha256Size) != 0)
+                return fail("client->backend data mismatch: SHA-256 of the " +
+                            std::to_string(payload_sent_) +
+                            " bytes the backend received differs from what the client sent");
+        }
+        done_ = true;
+        end_ = Clock::now();
+        fd_.reset();
+        return true;
+    }
+
+    bool fail(std::string reason) {
+        if (!done_) {
+            done_ = true;
+            end_ = Clock::now();
+            error_ = std::move(reason);
+            fd_.reset();
+        }
+        return true;  // finished; callers treat "true" as done
+    }
+
+    std::string state() const {
+        char text[200];
+        std::snprintf(
+            text, sizeof(text),
+            "(connected=%d sent %llu/%llu%s, received %llu/%llu + trailer %zu/%zu, eof=%d)",
+            connected_ ? 1 : 0, static_cast<unsigned long long>(payload_sent_),
+            static_cast<unsigned long long>(spec_.send_bytes), shut_wr_ ? " shut" : "",
+            static_cast<unsigned long long>(pattern_received_),
+            static_cast<unsigned long long>(recv_bytes_), trailer_got_,
+            trailer_expected_ ? tools::kHashTrailerSize : size_t{0}, eof_ ? 1 : 0);
+        return text;
+    }
+
+    ExchangeSpec spec_;
+    Fd fd_;
+    Clock::time_point start_;
+    Clock::time_point end_;
+    bool connected_ = false;
+    bool shut_wr_ = false;
+    bool eof_ = false;
+    bool done_ = false;
+    std::string error_;
+
+    uint8_t header_[tools::kHashHeaderSize] = {};
+    size_t header_size_ = 0;
+    size_t header_sent_ = 0;
+    uint64_t payload_sent_ = 0;
+    tools::Sha256 sha_;
+
+    uint64_t recv_seed_ = 0;
+    uint64_t recv_bytes_ = 0;
+    uint64_t pattern_received_ = 0;
+    bool trailer_expected_ = false;
+    uint8_t trailer_[tools::kHashTrailerSize] = {};
+    size_t trailer_got_ = 0;
+};
+
+std::vector<ExchangeResult> run_all(uint16_t port, const std::vector<ExchangeSpec>& specs,
+                                    const RunOptions& options) {
+    static const long fd_limit = common::raise_fd_limit();
+    (void)fd_limit;
+    auto deadline = Clock::now() + options.deadline;
+    std::vector<std::unique_ptr<ExchangeConn>> conns;
+    conns.reserve(specs.size());
+    for (const auto& spec : specs) conns.push_back(std::make_unique<ExchangeConn>(spec));
+    std::vector<uint8_t> scratch(kChunk);
+
+    Fd epoll_fd(::epoll_create1(EPOLL_CLOEXEC));
+    size_t next = 0;
+    size_t active = 0;
+    size_t finished = 0;
+    auto finish = [&](ExchangeConn& conn) {
+        conn.close();
+        ++finished;
+    };
+    auto start_more = [&] {
+        while (next < conns.size() &&
+               (options.max_in_flight == 0 || active < options.max_in_flight)) {
+            ExchangeConn& conn = *conns[next];
+            uint64_t tag = next++;
+            if (!conn.start(port, epoll_fd.get(), tag) || conn.drive(scratch.data())) {
+                finish(conn);
+                continue;
+            }
+            ++active;
+        }
+    };
+    start_more();
+    std::vector<epoll_event> events(256);
+    while (finished < conns.size()) {
+        int timeout = remaining_ms(deadline);
+        if (timeout == 0) break;
+        int n = ::epoll_wait(epoll_fd.get(), events.data(), static_cast<int>(events.size()),
+                             std::min(timeout, 100));
+        if (n < 0 && errno != EINTR) break;
+        for (int i = 0; i < n; ++i) {
+            ExchangeConn& conn = *conns[events[i].data.u64];
+            if (conn.done()) continue;
+            if (conn.drive(scratch.data())) {
+                finish(conn);
+                --active;
+            }
+        }
+        start_more();
+    }
+    std::vector<ExchangeResult> results;
+    results.reserve(conns.size());
+    for (auto& conn : conns) {
+        conn->expire();
+        results.push_back(conn->result());
+    }
+    return results;
+}
+
+RunSummary summarize(const std::vector<ExchangeResult>& results, Millis elapsed) {
+    RunSummary summary;
+    summary.total = results.size();
+    summary.elapsed = elapsed;
+    for (size_t i = 0; i < results.size(); ++i) {
+        if (results[i].ok) {
+            ++summary.succeeded;
+            continue;
+        }
+        ++summary.failed;
+        if (summary.failures.size() < kMaxReportedFailures)
+            summary.failures.push_back("#" + std::to_string(i) + ": " + results[i].error);
+    }
+    return summary;
+}
+
+}  // namespace
+
+ExchangeResult exchange(uint16_t port, const ExchangeSpec& spec, Millis timeout) {
+    RunOptions options;
+    options.deadline = timeout;
+    return run_all(port, {spec}, options).front();
+}
+
+ExchangeResult hash_exchange(uint16_t port, uint64_t send_bytes, uint64_t recv_bytes,
+                             Millis timeout) {
+    ExchangeSpec spec;
+    spec.kind = ExchangeKind::kHash;
+    spec.send_bytes = send_bytes;
+    spec.recv_bytes = recv_bytes;
+    return exchange(port, spec, timeout);
+}
+
+ExchangeResult echo_exchange(uint16_t port, uint64_t bytes, bool read_after_shutdown,
+                             Millis timeout) {
+    ExchangeSpec spec;
+    spec.kind = ExchangeKind::kEcho;
+    spec.send_bytes = bytes;
+    spec.read_after_shutdown = read_after_shutdown;
+    return exchange(port, spec, timeout);
+}
+
+std::string RunSummary::describe() const {
+    std::string text = std::to_string(succeeded) + "/" + std::to_string(total) +
+                       " exchanges succeeded in " + std::to_string(elapsed.count()) + " ms";
+    if (failed > 0) {
+        text += "; " + std::to_string(failed) + " failed, first failures:";
+        for (const auto& failure : failures) text += "\n  " + failure;
+    }
+    return text;
+}
+
+RunSummary run_concurrent(uint16_t port, const std::vector<ExchangeSpec>& specs,
+                          const RunOptions& options) {
+    auto start = Clock::now();
+    auto results = run_all(port, specs, options);
+    return summarize(results, since(start));
+}
+
+RunSummary run_concurrent(uint16_t port, size_t count, const ExchangeSpec& spec,
+                          const RunOptions& options) {
+    std::vector<ExchangeSpec> specs(count, spec);
+    for (size_t i = 0; i < count; ++i) specs[i].seed = spec.seed * 1000003 + i;
+    return run_concurrent(port, specs, options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Low-level helpers
+
+Fd connect_to(uint16_t port, Millis timeout, std::string* error) {
+    Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+        if (error) *error = "socket: " + errno_text(errno);
+        return {};
+    }
+    sockaddr_in sa = loopback(port);
+    int r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    if (r != 0 && errno != EINPROGRESS) {
+        if (error) *error = "connect: " + errno_text(errno);
+        return {};
+    }
+    if (r != 0) {
+        pollfd p{fd.get(), POLLOUT, 0};
+        int ready;
+        do {
+            ready = ::poll(&p, 1, static_cast<int>(timeout.count()));
+        } while (ready < 0 && errno == EINTR);
+        if (ready <= 0) {
+            if (error) *error = "connect: timed out";
+            return {};
+        }
+        int err = 0;
+        socklen_t len = sizeof(err);
+        ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) {
+            if (error) *error = "connect: " + errno_text(err);
+            return {};
+        }
+    }
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+    return fd;
+}
+
+bool send_all(int fd, const void* data, size_t n, Millis timeout) {
+    auto deadline = Clock::now() + timeout;
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+        pollfd pfd{fd, POLLOUT, 0};
+        if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0) return false;
+        ssize_t m = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (m > 0) {
+            p += m;
+            n -= static_cast<size_t>(m);
+        } else if (m < 0 && errno != EAGAIN && errno != EINTR) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool recv_exactly(int fd, size_t n, Millis timeout) {
+    auto deadline = Clock::now() + timeout;
+    std::vector<char> buffer(kChunk);
+    while (n > 0) {
+        pollfd pfd{fd, POLLIN, 0};
+        if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0) return false;
+        ssize_t m = ::recv(fd, buffer.data(), std::min(n, buffer.size()), MSG_DONTWAIT);
+        if (m > 0)
+            n -= static_cast<size_t>(m);
+        else if (m == 0 || (errno != EAGAIN && errno != EINTR))
+            return false;
+    }
+    return true;
+}
+
+const char* to_string(CloseKind kind) {
+    switch (kind) {
+        case CloseKind::kEof:
+            return "EOF";
+        case CloseKind::kReset:
+            return "reset";
+        case CloseKind::kTimeout:
+            return "timeout";
+        case CloseKind::kOtherError:
+            return "error";
+    }
+    return "?";
+}
+
+CloseResult wait_for_close(int fd, Millis timeout, std::string* data) {
+    auto start = Clock::now();
+    auto deadline = start + timeout;
+    std::vector<char> buffer(kChunk);
+    CloseResult result;
+    for (;;) {
+        pollfd pfd{fd, POLLIN, 0};
+        int ready = ::poll(&pfd, 1, remaining_ms(deadline));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) {
+            result.kind = CloseKind::kTimeout;
+            break;
+        }
+        ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+        if (n > 0) {
+            result.bytes_before += static_cast<uint64_t>(n);
+            if (data) data->append(buffer.data(), static_cast<size_t>(n));
+            continue;
+        }
+        if (n == 0) {
+            result.kind = CloseKind::kEof;
+            break;
+        }
+        if (errno == EAGAIN || errno == EINTR) continue;
+        result.kind = errno == ECONNRESET ? CloseKind::kReset : CloseKind::kOtherError;
+        break;
+    }
+    result.elapsed = since(start);
+    return result;
+}
+
+std::vector<CloseResult> wait_for_close_all(const std::vector<int>& fds, Millis timeout) {
+    auto start = Clock::now();
+    auto deadline = start + timeout;
+    std::vector<char> buffer(kChunk);
+    std::vector<CloseResult> results(fds.size());
+    std::vector<bool> open(fds.size(), true);
+    size_t left = fds.size();
+    while (left > 0) {
+        std::vector<pollfd> pfds;
+        std::vector<size_t> index;
+        for (size_t i = 0; i < fds.size(); ++i) {
+            if (!open[i]) continue;
+            pfds.push_back({fds[i], POLLIN, 0});
+            index.push_back(i);
+        }
+        int ready = ::poll(pfds.data(), pfds.size(), remaining_ms(deadline));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) break;  // the rest keep kTimeout
+        for (size_t k = 0; k < pfds.size(); ++k) {
+            if (pfds[k].revents == 0) continue;
+            size_t i = index[k];
+            ssize_t n = ::recv(fds[i], buffer.data(), buffer.size(), MSG_DONTWAIT);
+            if (n > 0) {
+                results[i].bytes_before += static_cast<uint64_t>(n);
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+            results[i].kind = n == 0                ? CloseKind::kEof
+                              : errno == ECONNRESET ? CloseKind::kReset
+                                                    : CloseKind::kOtherError;
+            results[i].elapsed = since(start);
+            open[i] = false;
+            --left;
+        }
+    }
+    for (size_t i = 0; i < fds.size(); ++i)
+        if (open[i]) results[i].elapsed = since(start);
+    return results;
+}
+
+void reset_close(Fd& fd) {
+    linger lg{1, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    fd.reset();
+}
+
+std::optional<std::string> http_get(uint16_t port, Millis timeout, std::string* error) {
+    auto deadline = Clock::now() + timeout;
+    std::string why;
+    Fd fd = connect_to(port, timeout, &why);
+    if (!fd) {
+        if (error) *error = why;
+        return std::nullopt;
+    }
+    static constexpr std::string_view kRequest =
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (!send_all(fd.get(), kRequest.data(), kRequest.size(), timeout)) {
+        if (error) *error = "sending the request failed";
+        return std::nullopt;
+    }
+    std::string response;
+    char buffer[4096];
+    for (;;) {
+        pollfd pfd{fd.get(), POLLIN, 0};
+        if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0) {
+            if (error) *error = "timed out reading the response: \"" + response + "\"";
+            return std::nullopt;
+        }
+        ssize_t n = ::recv(fd.get(), buffer, sizeof(buffer), MSG_DONTWAIT);
+        if (n > 0) {
+            response.append(buffer, static_cast<size_t>(n));
+        } else if (n == 0) {
+            break;
+        } else if (errno != EAGAIN && errno != EINTR) {
+            if (error) *error = "recv: " + errno_text(errno);
+            return std::nullopt;
+        }
+    }
+    size_t body = response.find("\r\n\r\n");
+    if (!response.starts_with("HTTP/1.1 200") || body == std::string::npos) {
+        if (error) *error = "unexpected response: \"" + response + "\"";
+        return std::nullopt;
+    }
+    return response.substr(body + 4);
+}
+
+bool fd_counts_match(const FdCounts& now, const FdCounts& baseline, bool pipes_exact) {
+    if (now.total < 0) return false;
+    return now.sockets == baseline.sockets && now.other == baseline.other &&
+           (pipes_exact ? now.pipes == baseline.pipes : true);
+}
+
+std::string to_string(const FdCounts& counts) {
+    return "total=" + std::to_string(counts.total) + " sockets=" + std::to_string(counts.sockets) +
+           " pipes=" + std::to_string(counts.pipes) + " other=" + std::to_string(counts.other);
+}
+
+FdCounts wait_for_fd_baseline(const ProxyProcess& proxy, const FdCounts& baseline, Millis timeout,
+                              bool pipes_exact) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        FdCounts now = proxy.fd_counts();
+        if (fd_counts_match(now, baseline, pipes_exact) || Clock::now() >= deadline) return now;
+        std::this_thread::sleep_for(Millis(20));
+    }
+}
+
+}  // namespace ringlb::testkit

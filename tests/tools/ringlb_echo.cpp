@@ -1,0 +1,535 @@
+// ringlb-echo: the test and demo backend.
+//
+//   ringlb-echo --listen IP:PORT [--mode echo|hash|http] [--name NAME] [--threads N]
+//
+// echo: echoes every byte; on the client's EOF it flushes, shuts its write side and closes.
+// hash: the protocol in tests/tools/pattern.hpp (both directions checked byte-exactly).
+// http: a minimal HTTP/1.1 keepalive server answering "hello from NAME\n" (quick start, wrk).
+//
+// Each thread runs its own edge-triggered epoll loop over non-blocking sockets; idle connections
+// hold no buffers, so thousands of them cost little memory.
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/address.hpp"
+#include "common/fd.hpp"
+#include "common/log.hpp"
+#include "common/socket.hpp"
+#include "tests/tools/pattern.hpp"
+
+namespace ringlb::tools {
+namespace {
+
+using common::Fd;
+
+enum class Mode { kEcho, kHash, kHttp };
+
+constexpr size_t kScratchSize = 64 * 1024;
+constexpr size_t kMaxHttpHeader = 64 * 1024;
+constexpr int kMaxEvents = 256;
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
+
+struct Options {
+    common::Address listen;
+    Mode mode = Mode::kEcho;
+    std::string name = "ringlb-echo";
+    unsigned threads = 1;
+};
+
+struct Conn {
+    Fd fd;
+    bool read_eof = false;
+    // Bytes accepted for sending that the socket could not take yet. While non-empty the
+    // connection stops reading (echo, http): backpressure instead of unbounded buffering.
+    std::string out;
+    size_t out_offset = 0;
+
+    // hash mode
+    uint8_t header[kHashHeaderSize] = {};
+    size_t header_got = 0;
+    uint64_t to_send = 0;
+    uint64_t sent = 0;
+    uint64_t received = 0;
+    bool trailer_queued = false;
+    std::unique_ptr<Sha256> sha;
+
+    // http mode
+    std::string in;
+    uint64_t body_left = 0;
+    bool close_after_flush = false;
+
+    bool has_out() const { return out_offset < out.size(); }
+};
+
+enum class Flush { kDone, kBlocked, kError };
+
+bool is_again(int err) {
+    return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(a[i])) !=
+            std::tolower(static_cast<unsigned char>(b[i])))
+            return false;
+    return true;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+        s.remove_suffix(1);
+    return s;
+}
+
+class Worker {
+  public:
+    Worker(const Options& options, int listen_fd) : options_(options), listen_fd_(listen_fd) {}
+
+    bool init() {
+        epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+        if (!epoll_) return false;
+        // Level-triggered so a connection left in the queue (EMFILE) is retried; EPOLLEXCLUSIVE
+        // keeps several threads from all waking for one connection.
+        epoll_event ev{};
+        ev.events = EPOLLIN | (options_.threads > 1 ? EPOLLEXCLUSIVE : 0u);
+        ev.data.fd = listen_fd_;
+        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listen_fd_, &ev) != 0) return false;
+        http_response_ =
+            "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(options_.name.size() + 12) +
+            "\r\nContent-Type: text/plain\r\n\r\nhello from " + options_.name + "\n";
+        http_close_response_ = http_response_;
+        http_close_response_.insert(http_close_response_.find("\r\n\r\n"), "\r\nConnection: close");
+        return true;
+    }
+
+    void run() {
+        epoll_event events[kMaxEvents];
+        for (;;) {
+            int timeout = -1;
+            if (accept_paused_) {
+                auto now = std::chrono::steady_clock::now();
+                if (now >= accept_resume_) {
+                    set_accepting(true);
+                } else {
+                    timeout =
+                        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             accept_resume_ - now)
+                                             .count()) +
+                        1;
+                }
+            }
+            int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, timeout);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                LOG_ERROR("epoll_wait: %s", std::strerror(errno));
+                std::exit(1);
+            }
+            for (int i = 0; i < n; ++i) {
+                int fd = events[i].data.fd;
+                if (fd == listen_fd_) {
+                    accept_all();
+                    continue;
+                }
+                // A stale event for an fd closed earlier in this batch finds nothing (or a new
+                // connection, for which a spurious drive is harmless: it stops at EAGAIN).
+                if (static_cast<size_t>(fd) < conns_.size() && conns_[fd]) drive(fd);
+            }
+        }
+    }
+
+  private:
+    void set_accepting(bool on) {
+        // EPOLLEXCLUSIVE registrations cannot be modified; delete and re-add instead.
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listen_fd_, nullptr);
+        if (on) {
+            epoll_event ev{};
+            ev.events = EPOLLIN | (options_.threads > 1 ? EPOLLEXCLUSIVE : 0u);
+            ev.data.fd = listen_fd_;
+            ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listen_fd_, &ev);
+        }
+        accept_paused_ = !on;
+    }
+
+    void accept_all() {
+        for (;;) {
+            int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                if (is_again(errno)) return;
+                if (errno == EINTR || errno == ECONNABORTED) continue;
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                    LOG_WARN("accept: %s; pausing accepts", std::strerror(errno));
+                    set_accepting(false);
+                    accept_resume_ = std::chrono::steady_clock::now() + kAcceptPause;
+                    return;
+                }
+                LOG_ERROR("accept: %s", std::strerror(errno));
+                return;
+            }
+            common::set_nodelay(fd);
+            if (static_cast<size_t>(fd) >= conns_.size()) conns_.resize(fd + 1024);
+            auto conn = std::make_unique<Conn>();
+            conn->fd.reset(fd);
+            if (options_.mode == Mode::kHash) conn->sha = std::make_unique<Sha256>();
+            epoll_event ev{};
+            ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+            ev.data.fd = fd;
+            if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+                LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
+                continue;  // conn's Fd closes the socket
+            }
+            conns_[fd] = std::move(conn);
+            // Data may already be waiting; the edge for it may have come before registration.
+            drive(fd);
+        }
+    }
+
+    void close_conn(int fd) { conns_[fd].reset(); }
+
+    // Shuts the write side first so the peer sees a clean EOF after everything we sent.
+    void finish_conn(int fd) {
+        ::shutdown(fd, SHUT_WR);
+        close_conn(fd);
+    }
+
+    Flush flush(Conn& c) {
+        while (c.has_out()) {
+            ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_offset, c.out.size() - c.out_offset,
+                               MSG_NOSIGNAL);
+            if (n > 0) {
+                c.out_offset += static_cast<size_t>(n);
+                continue;
+            }
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0 && is_again(errno)) return Flush::kBlocked;
+            return Flush::kError;
+        }
+        c.out.clear();
+        c.out_offset = 0;
+        return Flush::kDone;
+    }
+
+    // Sends what it can of [data, data+n) and queues the rest. False on a socket error.
+    bool send_or_queue(Conn& c, const char* data, size_t n) {
+        if (!c.has_out()) {
+            while (n > 0) {
+                ssize_t m = ::send(c.fd.get(), data, n, MSG_NOSIGNAL);
+                if (m > 0) {
+                    data += m;
+                    n -= static_cast<size_t>(m);
+                    continue;
+                }
+                if (m < 0 && errno == EINTR) continue;
+                if (m < 0 && is_again(errno)) break;
+                return false;
+            }
+        }
+        c.out.append(data, n);
+        return true;
+    }
+
+    // Receives into the scratch buffer: >0 bytes, 0 EOF, -1 would block, -2 error.
+    ssize_t receive(Conn& c) {
+        for (;;) {
+            ssize_t n = ::recv(c.fd.get(), scratch_, sizeof(scratch_), 0);
+            if (n >= 0) return n;
+            if (errno == EINTR) continue;
+            return is_again(errno) ? -1 : -2;
+        }
+    }
+
+    void drive(int fd) {
+        switch (options_.mode) {
+            case Mode::kEcho:
+                drive_echo(fd);
+                break;
+            case Mode::kHash:
+                drive_hash(fd);
+                break;
+            case Mode::kHttp:
+                drive_http(fd);
+                break;
+        }
+    }
+
+    void drive_echo(int fd) {
+        Conn& c = *conns_[fd];
+        for (;;) {
+            Flush f = flush(c);
+            if (f == Flush::kError) return close_conn(fd);
+            if (f == Flush::kBlocked) return;  // EPOLLOUT resumes us
+            if (c.read_eof) return finish_conn(fd);
+            ssize_t n = receive(c);
+            if (n == -1) return;
+            if (n == -2) return close_conn(fd);
+            if (n == 0) {
+                c.read_eof = true;
+                continue;
+            }
+            if (!send_or_queue(c, reinterpret_cast<const char*>(scratch_), static_cast<size_t>(n)))
+                return close_conn(fd);
+        }
+    }
+
+    void drive_hash(int fd) {
+        Conn& c = *conns_[fd];
+        for (;;) {
+            bool progress = false;
+            if (!c.read_eof) {
+                ssize_t n = receive(c);
+                if (n == -2) return close_conn(fd);
+                if (n == 0) {
+                    c.read_eof = true;
+                    progress = true;
+                    if (c.header_got < kHashHeaderSize) {
+                        LOG_WARN("hash: client closed before the 8-byte header");
+                        return close_conn(fd);
+                    }
+                } else if (n > 0) {
+                    progress = true;
+                    size_t used = 0;
+                    if (c.header_got < kHashHeaderSize) {
+                        used = std::min(kHashHeaderSize - c.header_got, static_cast<size_t>(n));
+                        std::memcpy(c.header + c.header_got, scratch_, used);
+                        c.header_got += used;
+                        if (c.header_got == kHashHeaderSize) c.to_send = get_be64(c.header);
+                    }
+                    c.sha->update(scratch_ + used, static_cast<size_t>(n) - used);
+                    c.received += static_cast<size_t>(n) - used;
+                }
+            }
+            if (c.header_got == kHashHeaderSize) {
+                Flush f = flush(c);
+                if (f == Flush::kError) return close_conn(fd);
+                if (f == Flush::kDone) {
+                    if (c.trailer_queued) return finish_conn(fd);
+                    if (c.sent < c.to_send) {
+                        size_t chunk = static_cast<size_t>(
+                            std::min<uint64_t>(c.to_send - c.sent, sizeof(scratch_)));
+                        // The pattern is random access, so a short send just regenerates from the
+                        // new offset next time; nothing is queued.
+                        pattern_fill(kBackendPatternSeed, c.sent, scratch_, chunk);
+                        ssize_t m = ::send(c.fd.get(), scratch_, chunk, MSG_NOSIGNAL);
+                        if (m > 0) {
+                            c.sent += static_cast<uint64_t>(m);
+                            progress = true;
+                        } else if (m < 0 && !is_again(errno) && errno != EINTR) {
+                            return close_conn(fd);
+                        }
+                    } else if (c.read_eof) {
+                        uint8_t trailer[kHashTrailerSize];
+                        auto digest = c.sha->finish();
+                        std::memcpy(trailer, digest.data(), kSha256Size);
+                        put_be64(trailer + kSha256Size, c.received);
+                        if (!send_or_queue(c, reinterpret_cast<const char*>(trailer),
+                                           sizeof(trailer)))
+                            return close_conn(fd);
+                        c.trailer_queued = true;
+                        progress = true;
+                    }
+                }
+            }
+            if (!progress) return;
+        }
+    }
+
+    // Answers every complete request in c.in. Returns false on a malformed request.
+    bool serve_http(Conn& c) {
+        for (;;) {
+            if (c.body_left > 0) {
+                size_t skip = static_cast<size_t>(std::min<uint64_t>(c.body_left, c.in.size()));
+                c.in.erase(0, skip);
+                c.body_left -= skip;
+                if (c.body_left > 0) return true;
+            }
+            size_t end = c.in.find("\r\n\r\n");
+            if (end == std::string::npos) return c.in.size() <= kMaxHttpHeader;
+            std::string_view head(c.in.data(), end);
+            size_t line_end = head.find("\r\n");
+            std::string_view request_line = head.substr(0, line_end);
+            bool keep_alive = request_line.size() >= 8 &&
+                              request_line.substr(request_line.size() - 8) == "HTTP/1.1";
+            uint64_t content_length = 0;
+            while (line_end != std::string_view::npos) {
+                head.remove_prefix(line_end + 2);
+                line_end = head.find("\r\n");
+                std::string_view line = head.substr(0, line_end);
+                size_t colon = line.find(':');
+                if (colon == std::string_view::npos) continue;
+                std::string_view key = trim(line.substr(0, colon));
+                std::string_view value = trim(line.substr(colon + 1));
+                if (iequals(key, "connection")) {
+                    if (iequals(value, "close"))
+                        keep_alive = false;
+                    else if (iequals(value, "keep-alive"))
+                        keep_alive = true;
+                } else if (iequals(key, "content-length")) {
+                    content_length = std::strtoull(std::string(value).c_str(), nullptr, 10);
+                }
+            }
+            c.in.erase(0, end + 4);
+            c.body_left = content_length;
+            if (!send_or_queue(c, keep_alive ? http_response_.data() : http_close_response_.data(),
+                               keep_alive ? http_response_.size() : http_close_response_.size()))
+                return false;
+            if (!keep_alive) {
+                c.close_after_flush = true;
+                c.in.clear();
+                return true;
+            }
+        }
+    }
+
+    void drive_http(int fd) {
+        Conn& c = *conns_[fd];
+        for (;;) {
+            Flush f = flush(c);
+            if (f == Flush::kError) return close_conn(fd);
+            if (f == Flush::kBlocked) return;
+            if (c.close_after_flush) return finish_conn(fd);
+            if (c.read_eof) return finish_conn(fd);
+            ssize_t n = receive(c);
+            if (n == -1) return;
+            if (n == -2) return close_conn(fd);
+            if (n == 0) {
+                c.read_eof = true;
+                continue;
+            }
+            c.in.append(reinterpret_cast<const char*>(scratch_), static_cast<size_t>(n));
+            if (!serve_http(c)) return close_conn(fd);
+        }
+    }
+
+    const Options& options_;
+    int listen_fd_;
+    Fd epoll_;
+    std::vector<std::unique_ptr<Conn>> conns_;
+    std::string http_response_;
+    std::string http_close_response_;
+    bool accept_paused_ = false;
+    std::chrono::steady_clock::time_point accept_resume_;
+    uint8_t scratch_[kScratchSize];
+};
+
+void usage() {
+    std::fprintf(stderr,
+                 "usage: ringlb-echo --listen IP:PORT [--mode echo|hash|http] [--name NAME] "
+                 "[--threads N]\n");
+}
+
+bool parse_options(int argc, char** argv, Options& options) {
+    bool have_listen = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (i + 1 >= argc) return false;
+        std::string_view value = argv[++i];
+        if (arg == "--listen") {
+            std::string error;
+            auto address = common::parse_address(value, &error);
+            if (!address) {
+                std::fprintf(stderr, "ringlb-echo: --listen %s: %s\n", argv[i], error.c_str());
+                return false;
+            }
+            options.listen = *address;
+            have_listen = true;
+        } else if (arg == "--mode") {
+            if (value == "echo")
+                options.mode = Mode::kEcho;
+            else if (value == "hash")
+                options.mode = Mode::kHash;
+            else if (value == "http")
+                options.mode = Mode::kHttp;
+            else
+                return false;
+        } else if (arg == "--name") {
+            options.name = value;
+        } else if (arg == "--threads") {
+            int threads = std::atoi(argv[i]);
+            if (threads < 1 || threads > 256) return false;
+            options.threads = static_cast<unsigned>(threads);
+        } else {
+            return false;
+        }
+    }
+    return have_listen;
+}
+
+const char* mode_name(Mode mode) {
+    switch (mode) {
+        case Mode::kEcho:
+            return "echo";
+        case Mode::kHash:
+            return "hash";
+        case Mode::kHttp:
+            return "http";
+    }
+    return "?";
+}
+
+int run(int argc, char** argv) {
+    Options options;
+    if (!parse_options(argc, argv, options)) {
+        usage();
+        return 2;
+    }
+    ::signal(SIGPIPE, SIG_IGN);
+    common::raise_fd_limit();
+
+    // SO_REUSEADDR only: a second backend on the same port must fail loudly rather than share
+    // the port (SO_REUSEPORT) and silently take half of another test's connections.
+    Fd listener(::socket(options.listen.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int one = 1;
+    if (!listener ||
+        ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        ::bind(listener.get(), options.listen.sa(), options.listen.length) != 0 ||
+        ::listen(listener.get(), 4096) != 0) {
+        LOG_ERROR("cannot listen on %s: %s", options.listen.to_string().c_str(),
+                  std::strerror(errno));
+        return 1;
+    }
+
+    std::vector<std::unique_ptr<Worker>> workers;
+    for (unsigned i = 0; i < options.threads; ++i) {
+        workers.push_back(std::make_unique<Worker>(options, listener.get()));
+        if (!workers.back()->init()) {
+            LOG_ERROR("epoll setup: %s", std::strerror(errno));
+            return 1;
+        }
+    }
+    LOG_INFO("listening on %s mode=%s name=%s threads=%u",
+             common::local_address(listener.get()).to_string().c_str(), mode_name(options.mode),
+             options.name.c_str(), options.threads);
+
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < options.threads; ++i)
+        threads.emplace_back([&workers, i] { workers[i]->run(); });
+    workers[0]->run();  // never returns; the process ends by signal
+    return 0;
+}
+
+}  // namespace
+}  // namespace ringlb::tools
+
+int main(int argc, char** argv) {
+    return ringlb::tools::run(argc, argv);
+}

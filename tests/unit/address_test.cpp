@@ -1,0 +1,39 @@
+#include "common/address.hpp"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+using ringlb::common::parse_address;
+
+TEST(AddressTest, ParsesIpv4) {
+    auto a = parse_address("127.0.0.1:8080");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->family(), AF_INET);
+    EXPECT_EQ(a->port(), 8080);
+    EXPECT_EQ(a->length, sizeof(sockaddr_in));
+    EXPECT_EQ(a->to_string(), "127.0.0.1:8080");
+}
+
+TEST(AddressTest, ParsesBracketedIpv6) {
+    auto a = parse_address("[::1]:443");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->family(), AF_INET6);
+    EXPECT_EQ(a->port(), 443);
+    EXPECT_EQ(a->to_string(), "[::1]:443");
+}
+
+TEST(AddressTest, RejectsBadInputWithReason) {
+    struct Case {
+        const char* text;
+        const char* reason_part;
+    };
+    for (const Case& c :
+         {Case{"127.0.0.1", "expected"}, Case{"127.0.0.1:", "invalid port"},
+          Case{"127.0.0.1:65536", "invalid port"}, Case{"127.0.0.1:8x", "invalid port"},
+          Case{"localhost:80", "not resolved"}, Case{"::1:80", "[ipv6]:port"},
+          Case{"[::1]80", "[ipv6]:port"}, Case{"999.1.1.1:80", "invalid IP"}}) {
+        std::string error;
+        EXPECT_FALSE(parse_address(c.text, &error)) << c.text;
+        EXPECT_NE(error.find(c.reason_part), std::string::npos) << c.text << ": " << error;
+    }
+}
