@@ -125,6 +125,12 @@ class Engine {
     // -ENOBUFS (final) means every buffer is in use: re-arm after releasing some.
     virtual void recv(Op& op, int fd) = 0;
 
+    // Single-shot receive into one engine buffer: exactly one completion, res > 0 with kBuffer,
+    // 0 at EOF, or -errno (-ENOBUFS as for recv). Bounds the buffers a bulk stream can take to
+    // what its handler asked for: a multishot receive may take many buffers in one kernel pass
+    // before a pause takes effect.
+    virtual void recv_once(Op& op, int fd) = 0;
+
     // Sends bytes from memory the caller keeps alive until completion. res is the number of
     // bytes sent (possibly fewer than len) or -errno. Never raises SIGPIPE.
     virtual void send(Op& op, int fd, const void* data, size_t len) = 0;

@@ -25,6 +25,10 @@ constexpr uint64_t kWakeKey = ~uint64_t{0};
 // sits in pending_res_ and it is queued for delivery. Such an op is armed but no longer waiting.
 constexpr uint32_t kFinalPending = 1u << 31;
 constexpr uint32_t kPollBits = POLLIN | POLLOUT | POLLRDHUP;
+// Engine-private flag in Op::mask_ of a receive: recv_once, ends with its first buffer.
+constexpr uint32_t kRecvOnce = 1u << 30;
+// With kFinalPending: the final completion carries a buffer whose id is parked in Op::done_.
+constexpr uint32_t kFinalBuffer = 1u << 29;
 
 constexpr size_t kNotInHeap = SIZE_MAX;
 
@@ -168,19 +172,21 @@ void EpollEngine::forget_registration(int fd) {
     rec.registered = false;
 }
 
-bool EpollEngine::attach(Op& op, int slot) {
+EpollEngine::Attach EpollEngine::attach(Op& op, int slot) {
+    bool was_registered =
+        op.fd_ >= 0 && static_cast<size_t>(op.fd_) < fds_.size() && fds_[op.fd_].registered;
     int err = ensure_registered(op.fd_);
     if (err != 0) {
         finish(op, -err);
-        return false;
+        return Attach::kFailed;
     }
     Op*& holder = fds_[op.fd_].ops[slot];
     if (holder != nullptr && holder != &op) {
         finish(op, -EBUSY);
-        return false;
+        return Attach::kFailed;
     }
     holder = &op;
-    return true;
+    return was_registered ? Attach::kKnownFd : Attach::kNewFd;
 }
 
 void EpollEngine::detach(Op& op) {
@@ -250,7 +256,11 @@ void EpollEngine::deliver_more(Op& op, const Completion& completion) {
 void EpollEngine::deliver_final(Op& op) {
     Completion completion;
     completion.res = op.pending_res_;
-    op.mask_ &= ~kFinalPending;
+    if (op.mask_ & kFinalBuffer) {
+        completion.flags = kBuffer;
+        completion.buffer_id = static_cast<uint16_t>(op.done_);
+    }
+    op.mask_ &= ~(kFinalPending | kFinalBuffer);
     op.armed_ = false;  // before the callback, so the handler may re-arm this op
     op.cancelling_ = false;
     op.handler_->on_complete(op, completion);
@@ -293,8 +303,10 @@ void EpollEngine::accept(Op& op, int listen_fd) {
     assert(!op.armed_);
     set_armed(op, OpType::kAccept, listen_fd);
     op.mask_ = 0;
-    // Connections may already be queued (e.g. re-armed after EMFILE): look once without waiting.
-    if (attach(op, kAcceptSlot)) kick(op);
+    // Connections may already be queued (e.g. re-armed after EMFILE) with their edge consumed:
+    // look once without waiting. A new registration needs no look: EPOLL_CTL_ADD reports the
+    // current state as an edge.
+    if (attach(op, kAcceptSlot) == Attach::kKnownFd) kick(op);
 }
 
 void EpollEngine::connect(Op& op, int fd, const sockaddr* addr, socklen_t len, Millis timeout) {
@@ -302,8 +314,6 @@ void EpollEngine::connect(Op& op, int fd, const sockaddr* addr, socklen_t len, M
     set_armed(op, OpType::kConnect, fd);
     op.mask_ = 0;
     op.done_ = kNotInHeap;
-    // Only fresh sockets are connected, so a registration on record is stale.
-    forget_registration(fd);
     if (::connect(fd, addr, len) == 0) {
         finish(op, 0);
         return;
@@ -314,7 +324,9 @@ void EpollEngine::connect(Op& op, int fd, const sockaddr* addr, socklen_t len, M
         finish(op, -err);
         return;
     }
-    if (!attach(op, kConnectSlot)) return;
+    // Only fresh sockets are connected, so a registration on record is stale.
+    forget_registration(fd);
+    if (attach(op, kConnectSlot) == Attach::kFailed) return;
     op.deadline_ns_ = deadline_after(timeout);
     heap_push(op);
 }
@@ -323,7 +335,7 @@ void EpollEngine::poll(Op& op, int fd, uint32_t mask) {
     assert(!op.armed_);
     set_armed(op, OpType::kPoll, fd);
     op.mask_ = mask & kPollBits;
-    if (attach(op, kPollSlot)) kick(op);
+    if (attach(op, kPollSlot) == Attach::kKnownFd) kick(op);
 }
 
 void EpollEngine::recv(Op& op, int fd) {
@@ -331,7 +343,14 @@ void EpollEngine::recv(Op& op, int fd) {
     set_armed(op, OpType::kRecv, fd);
     op.mask_ = 0;
     // Data may have arrived before arming, with its edge already consumed.
-    if (attach(op, kRecvSlot)) kick(op);
+    if (attach(op, kRecvSlot) == Attach::kKnownFd) kick(op);
+}
+
+void EpollEngine::recv_once(Op& op, int fd) {
+    assert(!op.armed_);
+    set_armed(op, OpType::kRecv, fd);
+    op.mask_ = kRecvOnce;
+    if (attach(op, kRecvSlot) == Attach::kKnownFd) kick(op);
 }
 
 void EpollEngine::send(Op& op, int fd, const void* data, size_t len) {
@@ -501,6 +520,23 @@ void EpollEngine::service_recv(Op& op, uint32_t generation, uint32_t events) {
         buffer_in_use_[id] = 1;
         char* buf = pool_.get() + static_cast<size_t>(id) * buffer_size_;
         ssize_t n = ::recv(fd, buf, buffer_size_, MSG_DONTWAIT);
+        if (n > 0 && (op.mask_ & kRecvOnce)) {
+            // The data completion is the final one: leave the fd record, then deliver directly
+            // (we are inside run_once, never inside the call that armed it).
+            detach(op);
+            if (op.queued_) {
+                // Its first look is still queued: deliver through that entry, which would
+                // otherwise touch the op after a handler freed it.
+                op.pending_res_ = static_cast<int32_t>(n);
+                op.done_ = id;
+                op.mask_ |= kFinalPending | kFinalBuffer;
+                return;
+            }
+            op.armed_ = false;
+            op.cancelling_ = false;
+            op.handler_->on_complete(op, Completion{static_cast<int32_t>(n), kBuffer, id});
+            return;
+        }
         if (n > 0) {
             deliver_more(op, Completion{static_cast<int32_t>(n), kMore | kBuffer, id});
             if (!waiting(&op, kRecvSlot, fd, generation)) return;

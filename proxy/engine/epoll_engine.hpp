@@ -35,6 +35,7 @@ class EpollEngine final : public Engine {
     void connect(Op& op, int fd, const sockaddr* addr, socklen_t len, Millis timeout) override;
     void poll(Op& op, int fd, uint32_t mask) override;
     void recv(Op& op, int fd) override;
+    void recv_once(Op& op, int fd) override;
     void send(Op& op, int fd, const void* data, size_t len) override;
     void timer(Op& op, Millis after) override;
     void cancel(Op& op) override;
@@ -71,7 +72,8 @@ class EpollEngine final : public Engine {
     // Registration and fd bookkeeping.
     int ensure_registered(int fd);
     void forget_registration(int fd);
-    bool attach(Op& op, int slot);
+    enum class Attach { kFailed, kKnownFd, kNewFd };
+    Attach attach(Op& op, int slot);
     void detach(Op& op);
     bool waiting(const Op* op, int slot, int fd, uint32_t generation) const;
 

@@ -148,6 +148,15 @@ void UringEngine::recv(Op& op, int fd) {
     io_uring_sqe_set_data(sqe, &op);
 }
 
+void UringEngine::recv_once(Op& op, int fd) {
+    set_armed(op, OpType::kRecv, fd);
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_recv(sqe, fd, nullptr, buffer_size_, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufferGroup;
+    io_uring_sqe_set_data(sqe, &op);
+}
+
 void UringEngine::send(Op& op, int fd, const void* data, size_t len) {
     set_armed(op, OpType::kSend, fd);
     io_uring_sqe* sqe = get_sqe();

@@ -25,6 +25,7 @@ class UringEngine final : public Engine {
     void connect(Op& op, int fd, const sockaddr* addr, socklen_t len, Millis timeout) override;
     void poll(Op& op, int fd, uint32_t mask) override;
     void recv(Op& op, int fd) override;
+    void recv_once(Op& op, int fd) override;
     void send(Op& op, int fd, const void* data, size_t len) override;
     void timer(Op& op, Millis after) override;
     void cancel(Op& op) override;

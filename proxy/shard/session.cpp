@@ -240,8 +240,10 @@ void Session::on_recv(Direction& d, const engine::Completion& c) {
         } else {
             d.queue.push_back(Queued{c.buffer_id, static_cast<uint32_t>(c.res)});
             if (!d.send_op.armed()) send_head(d);
-            // Backpressure: stop receiving while the other side is not keeping up.
-            if (d.queue.size() - d.q_head >= kHighWater && d.recv_op.armed())
+            d.bulk = static_cast<size_t>(c.res) >= engine_.buffer(c.buffer_id).size();
+            // Backpressure, and bulk onset: stop the multishot receive; maybe_receive() re-arms
+            // (single-shot for bulk) once the other side keeps up.
+            if ((d.bulk || d.queue.size() - d.q_head >= kHighWater) && d.recv_op.armed())
                 engine_.cancel(d.recv_op);
         }
     }
@@ -305,7 +307,10 @@ void Session::maybe_receive(Direction& d) {
         return;
     }
     d.starved = false;
-    engine_.recv(d.recv_op, d.src);
+    if (d.bulk)
+        engine_.recv_once(d.recv_op, d.src);
+    else
+        engine_.recv(d.recv_op, d.src);
 }
 
 void Session::resume_receive() {

@@ -62,7 +62,9 @@ class Session final : public engine::Handler {
         uint16_t id;
         uint32_t len;
     };
-    static constexpr size_t kHighWater = 4;  // buffers queued before receiving pauses
+    // Buffers a direction may hold before receiving pauses. With single-shot receives in bulk
+    // mode this bounds a stalled reader's share of the shard's buffer pool.
+    static constexpr size_t kHighWater = 2;
 
     struct Direction {
         int src = -1;
@@ -83,6 +85,10 @@ class Session final : public engine::Handler {
         size_t q_head = 0;
         size_t head_sent = 0;
         bool starved = false;
+        // Bulk streams (full buffers) receive one buffer at a time; interactive ones keep a
+        // multishot receive armed, which saves a submission per message. Starts single-shot so
+        // a stream that begins in bulk never takes a burst of buffers.
+        bool bulk = true;
         bool c2u = true;
     };
 
