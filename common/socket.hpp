@@ -8,7 +8,8 @@
 namespace ringlb::common {
 
 // A non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR and SO_REUSEPORT, so each
-// shard can bind its own socket to the same address and the kernel spreads connections.
+// shard can bind its own socket to the same address and the kernel spreads connections. It also
+// has TCP_NODELAY, which accepted sockets inherit.
 Fd listen_tcp(const Address& address, int backlog, std::error_code& ec);
 
 // A non-blocking, close-on-exec TCP socket for an outgoing connection to `family`.

@@ -13,4 +13,5 @@ echo "== tests (asan+ubsan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan --output-on-failure -j2 --timeout 900
 
-
+echo "== benchmark harness (quick mode: checks that it runs and fills every cell; asserts no timing)"
+tests/bench/run --quick --out build/bench-quick </dev/null

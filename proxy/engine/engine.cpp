@@ -62,6 +62,7 @@ UringSupport probe_io_uring() {
         {IORING_OP_TIMEOUT, "TIMEOUT"},
         {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
         {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+        {IORING_OP_CLOSE, "CLOSE"},
     };
     for (const auto& need : kNeeded) {
         if (!io_uring_opcode_supported(probe, need.op)) {

@@ -80,7 +80,11 @@ UringEngine::UringEngine(const EngineParams& params)
 }
 
 UringEngine::~UringEngine() {
-    if (ring_ready_) io_uring_queue_exit(&ring_);
+    if (ring_ready_) {
+        // Closes prepared in the last loop turn must still happen.
+        io_uring_submit(&ring_);
+        io_uring_queue_exit(&ring_);
+    }
     if (buffers_) munmap(buffers_, buffers_bytes_);
     if (buf_ring_) munmap(buf_ring_, buf_ring_bytes_);
 }
@@ -180,7 +184,11 @@ void UringEngine::cancel(Op& op) {
 }
 
 void UringEngine::close_fd(int fd) {
-    ::close(fd);
+    // Batched with the other submissions of this loop turn instead of a syscall per fd. The fd
+    // number stays taken until the submission, so it cannot be reused before then.
+    io_uring_sqe* sqe = get_sqe();
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, kTagIgnore);
 }
 
 std::span<char> UringEngine::buffer(uint16_t buffer_id) {

@@ -54,7 +54,7 @@ Session::~Session() {
 }
 
 void Session::start() {
-    common::set_nodelay(client_.get());
+    // The client socket inherited TCP_NODELAY from the listener (see common::listen_tcp).
     connect_next();
     maybe_destroy();
 }
@@ -240,10 +240,14 @@ void Session::on_recv(Direction& d, const engine::Completion& c) {
         } else {
             d.queue.push_back(Queued{c.buffer_id, static_cast<uint32_t>(c.res)});
             if (!d.send_op.armed()) send_head(d);
-            d.bulk = static_cast<size_t>(c.res) >= engine_.buffer(c.buffer_id).size();
+            bool full = static_cast<size_t>(c.res) >= engine_.buffer(c.buffer_id).size();
+            if (full)
+                d.small_streak = 0;
+            else if (d.small_streak < kInteractiveStreak)
+                ++d.small_streak;
             // Backpressure, and bulk onset: stop the multishot receive; maybe_receive() re-arms
             // (single-shot for bulk) once the other side keeps up.
-            if ((d.bulk || d.queue.size() - d.q_head >= kHighWater) && d.recv_op.armed())
+            if ((full || d.queue.size() - d.q_head >= kHighWater) && d.recv_op.armed())
                 engine_.cancel(d.recv_op);
         }
     }
@@ -307,10 +311,13 @@ void Session::maybe_receive(Direction& d) {
         return;
     }
     d.starved = false;
-    if (d.bulk)
-        engine_.recv_once(d.recv_op, d.src);
-    else
+    // Multishot only for interactive streams, and only while the pool is not under pressure.
+    bool multishot =
+        d.small_streak >= kInteractiveStreak && engine_.buffers_free() >= shard_.buffer_count() / 2;
+    if (multishot)
         engine_.recv(d.recv_op, d.src);
+    else
+        engine_.recv_once(d.recv_op, d.src);
 }
 
 void Session::resume_receive() {

@@ -65,6 +65,7 @@ class Session final : public engine::Handler {
     // Buffers a direction may hold before receiving pauses. With single-shot receives in bulk
     // mode this bounds a stalled reader's share of the shard's buffer pool.
     static constexpr size_t kHighWater = 2;
+    static constexpr uint8_t kInteractiveStreak = 2;
 
     struct Direction {
         int src = -1;
@@ -86,9 +87,11 @@ class Session final : public engine::Handler {
         size_t head_sent = 0;
         bool starved = false;
         // Bulk streams (full buffers) receive one buffer at a time; interactive ones keep a
-        // multishot receive armed, which saves a submission per message. Starts single-shot so
-        // a stream that begins in bulk never takes a burst of buffers.
-        bool bulk = true;
+        // multishot receive armed, which saves a submission per message. A direction starts
+        // single-shot and turns multishot only after kInteractiveStreak small messages in a
+        // row (a stream that opens with a short greeting and then turns bulk would otherwise
+        // take a burst of buffers from the shared pool), and back on the first full buffer.
+        uint8_t small_streak = 0;
         bool c2u = true;
     };
 

@@ -49,6 +49,7 @@ class Shard final : public engine::Handler {
     // For sessions, on the shard's own thread only.
     engine::Engine& engine() { return *engine_; }
     PipePool& pipes() { return pipes_; }
+    uint32_t buffer_count() const { return options_.engine_params.buffer_count; }
     ShardCounters& stats() { return counters_; }
     upstream::RoundRobin& balancer(size_t cluster_index) { return balancers_[cluster_index]; }
     void session_closed(Session* session);

@@ -63,7 +63,24 @@ void expect_fds_back_to_baseline(const ProxyProcess& proxy, const FdCounts& base
                                  bool pipes_exact) {
     FdCounts now = wait_for_fd_baseline(proxy, baseline, 2s, pipes_exact);
     EXPECT_TRUE(fd_counts_match(now, baseline, pipes_exact))
-        << "fd leak: baseline " << to_string(baseline) << ", now " << to_string(now);
+        << "fd leak: baseline " << to_string(baseline) << ", now " << to_string(now)
+        << "\nproxy sockets:\n"
+        << proxy.describe_sockets();
+}
+
+// The stats lines and the end of the log, for failure messages.
+std::string proxy_state(ProxyProcess& proxy) {
+    std::string why;
+    proxy.stats(2, 2s, &why);
+    return proxy.log_tail(3000);
+}
+
+// One healthy exchange first, so that whatever the proxy sets up lazily on its first session is in
+// the baseline; a per-session leak still shows on the sessions that follow.
+::testing::AssertionResult warm_up(uint16_t port) {
+    ExchangeResult result = hash_exchange(port, 64 * kKiB, 64 * kKiB);
+    if (result.ok) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "warm-up exchange: " << result.error;
 }
 
 uint64_t connect_failures(ProxyProcess& proxy) {
@@ -90,7 +107,7 @@ TEST_P(BackendDownTest, RefusedBackendClosesClientsPromptly) {
     uint16_t port = 0;
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, proxy_config(engine(), "auto", backend, port), engine());
-    FdCounts baseline = proxy.fd_counts();
+    FdCounts baseline = proxy.settled_fd_counts();
 
     std::vector<common::Fd> clients = connect_clients(port, 20);
     std::vector<CloseResult> closed = wait_for_close_all(raw_fds(clients), 5s);
@@ -113,7 +130,7 @@ TEST_P(BackendDownTest, SilentBackendHitsConnectTimeout) {
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, proxy_config(engine(), "auto", backend.address(), port, "300ms"),
                        engine());
-    FdCounts baseline = proxy.fd_counts();
+    FdCounts baseline = proxy.settled_fd_counts();
 
     std::vector<common::Fd> clients = connect_clients(port, 5);
     std::vector<CloseResult> closed = wait_for_close_all(raw_fds(clients), 5s);
@@ -148,7 +165,8 @@ TEST_P(MidTransferTest, ClientResetDoesNotHurtTheProxy) {
     uint16_t port = 0;
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, proxy_config(engine(), forward(), backend.address(), port), engine());
-    FdCounts baseline = proxy.fd_counts();
+    ASSERT_TRUE(warm_up(port));
+    FdCounts baseline = proxy.settled_fd_counts();
 
     // Both directions busy when the RST lands: the backend streams 64 MiB while the client is
     // still uploading.
@@ -158,15 +176,23 @@ TEST_P(MidTransferTest, ClientResetDoesNotHurtTheProxy) {
         ASSERT_TRUE(send_hash_header(fd.get(), 64 * kMiB));
         ASSERT_TRUE(send_all(fd.get(), payload.data(), payload.size(), 5s));
     }
-    for (auto& fd : clients) ASSERT_TRUE(recv_exactly(fd.get(), 128 * kKiB, 5s));
+    for (size_t i = 0; i < clients.size(); ++i) {
+        size_t got = 0;
+        ASSERT_TRUE(recv_exactly(clients[i].get(), 128 * kKiB, 5s, &got))
+            << "client " << i << " received " << got << " of " << 128 * kKiB
+            << " bytes in 5 s; proxy log:\n"
+            << proxy_state(proxy);
+    }
     for (auto& fd : clients) reset_close(fd);
     // And some that reset before the proxy can have reached the backend.
     std::vector<common::Fd> early = connect_clients(port, 10);
     for (auto& fd : early) reset_close(fd);
 
     ASSERT_TRUE(proxy.running()) << proxy.log_tail();
-    ExchangeResult result = hash_exchange(port, kMiB, kMiB);
-    EXPECT_TRUE(result.ok) << "after the resets: " << result.error;
+    ExchangeResult result = hash_exchange(port, kMiB, kMiB, 10s);
+    EXPECT_TRUE(result.ok) << "after the resets: " << result.error << "\nproxy sockets:\n"
+                           << proxy.describe_sockets() << "proxy log:\n"
+                           << (result.ok ? "" : proxy_state(proxy));
     expect_fds_back_to_baseline(proxy, baseline, pipes_exact());
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
@@ -177,11 +203,18 @@ TEST_P(MidTransferTest, BackendDeathClosesItsClients) {
     uint16_t port = 0;
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, proxy_config(engine(), forward(), backend.address(), port), engine());
-    FdCounts baseline = proxy.fd_counts();
+    ASSERT_TRUE(warm_up(port));
+    FdCounts baseline = proxy.settled_fd_counts();
 
     std::vector<common::Fd> clients = connect_clients(port, 20);
     for (auto& fd : clients) ASSERT_TRUE(send_hash_header(fd.get(), 1024 * kMiB));
-    for (auto& fd : clients) ASSERT_TRUE(recv_exactly(fd.get(), 256 * kKiB, 5s));
+    for (size_t i = 0; i < clients.size(); ++i) {
+        size_t got = 0;
+        ASSERT_TRUE(recv_exactly(clients[i].get(), 256 * kKiB, 5s, &got))
+            << "client " << i << " received " << got << " of " << 256 * kKiB
+            << " bytes in 5 s; proxy log:\n"
+            << proxy_state(proxy);
+    }
     backend.kill(SIGKILL);
 
     std::vector<CloseResult> closed = wait_for_close_all(raw_fds(clients), 5s);

@@ -415,6 +415,77 @@ int ProxyProcess::fd_count() const {
     return fd_counts().total;
 }
 
+namespace {
+
+std::string hex_address_text(const std::string& hex) {
+    // /proc/net/tcp: "0100007F:1F90" is 127.0.0.1:8080 (address in host byte order).
+    size_t colon = hex.find(':');
+    if (colon != 8) return hex;  // IPv6: leave as is
+    uint32_t ip = static_cast<uint32_t>(std::strtoul(hex.substr(0, 8).c_str(), nullptr, 16));
+    unsigned port = static_cast<unsigned>(std::strtoul(hex.c_str() + colon + 1, nullptr, 16));
+    char text[32];
+    std::snprintf(text, sizeof(text), "%u.%u.%u.%u:%u", ip & 0xff, (ip >> 8) & 0xff,
+                  (ip >> 16) & 0xff, ip >> 24, port);
+    return text;
+}
+
+const char* tcp_state_name(unsigned state) {
+    static const char* const kNames[] = {"?",          "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
+                                         "FIN_WAIT1",  "FIN_WAIT2",   "TIME_WAIT", "CLOSE",
+                                         "CLOSE_WAIT", "LAST_ACK",    "LISTEN",    "CLOSING"};
+    return state < sizeof(kNames) / sizeof(kNames[0]) ? kNames[state] : "?";
+}
+
+}  // namespace
+
+std::string ProxyProcess::describe_sockets() const {
+    std::string proc = "/proc/" + std::to_string(process_.pid());
+    std::set<std::string> inodes;
+    if (DIR* d = ::opendir((proc + "/fd").c_str())) {
+        while (dirent* entry = ::readdir(d)) {
+            char target[256];
+            ssize_t n = ::readlinkat(::dirfd(d), entry->d_name, target, sizeof(target) - 1);
+            if (n <= 0) continue;
+            target[n] = '\0';
+            if (std::strncmp(target, "socket:[", 8) == 0)
+                inodes.insert(std::string(target + 8, std::strlen(target) - 9));
+        }
+        ::closedir(d);
+    }
+    std::string out;
+    for (const char* table : {"/net/tcp", "/net/tcp6"}) {
+        std::istringstream lines(read_file(proc + table));
+        std::string line;
+        std::getline(lines, line);  // header
+        while (std::getline(lines, line)) {
+            std::istringstream fields(line);
+            std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+            fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+                timeout >> inode;
+            if (!inodes.count(inode)) continue;
+            size_t colon = queues.find(':');
+            out += hex_address_text(local) + " -> " + hex_address_text(remote) + " " +
+                   tcp_state_name(static_cast<unsigned>(std::strtoul(state.c_str(), nullptr, 16))) +
+                   " tx=" +
+                   std::to_string(std::strtoull(queues.substr(0, colon).c_str(), nullptr, 16)) +
+                   " rx=" + std::to_string(std::strtoull(queues.c_str() + colon + 1, nullptr, 16)) +
+                   "\n";
+        }
+    }
+    return out;
+}
+
+FdCounts ProxyProcess::settled_fd_counts() const {
+    FdCounts last = fd_counts();
+    for (int i = 0; i < 10; ++i) {
+        std::this_thread::sleep_for(Millis(100));
+        FdCounts now = fd_counts();
+        if (fd_counts_match(now, last, true)) return now;
+        last = now;
+    }
+    return last;
+}
+
 std::string ProxyProcess::log() const {
     return read_file(log_path_);
 }
@@ -1076,19 +1147,27 @@ bool send_all(int fd, const void* data, size_t n, Millis timeout) {
     return true;
 }
 
-bool recv_exactly(int fd, size_t n, Millis timeout) {
+bool recv_exactly(int fd, size_t n, Millis timeout, size_t* got) {
     auto deadline = Clock::now() + timeout;
     std::vector<char> buffer(kChunk);
-    while (n > 0) {
+    size_t done = 0;
+    bool ok = true;
+    while (done < n) {
         pollfd pfd{fd, POLLIN, 0};
-        if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0) return false;
-        ssize_t m = ::recv(fd, buffer.data(), std::min(n, buffer.size()), MSG_DONTWAIT);
-        if (m > 0)
-            n -= static_cast<size_t>(m);
-        else if (m == 0 || (errno != EAGAIN && errno != EINTR))
-            return false;
+        if (::poll(&pfd, 1, remaining_ms(deadline)) <= 0) {
+            ok = false;
+            break;
+        }
+        ssize_t m = ::recv(fd, buffer.data(), std::min(n - done, buffer.size()), MSG_DONTWAIT);
+        if (m > 0) {
+            done += static_cast<size_t>(m);
+        } else if (m == 0 || (errno != EAGAIN && errno != EINTR)) {
+            ok = false;
+            break;
+        }
     }
-    return true;
+    if (got) *got = done;
+    return ok;
 }
 
 const char* to_string(CloseKind kind) {

@@ -138,6 +138,11 @@ class ProxyProcess {
 
     int fd_count() const;
     FdCounts fd_counts() const;
+    // One line per TCP socket the proxy holds ("local -> remote STATE tx=N rx=N"), to tell
+    // which side of which session a leaked descriptor belongs to.
+    std::string describe_sockets() const;
+    // fd_counts() once two reads 100 ms apart agree (at most ~1 s): the baseline for leak checks.
+    FdCounts settled_fd_counts() const;
     std::string log() const;
     std::string log_tail(size_t max_bytes = 4000) const;
     bool signal(int sig);
@@ -298,8 +303,8 @@ RunSummary run_concurrent(uint16_t port, size_t count, const ExchangeSpec& spec,
 // Low-level helpers for fault tests. All sockets are blocking with the given timeouts.
 common::Fd connect_to(uint16_t port, Millis timeout, std::string* error = nullptr);
 bool send_all(int fd, const void* data, size_t n, Millis timeout);
-// Reads exactly n bytes (discarding them); false on EOF, error or timeout.
-bool recv_exactly(int fd, size_t n, Millis timeout);
+// Reads exactly n bytes (discarding them); false on EOF, error or timeout. *got: bytes read.
+bool recv_exactly(int fd, size_t n, Millis timeout, size_t* got = nullptr);
 
 enum class CloseKind { kEof, kReset, kTimeout, kOtherError };
 struct CloseResult {

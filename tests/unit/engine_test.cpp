@@ -271,6 +271,71 @@ TEST_P(EngineTest, PollArmedAfterDataArrivedStillReportsIt) {
     EXPECT_TRUE(run_until([&] { return !op.armed(); }, 2s));
 }
 
+TEST_P(EngineTest, AcceptDrainsABurstLargerThanOneWakeup) {
+    // All connections are queued before accept is armed, so no later edge will come: an engine
+    // that bounds its work per wakeup must come back for the rest by itself.
+    Fd listener;
+    Address addr;
+    ASSERT_NO_FATAL_FAILURE(make_listener(512, listener, addr));
+    constexpr size_t kConns = 150;
+    std::vector<Fd> clients;
+    for (size_t i = 0; i < kConns; ++i) {
+        Fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        ASSERT_EQ(::connect(c.get(), addr.sa(), addr.length), 0) << std::strerror(errno);
+        clients.push_back(std::move(c));
+    }
+    std::vector<int> accepted;
+    rec_.hook = [&](Op&, const Completion& c) {
+        if (c.more() && c.res >= 0) accepted.push_back(c.res);
+    };
+    Op op(&rec_, 1);
+    call([&] { engine().accept(op, listener.get()); });
+    EXPECT_TRUE(run_until([&] { return accepted.size() >= kConns; }, 5s));
+    EXPECT_EQ(accepted.size(), kConns);
+    EXPECT_EQ(rec_.finals, 0);
+    call([&] { engine().cancel(op); });
+    EXPECT_TRUE(run_until([&] { return !op.armed(); }, 2s));
+    for (int fd : accepted) engine().close_fd(fd);
+}
+
+TEST_P(EngineTest, AcceptedFdNumberReusedAfterPlainClose) {
+    // close_fd() is the contract, but a session that lets an accepted socket's Fd close it must
+    // not poison the number for the next accepted socket.
+    Fd listener;
+    Address addr;
+    ASSERT_NO_FATAL_FAILURE(make_listener(16, listener, addr));
+    std::vector<int> accepted;
+    Op accept_op(&rec_, 1);
+    Op recv_op(&rec_, 4);
+    std::string got;
+    rec_.hook = [&](Op& o, const Completion& c) {
+        if (&o == &accept_op && c.more() && c.res >= 0) accepted.push_back(c.res);
+        if (&o == &recv_op && c.has_buffer()) {
+            got.append(engine().buffer(c.buffer_id).data(), static_cast<size_t>(c.res));
+            engine().release_buffer(c.buffer_id);
+        }
+    };
+    call([&] { engine().accept(accept_op, listener.get()); });
+    for (int round = 0; round < 3; ++round) {
+        Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        ASSERT_EQ(::connect(client.get(), addr.sa(), addr.length), 0);
+        ASSERT_TRUE(run_until([&] { return accepted.size() == 1; }, 2s)) << "round " << round;
+        int fd = accepted[0];
+        accepted.clear();
+        got.clear();
+        call([&] { engine().recv(recv_op, fd); });
+        run_for(20ms);  // nothing to read yet: the data must come with an edge
+        ASSERT_EQ(::write(client.get(), "hi", 2), 2);
+        client.reset();
+        ASSERT_TRUE(run_until([&] { return !recv_op.armed(); }, 2s)) << "round " << round;
+        EXPECT_EQ(got, "hi") << "round " << round;
+        ::close(fd);  // deliberately not close_fd()
+    }
+    call([&] { engine().cancel(accept_op); });
+    EXPECT_TRUE(run_until([&] { return !accept_op.armed(); }, 2s));
+    settle(recv_op);
+}
+
 TEST_P(EngineTest, ConnectSucceeds) {
     Fd listener;
     Address addr;
@@ -527,6 +592,107 @@ TEST_P(EngineTest, RecvReportsNoBufsAndResumesAfterRelease) {
     settle(op);
 }
 
+TEST_P(EngineTest, RecvResumesAfterPerWakeupBound) {
+    // Everything is in the socket before recv is armed: no later edge will come, so an engine
+    // that bounds its reads per wakeup must resume by itself.
+    EngineParams params;
+    params.buffer_size = 1024;
+    params.buffer_count = 256;
+    ASSERT_NO_FATAL_FAILURE(create(params));
+    Fd client, server;
+    ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
+    constexpr size_t kTotal = 64 * 1024;
+    std::vector<char> data = make_payload(kTotal);
+    ASSERT_EQ(::write(client.get(), data.data(), kTotal), static_cast<ssize_t>(kTotal));
+    ASSERT_EQ(::shutdown(client.get(), SHUT_WR), 0);
+
+    Op op(&rec_, 4);
+    std::string got;
+    rec_.hook = [&](Op& o, const Completion& c) {
+        if (c.has_buffer()) {
+            got.append(engine().buffer(c.buffer_id).data(), static_cast<size_t>(c.res));
+            engine().release_buffer(c.buffer_id);
+        }
+        if (!c.more() && c.res == -ENOBUFS) engine().recv(o, server.get());
+    };
+    call([&] { engine().recv(op, server.get()); });
+    EXPECT_TRUE(run_until([&] { return !op.armed(); }, 5s));
+    EXPECT_EQ(rec_.events.back().c.res, 0) << "expected EOF";
+    EXPECT_EQ(got, std::string(data.data(), kTotal));
+}
+
+TEST_P(EngineTest, RecvOnceTakesOneBufferPerArming) {
+    EngineParams params;
+    params.buffer_size = 4096;
+    params.buffer_count = 8;
+    ASSERT_NO_FATAL_FAILURE(create(params));
+    Fd client, server;
+    ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
+    constexpr size_t kTotal = 10000;
+    std::vector<char> data = make_payload(kTotal);
+    ASSERT_EQ(::write(client.get(), data.data(), kTotal), static_cast<ssize_t>(kTotal));
+    client.reset();
+
+    Op op(&rec_, 4);
+    std::string got;
+    int arms = 1;
+    bool eof = false;
+    int32_t error = 0;
+    rec_.hook = [&](Op& o, const Completion& c) {
+        if (c.more()) {
+            error = -1000;  // recv_once never delivers kMore
+            return;
+        }
+        if (c.res == 0) {
+            eof = true;
+            return;
+        }
+        if (c.res < 0 || !c.has_buffer()) {
+            error = c.res < 0 ? c.res : -1001;
+            return;
+        }
+        EXPECT_LE(c.res, 4096);
+        EXPECT_EQ(engine().buffers_free(), params.buffer_count - 1) << "one buffer per arming";
+        got.append(engine().buffer(c.buffer_id).data(), static_cast<size_t>(c.res));
+        engine().release_buffer(c.buffer_id);
+        ++arms;
+        engine().recv_once(o, server.get());
+    };
+    call([&] { engine().recv_once(op, server.get()); });
+    EXPECT_TRUE(run_until([&] { return eof || error != 0; }, 5s));
+    EXPECT_EQ(error, 0);
+    EXPECT_TRUE(eof);
+    EXPECT_EQ(got, std::string(data.data(), kTotal));
+    EXPECT_GE(arms, 4);  // at least ceil(10000 / 4096) data completions, plus EOF
+    EXPECT_EQ(rec_.finals, arms);
+    EXPECT_EQ(engine().buffers_free(), params.buffer_count);
+}
+
+TEST_P(EngineTest, RecvOnceHandlerMayDestroyOpInItsCompletion) {
+    // Arm on an fd the engine already watches, then let data arrive before the next run_once:
+    // the op must not be touched after the completion whose handler freed it.
+    Fd client, server;
+    ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
+    for (int round = 0; round < 3; ++round) {
+        auto op = std::make_unique<Op>(&rec_, 4);
+        std::string got;
+        rec_.hook = [&](Op& o, const Completion& c) {
+            if (c.has_buffer()) {
+                got.append(engine().buffer(c.buffer_id).data(), static_cast<size_t>(c.res));
+                engine().release_buffer(c.buffer_id);
+            }
+            if (!c.more() && &o == op.get()) op.reset();
+        };
+        call([&] { engine().recv_once(*op, server.get()); });
+        ASSERT_EQ(::write(client.get(), "abc", 3), 3);
+        EXPECT_TRUE(run_until([&] { return op == nullptr; }, 2s)) << "round " << round;
+        EXPECT_EQ(got, "abc");
+        run_for(20ms);
+        if (op) settle(*op);
+    }
+    EXPECT_EQ(rec_.finals, 3);
+}
+
 TEST_P(EngineTest, SendLargeBufferToSlowReader) {
     Fd client, server;
     ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
@@ -772,6 +938,12 @@ TEST_P(EngineTest, WakeFromAnotherThreadInterruptsRunOnce) {
     start = Clock::now();
     engine().run_once(10s);
     EXPECT_LT(Clock::now() - start, 3s);
+
+    // Once consumed, a wake must not keep waking: the next run_once sleeps its full time.
+    engine().run_once(0ms);
+    start = Clock::now();
+    engine().run_once(150ms);
+    EXPECT_GE(Clock::now() - start, 100ms);
     EXPECT_TRUE(op.armed());
     settle(op);
 }
@@ -823,6 +995,180 @@ TEST_P(EngineTest, RecvRearmedAfterEofOnReusedFdNumber) {
     EXPECT_EQ(got, "two");
     call([&] { engine().cancel(op); });
     EXPECT_TRUE(run_until([&] { return !op.armed(); }, 2s));
+}
+
+// An echo server written against the seam the way a shard uses it (multishot accept and recv,
+// one send at a time per connection, close_fd on EOF), driven by many concurrent connections:
+// exercises fd reuse, per-wakeup work bounds and buffer accounting together.
+class EchoConn final : public Handler {
+  public:
+    EchoConn(Engine& engine, int fd)
+        : engine_(engine), fd_(fd), recv_op_(this, 1), send_op_(this, 2) {}
+
+    void start() { engine_.recv(recv_op_, fd_); }
+
+    void on_complete(Op& op, const Completion& c) override {
+        if (&op == &recv_op_) {
+            if (c.res > 0 && c.has_buffer()) {
+                queue_.push_back({c.buffer_id, static_cast<size_t>(c.res)});
+                if (!send_op_.armed()) send_next();
+            }
+            if (c.more()) return;
+            if (c.res == 0)
+                eof_ = true;
+            else if (c.res > 0 || c.res == -ENOBUFS)
+                starved_ = true;  // re-armed by the test loop
+            else
+                errors_++;
+        } else {
+            if (c.res <= 0) {
+                errors_++;
+                drop_queue();
+            } else {
+                Chunk& front = queue_.front();
+                front.off += static_cast<size_t>(c.res);
+                if (front.off == front.len) {
+                    engine_.release_buffer(front.id);
+                    queue_.erase(queue_.begin());
+                }
+                if (!queue_.empty()) send_next();
+            }
+        }
+        maybe_close();
+    }
+
+    void rearm_if_starved() {
+        if (!starved_ || engine_.buffers_free() == 0) return;
+        starved_ = false;
+        engine_.recv(recv_op_, fd_);
+    }
+
+    bool closed() const { return fd_ < 0; }
+    int errors() const { return errors_; }
+    void abort() {
+        if (recv_op_.armed()) engine_.cancel(recv_op_);
+        if (send_op_.armed()) engine_.cancel(send_op_);
+    }
+    bool idle() const { return !recv_op_.armed() && !send_op_.armed(); }
+
+  private:
+    struct Chunk {
+        uint16_t id;
+        size_t len;
+        size_t off = 0;
+    };
+
+    void send_next() {
+        Chunk& front = queue_.front();
+        engine_.send(send_op_, fd_, engine_.buffer(front.id).data() + front.off,
+                     front.len - front.off);
+    }
+    void drop_queue() {
+        for (const Chunk& c : queue_) engine_.release_buffer(c.id);
+        queue_.clear();
+    }
+    void maybe_close() {
+        if (fd_ < 0 || recv_op_.armed() || send_op_.armed() || starved_) return;
+        if (!eof_ && errors_ == 0) return;
+        drop_queue();
+        engine_.close_fd(fd_);
+        fd_ = -1;
+    }
+
+    Engine& engine_;
+    int fd_;
+    Op recv_op_;
+    Op send_op_;
+    std::vector<Chunk> queue_;
+    bool eof_ = false;
+    bool starved_ = false;
+    int errors_ = 0;
+};
+
+TEST_P(EngineTest, EchoServerOverManyConcurrentConnections) {
+    EngineParams params;
+    params.buffer_size = 4096;
+    params.buffer_count = 128;  // fewer buffers than connections: -ENOBUFS must be survivable
+    ASSERT_NO_FATAL_FAILURE(create(params));
+    Fd listener;
+    Address addr;
+    ASSERT_NO_FATAL_FAILURE(make_listener(1024, listener, addr));
+
+    constexpr int kConns = 200;
+    constexpr size_t kBytes = 48 * 1024;
+    std::atomic<int> client_failures{0};
+    std::atomic<bool> clients_done{false};
+    std::thread clients([&] {
+        std::vector<Fd> socks;
+        for (int i = 0; i < kConns; ++i) {
+            Fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            if (::connect(c.get(), addr.sa(), addr.length) != 0) ++client_failures;
+            socks.push_back(std::move(c));
+        }
+        std::vector<char> buf(kBytes);
+        for (int i = 0; i < kConns; ++i) {
+            for (size_t k = 0; k < kBytes; ++k) buf[k] = static_cast<char>(pattern(k + i * 7919));
+            if (::write(socks[i].get(), buf.data(), kBytes) != static_cast<ssize_t>(kBytes))
+                ++client_failures;
+            ::shutdown(socks[i].get(), SHUT_WR);
+        }
+        for (int i = 0; i < kConns; ++i) {
+            size_t off = 0;
+            for (;;) {
+                ssize_t n = ::read(socks[i].get(), buf.data(), buf.size());
+                if (n <= 0) break;
+                for (ssize_t k = 0; k < n; ++k)
+                    if (static_cast<uint8_t>(buf[k]) != pattern(off + k + i * 7919)) {
+                        ++client_failures;
+                        break;
+                    }
+                off += static_cast<size_t>(n);
+            }
+            if (off != kBytes) ++client_failures;
+        }
+        clients_done.store(true);
+    });
+
+    std::vector<std::unique_ptr<EchoConn>> conns;
+    Op accept_op(&rec_, 9);
+    rec_.hook = [&](Op&, const Completion& c) {
+        if (c.more() && c.res >= 0) {
+            conns.push_back(std::make_unique<EchoConn>(engine(), c.res));
+            conns.back()->start();
+        }
+    };
+    call([&] { engine().accept(accept_op, listener.get()); });
+    auto all_closed = [&] {
+        if (static_cast<int>(conns.size()) < kConns) return false;
+        for (auto& c : conns)
+            if (!c->closed()) return false;
+        return true;
+    };
+    auto deadline = Clock::now() + 30s;
+    while (!(clients_done.load() && all_closed()) && Clock::now() < deadline) {
+        engine().run_once(10ms);
+        for (auto& c : conns) c->rearm_if_starved();
+    }
+    bool finished = clients_done.load() && all_closed();
+    if (!finished) ::shutdown(listener.get(), SHUT_RDWR);
+    clients.join();
+    EXPECT_TRUE(finished);
+    EXPECT_EQ(client_failures.load(), 0);
+    EXPECT_EQ(static_cast<int>(conns.size()), kConns);
+    int errors = 0;
+    for (auto& c : conns) errors += c->errors();
+    EXPECT_EQ(errors, 0);
+    EXPECT_EQ(engine().buffers_free(), params.buffer_count);
+
+    for (auto& c : conns) c->abort();
+    run_until(
+        [&] {
+            for (auto& c : conns)
+                if (!c->idle()) return false;
+            return true;
+        },
+        5s);
+    settle(accept_op);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, EngineTest,
