@@ -73,6 +73,7 @@ UringEngine::UringEngine(const EngineParams& params)
     }
     io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buffer_count_));
     buffers_free_ = buffer_count_;
+    buffer_lent_.assign(buffer_count_, 0);
 
     wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!wake_fd_) fail(errno, "eventfd");
@@ -196,6 +197,9 @@ std::span<char> UringEngine::buffer(uint16_t buffer_id) {
 }
 
 void UringEngine::release_buffer(uint16_t buffer_id) {
+    // A double release would put one buffer in the ring twice and let two receives share it.
+    if (buffer_id >= buffer_count_ || !buffer_lent_[buffer_id]) return;
+    buffer_lent_[buffer_id] = 0;
     io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(buffer_id) * buffer_size_,
                           buffer_size_, buffer_id, buf_ring_mask_, 0);
     // Publish at once: a later release would otherwise overwrite the same ring slot (offset 0).
@@ -223,6 +227,7 @@ void UringEngine::handle(const io_uring_cqe* cqe) {
     if (cqe->flags & IORING_CQE_F_BUFFER) {
         c.flags |= kBuffer;
         c.buffer_id = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        buffer_lent_[c.buffer_id] = 1;
         --buffers_free_;
     }
     if (cqe->flags & IORING_CQE_F_MORE) {

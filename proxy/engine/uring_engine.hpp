@@ -3,6 +3,7 @@
 #include <liburing.h>
 
 #include <deque>
+#include <vector>
 
 #include "common/fd.hpp"
 #include "proxy/engine/engine.hpp"
@@ -55,7 +56,7 @@ class UringEngine final : public Engine {
     uint32_t buffer_count_ = 0;
     uint32_t buffers_free_ = 0;
     int buf_ring_mask_ = 0;
-    uint32_t released_since_advance_ = 0;
+    std::vector<uint8_t> buffer_lent_;  // 1 while a handler owns the buffer
 
     // Timeouts are read by the kernel when their SQE is submitted, so they live until then.
     std::deque<__kernel_timespec> timespecs_;

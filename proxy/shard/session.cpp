@@ -18,6 +18,9 @@ namespace {
 
 constexpr uint32_t kPollMask = POLLIN | POLLOUT | POLLRDHUP;
 constexpr unsigned kMaxConnectAttempts = 3;
+// Waiting for a free fd: 40 x 50 ms, then the client is closed.
+constexpr unsigned kMaxFdRetries = 40;
+constexpr engine::Millis kFdRetryDelay{50};
 
 void set_linger_zero(int fd) {
     // An error on one leg becomes a reset on the other, so neither peer mistakes a failure for
@@ -37,6 +40,7 @@ Session::Session(Shard& shard, common::Fd client, const config::ListenerConfig& 
       cluster_index_(cluster_index),
       client_(std::move(client)) {
     connect_op_.bind(this, kConnect);
+    fd_retry_timer_.bind(this, kFdRetry);
     client_poll_.bind(this, kClientPoll);
     upstream_poll_.bind(this, kUpstreamPoll);
     c2u_.recv_op.bind(this, kRecvC2U);
@@ -77,7 +81,16 @@ void Session::connect_next() {
     std::error_code ec;
     upstream_ = common::tcp_socket(backend.address.family(), ec);
     if (!upstream_) {
-        // Out of fds (or memory): nothing to retry with; the client is closed and counted.
+        if ((ec.value() == EMFILE || ec.value() == ENFILE) && fd_retries_ < kMaxFdRetries) {
+            // The client is already ours: keep it and try again once fds free up, instead of
+            // dropping it. Accepting pauses meanwhile, so no further client meets the same fate.
+            ++fd_retries_;
+            --attempts_;
+            if (index < 64) tried_ &= ~(uint64_t{1} << index);
+            shard_.pause_accepting();
+            engine_.timer(fd_retry_timer_, kFdRetryDelay);
+            return;
+        }
         shard_.stats().connect_failures.add();
         teardown();
         return;
@@ -135,6 +148,9 @@ void Session::on_complete(engine::Op& op, const engine::Completion& c) {
             } else if (c.res != 0) {
                 shard_.stats().connect_failures.add();
             }
+            break;
+        case kFdRetry:
+            if (!closing_ && c.res == 0) connect_next();
             break;
         case kClientPoll:
         case kUpstreamPoll: {
@@ -365,16 +381,16 @@ void Session::abort() {
 void Session::teardown() {
     if (closing_) return;
     closing_ = true;
-    for (engine::Op* op : {&connect_op_, &client_poll_, &upstream_poll_, &c2u_.recv_op,
-                           &c2u_.send_op, &u2c_.recv_op, &u2c_.send_op}) {
+    for (engine::Op* op : {&connect_op_, &fd_retry_timer_, &client_poll_, &upstream_poll_,
+                           &c2u_.recv_op, &c2u_.send_op, &u2c_.recv_op, &u2c_.send_op}) {
         if (op->armed()) engine_.cancel(*op);
     }
 }
 
 bool Session::any_armed() const {
-    return connect_op_.armed() || client_poll_.armed() || upstream_poll_.armed() ||
-           c2u_.recv_op.armed() || c2u_.send_op.armed() || u2c_.recv_op.armed() ||
-           u2c_.send_op.armed();
+    return connect_op_.armed() || fd_retry_timer_.armed() || client_poll_.armed() ||
+           upstream_poll_.armed() || c2u_.recv_op.armed() || c2u_.send_op.armed() ||
+           u2c_.recv_op.armed() || u2c_.send_op.armed();
 }
 
 void Session::release_direction(Direction& d) {

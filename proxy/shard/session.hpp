@@ -54,6 +54,7 @@ class Session final : public engine::Handler {
         kRecvU2C,
         kSendC2U,
         kSendU2C,
+        kFdRetry,
     };
     enum class Mode : uint8_t { kSplice, kBuffered };
 
@@ -126,12 +127,14 @@ class Session final : public engine::Handler {
     common::Fd client_;
     common::Fd upstream_;
     engine::Op connect_op_;
+    engine::Op fd_retry_timer_;  // out of fds for the upstream socket: try again shortly
     engine::Op client_poll_;
     engine::Op upstream_poll_;
     Direction c2u_;
     Direction u2c_;
     uint64_t tried_ = 0;
     unsigned attempts_ = 0;
+    unsigned fd_retries_ = 0;
     bool forwarding_ = false;
     bool closing_ = false;
     bool destroyed_ = false;

@@ -53,6 +53,8 @@ class Shard final : public engine::Handler {
     ShardCounters& stats() { return counters_; }
     upstream::RoundRobin& balancer(size_t cluster_index) { return balancers_[cluster_index]; }
     void session_closed(Session* session);
+    // Out of fds (EMFILE/ENFILE): stop accepting until a session closes or a short pause ends.
+    void pause_accepting();
     void wait_for_buffers(Session* session);
     void release_buffer(uint16_t buffer_id);
 
@@ -70,7 +72,6 @@ class Shard final : public engine::Handler {
     void run(std::string& error, std::atomic<int>& state);
     void arm_accept(Listener& l);
     void on_accept(Listener& l, const engine::Completion& c);
-    void pause_accepting();
     void resume_accepting();
     void shutdown_sessions();
 

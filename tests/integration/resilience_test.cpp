@@ -1,0 +1,151 @@
+// Faults the proxy must absorb without losing a byte it accepted to carry: a dead backend
+// among live ones (connect retry), running out of file descriptors (EMFILE pause and resume),
+// and an empty pipe pool (splice falls back to buffered forwarding).
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/testkit.hpp"
+
+namespace ringlb::testkit {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::vector<std::string> kEngines = {"io_uring", "epoll"};
+
+std::string engine_name(const ::testing::TestParamInfo<std::string>& info) {
+    return info.param;
+}
+
+class ResilienceTest : public ::testing::TestWithParam<std::string> {
+  protected:
+    const std::string& engine() const { return GetParam(); }
+};
+
+// The last value of `key` for every shard in a log (the "shard N stats:" lines).
+uint64_t sum_from_log(const std::string& log, const std::string& key) {
+    std::map<int, uint64_t> per_shard;
+    size_t pos = 0;
+    while ((pos = log.find("shard ", pos)) != std::string::npos) {
+        size_t end = log.find('\n', pos);
+        std::string line = log.substr(pos, end == std::string::npos ? end : end - pos);
+        pos = end == std::string::npos ? log.size() : end;
+        if (line.find(" stats:") == std::string::npos) continue;
+        int shard = std::atoi(line.c_str() + 6);
+        size_t at = line.find(" " + key + "=");
+        if (at == std::string::npos) continue;
+        per_shard[shard] = std::strtoull(line.c_str() + at + key.size() + 2, nullptr, 10);
+    }
+    uint64_t sum = 0;
+    for (const auto& [shard, value] : per_shard) sum += value;
+    return sum;
+}
+
+TEST_P(ResilienceTest, DeadBackendIsRetriedOnAnotherBeforeAnyByte) {
+    BackendProcess live;
+    ASSERT_TRUE(live.start(EchoMode::kHash));
+    ProxyConfigSpec spec;
+    spec.engine = engine();
+    // Nothing listens on the first backend: every connect to it is refused.
+    spec.backends = {"127.0.0.1:" + std::to_string(free_port()), live.address()};
+    ProxyProcess proxy;
+    RINGLB_START_PROXY(proxy, make_config(spec), engine());
+
+    RunSummary summary = run_concurrent(spec.listen_port, 200,
+                                        ExchangeSpec{ExchangeKind::kHash, 4096, 4096, 1, false});
+    EXPECT_TRUE(summary.ok()) << summary.describe();
+    std::string why;
+    auto stats = proxy.stats(2, 5s, &why);
+    ASSERT_TRUE(stats) << why;
+    // Round-robin sends about half the first attempts to the dead backend; each is retried.
+    EXPECT_GT(sum_stat(*stats, "connect_retries"), 50u);
+    EXPECT_EQ(sum_stat(*stats, "no_backend"), 0u);
+    EXPECT_EQ(proxy.stop(), 0);
+}
+
+TEST_P(ResilienceTest, RunningOutOfFdsPausesAcceptingAndRecovers) {
+    // Echo: a client that closes ends its session (the backend answers EOF with EOF).
+    BackendProcess backend;
+    ASSERT_TRUE(backend.start(EchoMode::kEcho));
+    ProxyConfigSpec spec;
+    spec.engine = engine();
+    spec.workers = 1;
+    spec.backends = {backend.address()};
+    TempDir dir;
+    write_file(dir.file("ringlb.toml"), make_config(spec));
+
+    // 64 fds in all: after the engine, listener and stdio, room for about 25 sessions.
+    Subprocess proxy;
+    std::string error;
+    ASSERT_TRUE(proxy.spawn(
+        {"/usr/bin/prlimit", "--nofile=64:64", "--", RINGLB_BINARY, "run", dir.file("ringlb.toml")},
+        dir.file("ringlb.log"), &error))
+        << error;
+    auto ready_deadline = Clock::now() + 10s;
+    while (read_file(dir.file("ringlb.log")).find("ready:") == std::string::npos) {
+        ASSERT_TRUE(proxy.running()) << read_file(dir.file("ringlb.log"));
+        ASSERT_LT(Clock::now(), ready_deadline) << read_file(dir.file("ringlb.log"));
+        std::this_thread::sleep_for(20ms);
+    }
+
+    // Hold 60 idle connections open: more than the proxy can take fds for.
+    std::vector<common::Fd> held;
+    for (int i = 0; i < 60; ++i) {
+        common::Fd fd = connect_to(spec.listen_port, 2000ms, &error);
+        ASSERT_TRUE(fd) << error;  // the kernel completes the handshake into the backlog
+        held.push_back(std::move(fd));
+    }
+    std::this_thread::sleep_for(500ms);
+    ASSERT_TRUE(proxy.running()) << "the proxy died out of fds:\n"
+                                 << read_file(dir.file("ringlb.log"));
+    held.clear();
+
+    // Once those are gone every new client is served, byte-exact.
+    RunSummary summary = run_concurrent(spec.listen_port, 10,
+                                        ExchangeSpec{ExchangeKind::kEcho, 65536, 65536, 7, false});
+    EXPECT_TRUE(summary.ok()) << summary.describe();
+
+    ::kill(proxy.pid(), SIGTERM);
+    EXPECT_EQ(proxy.wait(10s), std::optional<int>(0));
+    std::string log = read_file(dir.file("ringlb.log"));
+    EXPECT_NE(log.find("out of file descriptors"), std::string::npos) << log;
+    EXPECT_GT(sum_from_log(log, "emfile_pauses"), 0u) << log;
+}
+
+TEST_P(ResilienceTest, EmptyPipePoolFallsBackToBufferedForwarding) {
+    BackendProcess backend;
+    ASSERT_TRUE(backend.start(EchoMode::kHash));
+    ProxyConfigSpec spec;
+    spec.engine = engine();
+    spec.forward = "splice";
+    spec.workers = 1;
+    spec.backends = {backend.address()};
+    // One pipe for the whole shard: most directions must fall back.
+    std::string config = make_config(spec);
+    config.replace(config.find("[runtime]\n"), 10, "[runtime]\npipe_pool = 1\n");
+    ProxyProcess proxy;
+    RINGLB_START_PROXY(proxy, config, engine());
+
+    // A pipe stays lent only while its destination cannot take the bytes. Clients that send
+    // 16 MiB (more than loopback socket buffers hold) before reading anything block their reply
+    // direction with bytes in its pipe, so the other directions find the pool empty.
+    RunSummary summary = run_concurrent(
+        spec.listen_port, 10, ExchangeSpec{ExchangeKind::kHash, 16 << 20, 16 << 20, 3, true});
+    EXPECT_TRUE(summary.ok()) << summary.describe();
+    std::string why;
+    auto stats = proxy.stats(1, 5s, &why);
+    ASSERT_TRUE(stats) << why;
+    EXPECT_GT(sum_stat(*stats, "pipe_pool_exhausted"), 0u);
+    EXPECT_GT(sum_stat(*stats, "splice_directions"), 0u);
+    EXPECT_EQ(proxy.stop(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, ResilienceTest, ::testing::ValuesIn(kEngines), engine_name);
+
+}  // namespace
+}  // namespace ringlb::testkit
