@@ -276,8 +276,10 @@ void Session::on_recv(Direction& d, const engine::Completion& c) {
     if (c.res == -ENOBUFS) {
         shard_.stats().buffer_starved.add();
         d.starved = true;
-        if (d.queue.size() == d.q_head) shard_.wait_for_buffers(this);
-        // Otherwise our own sends will release buffers and maybe_receive() re-arms.
+        // Buffers may have come back while this completion was on its way: maybe_receive()
+        // re-arms at once if any are free, and otherwise waits for the next release. (With
+        // data queued, our own sends release buffers and re-arm.)
+        maybe_receive(d);
         return;
     }
     if (c.res < 0 && c.res != -ECANCELED) {

@@ -202,11 +202,15 @@ void Shard::wait_for_buffers(Session* session) {
 
 void Shard::release_buffer(uint16_t buffer_id) {
     engine_->release_buffer(buffer_id);
-    if (starved_.empty()) return;
-    Session* waiter = starved_.front();
-    starved_.erase(starved_.begin());
-    waiter->starved_listed = false;
-    waiter->resume_receive();
+    // Wake as many waiters as there are free buffers: waking fewer could leave a waiter
+    // sleeping with buffers free and no further release coming.
+    uint32_t wake = engine_->buffers_free();
+    while (wake-- > 0 && !starved_.empty()) {
+        Session* waiter = starved_.front();
+        starved_.pop_front();
+        waiter->starved_listed = false;
+        waiter->resume_receive();
+    }
 }
 
 }  // namespace ringlb::shard

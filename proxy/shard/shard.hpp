@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
@@ -85,7 +86,7 @@ class Shard final : public engine::Handler {
     engine::Op pause_timer_;
     bool accept_paused_ = false;
     Session* sessions_ = nullptr;  // intrusive list head
-    std::vector<Session*> starved_;
+    std::deque<Session*> starved_;
     std::atomic<bool> stop_{false};
     bool stopping_ = false;
     std::thread thread_;
