@@ -36,23 +36,6 @@ std::string config_with_admin(ProxyConfigSpec& spec, uint16_t admin_port) {
            "\"\n";
 }
 
-// Starts `argv` and waits for "ready:" in its log; the log text on failure.
-::testing::AssertionResult start_and_wait(Subprocess& process, const std::vector<std::string>& argv,
-                                          const std::string& log_path) {
-    std::string error;
-    if (!process.spawn(argv, log_path, &error))
-        return ::testing::AssertionFailure() << "spawn: " << error;
-    auto deadline = Clock::now() + Millis(10000);
-    while (Clock::now() < deadline) {
-        if (read_file(log_path).find("ready:") != std::string::npos)
-            return ::testing::AssertionSuccess();
-        if (!process.running())
-            return ::testing::AssertionFailure() << "exited before ready:\n" << read_file(log_path);
-        std::this_thread::sleep_for(Millis(20));
-    }
-    return ::testing::AssertionFailure() << "not ready in 10 s:\n" << read_file(log_path);
-}
-
 TEST(EngineFallbackTest, AutoFallsBackToEpollWhenSeccompBlocksIoUring) {
     BackendProcess backend;
     ASSERT_TRUE(backend.start(EchoMode::kHash));
@@ -64,7 +47,7 @@ TEST(EngineFallbackTest, AutoFallsBackToEpollWhenSeccompBlocksIoUring) {
     write_file(dir.file("ringlb.toml"), config_with_admin(spec, admin_port));
 
     Subprocess proxy;
-    ASSERT_TRUE(start_and_wait(
+    ASSERT_TRUE(spawn_until_ready(
         proxy, {RINGLB_NO_URING_BINARY, "--", RINGLB_BINARY, "run", dir.file("ringlb.toml")},
         dir.file("ringlb.log")));
     std::string log = read_file(dir.file("ringlb.log"));

@@ -81,17 +81,11 @@ TEST_P(ResilienceTest, RunningOutOfFdsPausesAcceptingAndRecovers) {
 
     // 64 fds in all: after the engine, listener and stdio, room for about 25 sessions.
     Subprocess proxy;
-    std::string error;
-    ASSERT_TRUE(proxy.spawn(
+    ASSERT_TRUE(spawn_until_ready(
+        proxy,
         {"/usr/bin/prlimit", "--nofile=64:64", "--", RINGLB_BINARY, "run", dir.file("ringlb.toml")},
-        dir.file("ringlb.log"), &error))
-        << error;
-    auto ready_deadline = Clock::now() + 10s;
-    while (read_file(dir.file("ringlb.log")).find("ready:") == std::string::npos) {
-        ASSERT_TRUE(proxy.running()) << read_file(dir.file("ringlb.log"));
-        ASSERT_LT(Clock::now(), ready_deadline) << read_file(dir.file("ringlb.log"));
-        std::this_thread::sleep_for(20ms);
-    }
+        dir.file("ringlb.log")));
+    std::string error;
 
     // Hold 60 idle connections open: more than the proxy can take fds for.
     std::vector<common::Fd> held;

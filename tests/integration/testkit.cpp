@@ -303,6 +303,24 @@ CommandResult run_check(std::string_view config_text) {
     return result;
 }
 
+::testing::AssertionResult spawn_until_ready(Subprocess& process,
+                                             const std::vector<std::string>& argv,
+                                             const std::string& log_path, Millis timeout) {
+    std::string error;
+    if (!process.spawn(argv, log_path, &error))
+        return ::testing::AssertionFailure() << "spawn: " << error;
+    auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+        if (read_file(log_path).find("ready:") != std::string::npos)
+            return ::testing::AssertionSuccess();
+        if (!process.running())
+            return ::testing::AssertionFailure() << "exited before ready:\n" << read_file(log_path);
+        std::this_thread::sleep_for(Millis(20));
+    }
+    return ::testing::AssertionFailure() << "not ready in " << timeout.count() << " ms:\n"
+                                         << read_file(log_path);
+}
+
 uint64_t ShardStats::get(const std::string& key) const {
     auto it = values.find(key);
     return it == values.end() ? 0 : it->second;

@@ -92,6 +92,13 @@ class Subprocess {
     std::optional<int> exit_code_;
 };
 
+// Spawns `argv` (e.g. a launcher such as prlimit or ringlb-no-uring in front of ringlb) and waits
+// until its log contains "ready:"; on failure the message carries the log.
+::testing::AssertionResult spawn_until_ready(Subprocess& process,
+                                             const std::vector<std::string>& argv,
+                                             const std::string& log_path,
+                                             Millis timeout = Millis(10000));
+
 // Counters from one "shard N stats: key=value ..." log line.
 struct ShardStats {
     int shard = -1;
