@@ -190,6 +190,7 @@ void Session::on_readiness(int fd, uint32_t mask) {
     if (writable && as_dst.mode == Mode::kSplice && as_dst.waiting_dst && !as_dst.done) {
         if (!pump_splice(as_dst)) return;
     }
+    if (mask & POLLRDHUP) as_src.src_fin_seen = true;
     if (readable && as_src.mode == Mode::kSplice && !as_src.waiting_dst && !as_src.done) {
         pump_splice(as_src);
     }
@@ -199,8 +200,12 @@ bool Session::pump_splice(Direction& d) {
     d.waiting_dst = false;
     for (;;) {
         if (d.in_pipe > 0) {
-            ssize_t n = ::splice(d.pipe->read_end.get(), nullptr, d.dst, nullptr, d.in_pipe,
-                                 SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            // When the source's FIN is already here, these are its last bytes: SPLICE_F_MORE
+            // (MSG_MORE) holds them back so the shutdown() that follows sends data and FIN in
+            // one segment instead of two.
+            unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+            if (d.src_fin_seen) flags |= SPLICE_F_MORE;
+            ssize_t n = ::splice(d.pipe->read_end.get(), nullptr, d.dst, nullptr, d.in_pipe, flags);
             if (n > 0) {
                 d.in_pipe -= static_cast<size_t>(n);
                 count_bytes(d, static_cast<size_t>(n));

@@ -78,6 +78,7 @@ class Session final : public engine::Handler {
         Pipe* pipe = nullptr;
         size_t in_pipe = 0;
         bool waiting_dst = false;
+        bool src_fin_seen = false;  // POLLRDHUP: the source's FIN arrived, EOF follows the data
         // buffered
         engine::Op recv_op;
         engine::Op send_op;
