@@ -115,10 +115,10 @@ void Session::on_connected() {
     c2u_.dst = upstream_.get();
     u2c_.src = upstream_.get();
     u2c_.dst = client_.get();
-    // Measured side by side (README, Performance): readiness + inline splice costs less proxy
-    // CPU than buffered forwarding per request, per connection and per GB on both engines, so
-    // "auto" means splice; a direction falls back to buffered when the pipe pool is empty.
-    bool splice = listener_.forward != config::ForwardMode::kBuffered;
+    // Measured interleaved on one binary (README, Performance): buffered forwarding costs less
+    // proxy CPU than readiness + splice per request, per connection and per GB, so "auto"
+    // means buffered.
+    bool splice = listener_.forward == config::ForwardMode::kSplice;
     start_direction(c2u_, splice);
     start_direction(u2c_, splice);
     if (splice) {
