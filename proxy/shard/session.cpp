@@ -96,6 +96,8 @@ void Session::connect_next() {
         return;
     }
     common::set_nodelay(upstream_.get());
+    // Counted only when another backend is really tried, not for the attempt that gives up.
+    if (attempts_ > 1) shard_.stats().connect_retries.add();
     engine_.connect(connect_op_, upstream_.get(), backend.address.sa(), backend.address.length,
                     cluster_.connect_timeout);
 }
@@ -105,7 +107,6 @@ void Session::on_connect_failed(int err) {
     LOG_DEBUG("cluster %s: connect failed: %s", cluster_.name.c_str(), std::strerror(err));
     if (closing_) return;
     // No byte has moved yet, so another backend is safe to try.
-    shard_.stats().connect_retries.add();
     connect_next();
 }
 
