@@ -43,6 +43,42 @@ const char* to_string(ForwardMode mode) {
     return "?";
 }
 
+const char* to_string(Balance balance) {
+    switch (balance) {
+        case Balance::kRoundRobin:
+            return "round_robin";
+        case Balance::kLeastConn:
+            return "least_conn";
+        case Balance::kRandomTwo:
+            return "random_two";
+        case Balance::kLeastTime:
+            return "least_time";
+        case Balance::kMaglev:
+            return "maglev";
+    }
+    return "?";
+}
+
+const char* to_string(HashKey key) {
+    switch (key) {
+        case HashKey::kSourceIp:
+            return "source_ip";
+        case HashKey::kSourceIpPort:
+            return "source_ip_port";
+    }
+    return "?";
+}
+
+const char* to_string(ClosePolicy policy) {
+    switch (policy) {
+        case ClosePolicy::kGraceful:
+            return "graceful";
+        case ClosePolicy::kReset:
+            return "reset";
+    }
+    return "?";
+}
+
 Millis parse_duration(std::string_view text) {
     if (text.empty()) throw std::invalid_argument("empty duration");
     if (text.front() == '-') throw std::invalid_argument("negative durations are not allowed");

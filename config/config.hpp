@@ -14,9 +14,27 @@ using Millis = std::chrono::milliseconds;
 
 enum class EngineKind { kAuto, kIoUring, kEpoll };
 enum class ForwardMode { kAuto, kSplice, kBuffered };
+// How a cluster picks a backend for a new session (`balance`).
+enum class Balance { kRoundRobin, kLeastConn, kRandomTwo, kLeastTime, kMaglev };
+// What Maglev hashes (`hash_key`).
+enum class HashKey { kSourceIp, kSourceIpPort };
+// How a finished session's sockets close (`close`): FIN, or RST via SO_LINGER 0.
+enum class ClosePolicy { kGraceful, kReset };
 
 const char* to_string(EngineKind kind);
 const char* to_string(ForwardMode mode);
+const char* to_string(Balance balance);
+const char* to_string(HashKey key);
+const char* to_string(ClosePolicy policy);
+
+// `tcp_keepalive = { idle = "60s", interval = "10s", count = 3 }`. Absent: the kernel default
+// (no keepalive probes). A key left out of the table keeps the kernel's value for it.
+struct TcpKeepalive {
+    bool enabled = false;
+    Millis idle{0};      // TCP_KEEPIDLE (0: kernel default)
+    Millis interval{0};  // TCP_KEEPINTVL (0: kernel default)
+    uint32_t count = 0;  // TCP_KEEPCNT (0: kernel default)
+};
 
 struct RuntimeConfig {
     unsigned workers = 0;  // 0 = "auto": one per online CPU
@@ -33,12 +51,39 @@ struct BackendConfig {
     common::Address address;
     std::string address_text;
     uint32_t weight = 1;
+    uint32_t max_connections = 0;  // per backend, divided over shards; 0: unlimited
+};
+
+// `pool = { warm = N, max_idle = "30s" }`: N pre-connected sockets per backend per shard.
+struct PoolConfig {
+    uint32_t warm = 0;  // 0: no pool
+    Millis max_idle{30000};
+};
+
+// `queue = { size = N, timeout = "1s" }`: clients that wait for a backend slot.
+struct QueueConfig {
+    uint32_t size = 0;  // 0: no queue (a client finding every backend full is closed)
+    Millis timeout{1000};
 };
 
 struct ClusterConfig {
     std::string name;
     std::vector<BackendConfig> backends;
     Millis connect_timeout{2000};
+    Balance balance = Balance::kRoundRobin;
+    HashKey hash_key = HashKey::kSourceIp;
+    uint32_t maglev_table_size = 65537;  // a prime
+    uint32_t retries = 2;                // further backends tried after a failed connect
+    PoolConfig pool;
+    QueueConfig queue;
+    Millis server_idle_timeout{0};  // nothing received from the backend; 0: off
+    TcpKeepalive tcp_keepalive;
+    Millis tcp_user_timeout{0};  // TCP_USER_TIMEOUT; 0: kernel default
+    std::vector<common::Address> source_addresses;
+    std::vector<std::string> source_address_texts;
+    uint16_t source_port_min = 0;  // IP_LOCAL_PORT_RANGE; 0/0: the system range
+    uint16_t source_port_max = 0;
+    ClosePolicy close = ClosePolicy::kGraceful;
 };
 
 struct ListenerConfig {
@@ -49,6 +94,14 @@ struct ListenerConfig {
     size_t cluster_index = 0;  // resolved index into Config::clusters
     int backlog = 4096;
     ForwardMode forward = ForwardMode::kAuto;
+    // Timeouts; 0 turns one off.
+    Millis idle_timeout{std::chrono::hours(1)};  // no byte in either direction
+    Millis client_idle_timeout{0};               // nothing received from the client
+    Millis half_closed_timeout{0};               // inactivity once one side has sent FIN
+    Millis max_duration{0};                      // whole session
+    Millis max_duration_jitter{0};               // random extra in [0, jitter]
+    TcpKeepalive tcp_keepalive;
+    Millis tcp_user_timeout{0};
 };
 
 // The admin HTTP endpoint (/metrics, /healthz, /ready), served by the control thread.
