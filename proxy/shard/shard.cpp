@@ -25,16 +25,14 @@ Shard::Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
              std::vector<common::Fd> listeners)
     : options_(std::move(options)),
       snapshot_(std::move(snapshot)),
-      listeners_(listeners.size()),
       pipes_(options_.pipe_pool, options_.pipe_size) {
     for (size_t i = 0; i < listeners.size(); ++i) {
-        listeners_[i].fd = std::move(listeners[i]);
-        listeners_[i].config = &snapshot_->config->listeners[i];
-        listeners_[i].accept_op.bind(this, static_cast<uint8_t>(i));
+        listeners_.push_back(std::make_unique<Listener>(*this, std::move(listeners[i]),
+                                                        snapshot_->config->listeners[i]));
     }
     balancers_.reserve(snapshot_->clusters.size());
     for (const auto& cluster : snapshot_->clusters) balancers_.emplace_back(cluster);
-    pause_timer_.bind(this, kPauseTimerTag);
+    pause_timer_.bind(this, 0);
 }
 
 Shard::~Shard() {
@@ -82,37 +80,34 @@ void Shard::run(std::string& error, std::atomic<int>& state) {
         state.notify_all();
         return;
     }
-    for (auto& l : listeners_) arm_accept(l);
+    for (auto& l : listeners_) arm_accept(*l);
     state.store(kRunning);
     state.notify_all();
 
     while (!stop_.load(std::memory_order_acquire)) engine_->run_once(kLoopWait);
 
     stopping_ = true;
-    for (auto& l : listeners_) engine_->cancel(l.accept_op);
+    for (auto& l : listeners_) engine_->cancel(l->accept_op);
     engine_->cancel(pause_timer_);
     shutdown_sessions();
     // Bounded: every op was cancelled, so completions arrive promptly.
     for (int i = 0; i < 500; ++i) {
         bool busy = sessions_ != nullptr || pause_timer_.armed() ||
                     std::any_of(listeners_.begin(), listeners_.end(),
-                                [](const Listener& l) { return l.accept_op.armed(); });
+                                [](const auto& l) { return l->accept_op.armed(); });
         if (!busy) break;
         engine_->run_once(engine::Millis{10});
     }
-    for (auto& l : listeners_) l.fd.reset();
+    for (auto& l : listeners_) l->fd.reset();
 }
 
 void Shard::arm_accept(Listener& l) {
     if (!l.accept_op.armed()) engine_->accept(l.accept_op, l.fd.get());
 }
 
-void Shard::on_complete(engine::Op& op, const engine::Completion& c) {
-    if (op.tag() == kPauseTimerTag) {
-        if (c.res == 0 && !stopping_) resume_accepting();
-        return;
-    }
-    on_accept(listeners_[op.tag()], c);
+void Shard::on_complete(engine::Op&, const engine::Completion& c) {
+    // The shard's only own op is the pause timer; accepts go to their Listener.
+    if (c.res == 0 && !stopping_) resume_accepting();
 }
 
 void Shard::on_accept(Listener& l, const engine::Completion& c) {
@@ -158,7 +153,7 @@ void Shard::pause_accepting() {
     LOG_WARN("shard %u: out of file descriptors (%llu sessions open); pausing accept for %lld ms",
              options_.id, static_cast<unsigned long long>(counters_.active.get()),
              static_cast<long long>(kEmfilePause.count()));
-    for (auto& l : listeners_) engine_->cancel(l.accept_op);
+    for (auto& l : listeners_) engine_->cancel(l->accept_op);
     if (!pause_timer_.armed()) engine_->timer(pause_timer_, kEmfilePause);
 }
 
@@ -167,7 +162,7 @@ void Shard::resume_accepting() {
     accept_paused_ = false;
     engine_->cancel(pause_timer_);
     // Listeners whose cancel is still in flight re-arm when it completes.
-    for (auto& l : listeners_) arm_accept(l);
+    for (auto& l : listeners_) arm_accept(*l);
 }
 
 void Shard::shutdown_sessions() {

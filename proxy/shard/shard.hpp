@@ -62,13 +62,21 @@ class Shard final : public engine::Handler {
     void on_complete(engine::Op& op, const engine::Completion& c) override;
 
   private:
-    struct Listener {
+    // Each listener is the handler of its own accept op, so a completion finds its listener
+    // without an index in the op's 8-bit tag (a 256th listener would otherwise collide).
+    struct Listener final : engine::Handler {
+        Listener(Shard& shard, common::Fd listen_fd, const config::ListenerConfig& cfg)
+            : shard(shard), fd(std::move(listen_fd)), config(&cfg) {
+            accept_op.bind(this, 0);
+        }
+        void on_complete(engine::Op&, const engine::Completion& c) override {
+            shard.on_accept(*this, c);
+        }
+        Shard& shard;
         common::Fd fd;
         const config::ListenerConfig* config = nullptr;
         engine::Op accept_op;
-        bool paused = false;
     };
-    static constexpr uint8_t kPauseTimerTag = 255;
 
     void run(std::string& error, std::atomic<int>& state);
     void arm_accept(Listener& l);
@@ -78,7 +86,7 @@ class Shard final : public engine::Handler {
 
     ShardOptions options_;
     std::shared_ptr<const Snapshot> snapshot_;
-    std::vector<Listener> listeners_;
+    std::vector<std::unique_ptr<Listener>> listeners_;  // stable addresses: ops point at them
     std::vector<upstream::RoundRobin> balancers_;
     std::unique_ptr<engine::Engine> engine_;
     PipePool pipes_;
