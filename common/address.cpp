@@ -85,4 +85,27 @@ std::optional<Address> parse_address(std::string_view text, std::string* error) 
     return fail(error, "invalid IP address \"" + host_z + "\" (host names are not resolved)");
 }
 
+std::optional<Address> parse_ip(std::string_view text, std::string* error) {
+    if (text.empty()) return fail(error, "empty IP address");
+    Address out;
+    std::string host(text);
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        out.length = sizeof(sockaddr_in);
+        return out;
+    }
+    std::memset(&out.storage, 0, sizeof(out.storage));
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+    if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        out.length = sizeof(sockaddr_in6);
+        return out;
+    }
+    // The likely slips get a precise reason: a port, or the bracketed form of "ip:port".
+    if (parse_address(text)) return fail(error, "expected an IP address without a port");
+    if (text.front() == '[') return fail(error, "write IPv6 addresses without brackets");
+    return fail(error, "invalid IP address \"" + host + "\" (host names are not resolved)");
+}
+
 }  // namespace ringlb::common

@@ -22,4 +22,9 @@ struct Address {
 // Parses "1.2.3.4:80" or "[::1]:80". Returns nullopt with a reason in *error on failure.
 std::optional<Address> parse_address(std::string_view text, std::string* error = nullptr);
 
+// Parses a bare numeric address, "1.2.3.4" or "::1" (no brackets, no port), as an Address with
+// port 0: what a socket is bound to when the kernel picks the port. nullopt with a reason in
+// *error on failure.
+std::optional<Address> parse_ip(std::string_view text, std::string* error = nullptr);
+
 }  // namespace ringlb::common

@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <limits>
+#include <span>
 #include <utility>
 
 #include <toml++/toml.h>
@@ -128,26 +130,103 @@ constexpr int64_t kMaxPipeSize = 1024 * 1024;
 constexpr int64_t kMaxPipePool = 65536;
 constexpr int64_t kMaxBacklog = 65535;
 constexpr int64_t kMaxWeight = 1000;
+constexpr int64_t kMaxBackendConnections = 1000000;
 constexpr Millis kMaxConnectTimeout = std::chrono::hours(1);
+// Session timeouts that "0s" turns off: long enough for any sensible idle or lifetime limit,
+// short enough that a unit slip ("720h" meant as minutes) is caught.
+constexpr Millis kMaxSessionTimeout = std::chrono::hours(168);
+// TCP_USER_TIMEOUT takes an unsigned int of milliseconds; a day is far beyond any useful value.
+constexpr Millis kMaxUserTimeout = std::chrono::hours(24);
+constexpr std::string_view kKernelDefault = "keeps the kernel default";
+// TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds up to MAX_TCP_KEEPIDLE/MAX_TCP_KEEPINTVL
+// (32767); TCP_KEEPCNT up to MAX_TCP_KEEPCNT (127).
+constexpr int64_t kMaxKeepaliveSeconds = 32767;
+constexpr int64_t kMaxKeepaliveCount = 127;
+constexpr int64_t kMaxRetries = 16;
+constexpr int64_t kMinMaglevTableSize = 101;
+constexpr int64_t kMaxMaglevTableSize = 1000003;  // a prime
+constexpr int64_t kMaxPoolWarm = 1024;
+constexpr int64_t kMaxQueueSize = 65536;
 
 // Keys a user may have put at the wrong level; used for "it belongs in [runtime]" hints.
 constexpr std::string_view kRuntimeKeys[] = {"workers",      "pin_cpus",  "engine",   "buffer_size",
                                              "buffer_count", "pipe_size", "pipe_pool"};
+constexpr std::string_view kListenerOnlyKeys[] = {"bind",
+                                                  "backlog",
+                                                  "forward",
+                                                  "idle_timeout",
+                                                  "client_idle_timeout",
+                                                  "half_closed_timeout",
+                                                  "max_duration",
+                                                  "max_duration_jitter"};
+constexpr std::string_view kClusterOnlyKeys[] = {"backends",
+                                                 "connect_timeout",
+                                                 "balance",
+                                                 "hash_key",
+                                                 "maglev_table_size",
+                                                 "retries",
+                                                 "pool",
+                                                 "queue",
+                                                 "server_idle_timeout",
+                                                 "source_addresses",
+                                                 "source_port_range",
+                                                 "close"};
+constexpr std::string_view kBackendOnlyKeys[] = {"address", "weight", "max_connections"};
 
+// Keys that are valid elsewhere in the file, with where they belong.
+struct Misplaced {
+    std::span<const std::string_view> keys;
+    std::string_view hint;
+};
+
+// "1h", "168h", "1500ms": the largest unit that writes `value` exactly.
+std::string format_duration(Millis value) {
+    auto ms = value.count();
+    if (ms != 0 && ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
+    if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+    if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+    return std::to_string(ms) + "ms";
+}
+
+bool is_prime(int64_t n) {
+    if (n < 2) return false;
+    for (int64_t d = 2; d * d <= n; ++d)
+        if (n % d == 0) return false;
+    return true;
+}
+
+// Whether an address is 0.0.0.0 or ::, which binds nothing in particular.
+bool is_unspecified(const common::Address& address) {
+    if (address.family() == AF_INET)
+        return reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr.s_addr ==
+               htonl(INADDR_ANY);
+    if (address.family() == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(
+            &reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr);
+    return false;
+}
+
+const char* family_name(int family) {
+    return family == AF_INET6 ? "IPv6" : "IPv4";
+}
+
+// Levenshtein distance, with a swap of two adjacent letters counted as one edit ("wram" is one
+// slip from "warm", not two).
 size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<size_t> row(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    const size_t width = b.size() + 1;
+    std::vector<size_t> d((a.size() + 1) * width);
+    auto at = [&](size_t i, size_t j) -> size_t& { return d[i * width + j]; };
+    for (size_t i = 0; i <= a.size(); ++i) at(i, 0) = i;
+    for (size_t j = 0; j <= b.size(); ++j) at(0, j) = j;
     for (size_t i = 1; i <= a.size(); ++i) {
-        size_t diagonal = row[0];
-        row[0] = i;
         for (size_t j = 1; j <= b.size(); ++j) {
-            size_t above = row[j];
-            size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
-            row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
-            diagonal = above;
+            size_t substitute = at(i - 1, j - 1) + (a[i - 1] == b[j - 1] ? 0 : 1);
+            at(i, j) = std::min({at(i - 1, j) + 1, at(i, j - 1) + 1, substitute});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                at(i, j) = std::min(at(i, j), at(i - 2, j - 2) + 1);
         }
     }
-    return row[b.size()];
+    return at(a.size(), b.size());
 }
 
 // The closest candidate if it is close enough to be a plausible typo, else empty.
@@ -317,7 +396,8 @@ class Loader {
     // Rejects any key not in `allowed`. Reports the earliest one in the file, since std::map order
     // would otherwise pick an arbitrary typo out of several.
     void check_keys(const toml::table& table, std::string_view prefix,
-                    std::initializer_list<std::string_view> allowed) const {
+                    std::initializer_list<std::string_view> allowed,
+                    std::initializer_list<Misplaced> misplaced = {}) const {
         const toml::key* first = nullptr;
         for (auto&& [key, value] : table) {
             (void)value;
@@ -335,6 +415,14 @@ class Loader {
             reason += " (it belongs in the [runtime] table)";
         } else if (name == "log_level") {
             reason += " (the log level is set on the command line with --log-level)";
+        } else {
+            for (const Misplaced& elsewhere : misplaced) {
+                if (std::find(elsewhere.keys.begin(), elsewhere.keys.end(), name) !=
+                    elsewhere.keys.end()) {
+                    reason += " (" + std::string(elsewhere.hint) + ")";
+                    break;
+                }
+            }
         }
         fail(first->source(), join(prefix, name), reason);
     }
@@ -510,7 +598,12 @@ class Loader {
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("listener", i);
-            check_keys(table, prefix, {"name", "bind", "cluster", "backlog", "forward"});
+            check_keys(table, prefix,
+                       {"name", "bind", "cluster", "backlog", "forward", "idle_timeout",
+                        "client_idle_timeout", "half_closed_timeout", "max_duration",
+                        "max_duration_jitter", "tcp_keepalive", "tcp_user_timeout"},
+                       {{kClusterOnlyKeys, "it belongs in a [[cluster]] section"},
+                        {kBackendOnlyKeys, "it is set on each entry of a cluster's backends"}});
             ListenerConfig listener;
             listener.name = name_of(table, prefix);
             for (size_t j = 0; j < listeners.size(); ++j)
@@ -540,9 +633,44 @@ class Loader {
                                                         {{"auto", ForwardMode::kAuto},
                                                          {"splice", ForwardMode::kSplice},
                                                          {"buffered", ForwardMode::kBuffered}});
+            load_session_timeouts(table, prefix, listener);
+            if (const toml::node* node = table.get("tcp_keepalive"))
+                listener.tcp_keepalive = keepalive_of(*node, join(prefix, "tcp_keepalive"));
+            if (const toml::node* node = table.get("tcp_user_timeout"))
+                listener.tcp_user_timeout = optional_duration_of(
+                    *node, join(prefix, "tcp_user_timeout"), kMaxUserTimeout, kKernelDefault);
             listeners.push_back(std::move(listener));
         }
         return listeners;
+    }
+
+    void load_session_timeouts(const toml::table& table, const std::string& prefix,
+                               ListenerConfig& listener) const {
+        std::pair<std::string_view, Millis*> timeouts[] = {
+            {"idle_timeout", &listener.idle_timeout},
+            {"client_idle_timeout", &listener.client_idle_timeout},
+            {"half_closed_timeout", &listener.half_closed_timeout},
+            {"max_duration", &listener.max_duration},
+            {"max_duration_jitter", &listener.max_duration_jitter},
+        };
+        for (auto [name, field] : timeouts)
+            if (const toml::node* node = table.get(name))
+                *field = optional_duration_of(*node, join(prefix, name), kMaxSessionTimeout);
+
+        // Jitter stretches max_duration; alone it would silently do nothing, and wider than
+        // max_duration it would more than double some sessions' lifetime.
+        const toml::node* jitter = table.get("max_duration_jitter");
+        if (!jitter || listener.max_duration_jitter.count() == 0) return;
+        std::string key = join(prefix, "max_duration_jitter");
+        if (listener.max_duration.count() == 0)
+            fail(*jitter, key,
+                 "has no effect without max_duration (set max_duration, or remove "
+                 "max_duration_jitter)");
+        if (listener.max_duration_jitter > listener.max_duration)
+            fail(*jitter, key,
+                 "must not exceed max_duration (" +
+                     quote(table.get("max_duration")->as_string()->get()) + "), got " +
+                     quote(jitter->as_string()->get()));
     }
 
     std::vector<ClusterConfig> load_clusters(const toml::table& root) const {
@@ -551,7 +679,13 @@ class Loader {
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("cluster", i);
-            check_keys(table, prefix, {"name", "connect_timeout", "backends"});
+            check_keys(
+                table, prefix,
+                {"name", "connect_timeout", "backends", "balance", "hash_key", "maglev_table_size",
+                 "retries", "pool", "queue", "server_idle_timeout", "tcp_keepalive",
+                 "tcp_user_timeout", "source_addresses", "source_port_range", "close"},
+                {{kListenerOnlyKeys, "it belongs in a [[listener]] section"},
+                 {kBackendOnlyKeys, "it is set on each entry of backends"}});
             ClusterConfig cluster;
             cluster.name = name_of(table, prefix);
             for (size_t j = 0; j < clusters.size(); ++j)
@@ -576,25 +710,258 @@ class Loader {
             for (size_t j = 0; j < backends->size(); ++j)
                 cluster.backends.push_back(
                     load_backend(*backends->get(j), indexed(backends_key, j)));
+
+            load_balancing(table, prefix, cluster);
+            if (const toml::node* node = table.get("retries"))
+                cluster.retries = static_cast<uint32_t>(
+                    integer_of(*node, join(prefix, "retries"), 0, kMaxRetries));
+            if (const toml::node* node = table.get("pool"))
+                cluster.pool = pool_of(*node, join(prefix, "pool"));
+            if (const toml::node* node = table.get("queue"))
+                cluster.queue = queue_of(*node, join(prefix, "queue"));
+            if (const toml::node* node = table.get("server_idle_timeout"))
+                cluster.server_idle_timeout = optional_duration_of(
+                    *node, join(prefix, "server_idle_timeout"), kMaxSessionTimeout);
+            if (const toml::node* node = table.get("tcp_keepalive"))
+                cluster.tcp_keepalive = keepalive_of(*node, join(prefix, "tcp_keepalive"));
+            if (const toml::node* node = table.get("tcp_user_timeout"))
+                cluster.tcp_user_timeout = optional_duration_of(
+                    *node, join(prefix, "tcp_user_timeout"), kMaxUserTimeout, kKernelDefault);
+            if (const toml::node* node = table.get("source_addresses"))
+                load_source_addresses(*node, prefix, cluster);
+            if (const toml::node* node = table.get("source_port_range"))
+                load_source_port_range(*node, join(prefix, "source_port_range"), cluster);
+            if (const toml::node* node = table.get("close"))
+                cluster.close = enum_of<ClosePolicy>(
+                    *node, join(prefix, "close"),
+                    {{"graceful", ClosePolicy::kGraceful}, {"reset", ClosePolicy::kReset}});
             clusters.push_back(std::move(cluster));
         }
         return clusters;
     }
 
-    Millis timeout_of(const toml::node& node, std::string_view key) const {
+    // `balance`, and the keys that only Maglev reads. Needs the backends already loaded.
+    void load_balancing(const toml::table& table, const std::string& prefix,
+                        ClusterConfig& cluster) const {
+        const toml::node* balance = table.get("balance");
+        if (balance)
+            cluster.balance = enum_of<Balance>(*balance, join(prefix, "balance"),
+                                               {{"round_robin", Balance::kRoundRobin},
+                                                {"least_conn", Balance::kLeastConn},
+                                                {"random_two", Balance::kRandomTwo},
+                                                {"least_time", Balance::kLeastTime},
+                                                {"maglev", Balance::kMaglev}});
+        bool maglev = cluster.balance == Balance::kMaglev;
+        std::string uses = std::string("this cluster uses ") + (balance ? "" : "the default ") +
+                           quote(to_string(cluster.balance));
+
+        if (const toml::node* node = table.get("hash_key")) {
+            std::string key = join(prefix, "hash_key");
+            if (!maglev) fail(*node, key, "applies only with balance = \"maglev\" (" + uses + ")");
+            cluster.hash_key = enum_of<HashKey>(
+                *node, key,
+                {{"source_ip", HashKey::kSourceIp}, {"source_ip_port", HashKey::kSourceIpPort}});
+        }
+
+        std::string size_key = join(prefix, "maglev_table_size");
+        const toml::node* size = table.get("maglev_table_size");
+        if (size) {
+            if (!maglev)
+                fail(*size, size_key, "applies only with balance = \"maglev\" (" + uses + ")");
+            int64_t value = integer_of(*size, size_key, kMinMaglevTableSize, kMaxMaglevTableSize);
+            if (!is_prime(value)) {
+                // Both bounds of the range are prime, so both neighbours exist inside it.
+                int64_t below = value - 1;
+                while (!is_prime(below)) --below;
+                int64_t above = value + 1;
+                while (!is_prime(above)) ++above;
+                fail(*size, size_key,
+                     "must be a prime, got " + std::to_string(value) + " (nearest primes: " +
+                         std::to_string(below) + " and " + std::to_string(above) + ")");
+            }
+            cluster.maglev_table_size = static_cast<uint32_t>(value);
+        }
+        // Every backend needs at least one slot of the lookup table.
+        if (maglev && cluster.maglev_table_size <= cluster.backends.size())
+            fail(size ? *size : *balance, size_key,
+                 std::string(size ? "" : "the default ") +
+                     std::to_string(cluster.maglev_table_size) +
+                     " must be greater than the number of backends (" +
+                     std::to_string(cluster.backends.size()) + "); use a larger prime");
+    }
+
+    // An inline table such as `pool = { ... }`, or `[cluster.pool]`.
+    const toml::table& inline_table_of(const toml::node& node, std::string_view key,
+                                       std::string_view example) const {
+        if (auto table = node.as_table()) return *table;
+        fail(node, key,
+             "expected a table like " + std::string(example) + ", got " + describe(node));
+    }
+
+    PoolConfig pool_of(const toml::node& node, const std::string& key) const {
+        const toml::table& table = inline_table_of(node, key, "{ warm = 4, max_idle = \"30s\" }");
+        check_keys(table, key, {"warm", "max_idle"});
+        PoolConfig pool;
+        if (const toml::node* warm = table.get("warm"))
+            pool.warm =
+                static_cast<uint32_t>(integer_of(*warm, join(key, "warm"), 0, kMaxPoolWarm));
+        if (const toml::node* max_idle = table.get("max_idle"))
+            pool.max_idle = timeout_of(*max_idle, join(key, "max_idle"));
+        return pool;
+    }
+
+    QueueConfig queue_of(const toml::node& node, const std::string& key) const {
+        const toml::table& table = inline_table_of(node, key, "{ size = 100, timeout = \"1s\" }");
+        check_keys(table, key, {"size", "timeout"});
+        QueueConfig queue;
+        if (const toml::node* size = table.get("size"))
+            queue.size =
+                static_cast<uint32_t>(integer_of(*size, join(key, "size"), 0, kMaxQueueSize));
+        if (const toml::node* timeout = table.get("timeout"))
+            queue.timeout = timeout_of(*timeout, join(key, "timeout"));
+        return queue;
+    }
+
+    TcpKeepalive keepalive_of(const toml::node& node, const std::string& key) const {
+        const toml::table& table =
+            inline_table_of(node, key, "{ idle = \"60s\", interval = \"10s\", count = 3 }");
+        check_keys(table, key, {"idle", "interval", "count"});
+        TcpKeepalive keepalive;
+        keepalive.enabled = true;
+        if (const toml::node* idle = table.get("idle"))
+            keepalive.idle = keepalive_seconds_of(*idle, join(key, "idle"));
+        if (const toml::node* interval = table.get("interval"))
+            keepalive.interval = keepalive_seconds_of(*interval, join(key, "interval"));
+        if (const toml::node* count = table.get("count"))
+            keepalive.count = static_cast<uint32_t>(
+                integer_of(*count, join(key, "count"), 1, kMaxKeepaliveCount));
+        return keepalive;
+    }
+
+    Millis keepalive_seconds_of(const toml::node& node, const std::string& key) const {
+        Millis value = duration_of(node, key);
+        const std::string& text = node.as_string()->get();
+        if (value.count() % 1000 != 0)
+            fail(node, key, "must be a whole number of seconds, got " + quote(text));
+        if (value < std::chrono::seconds(1) || value > std::chrono::seconds(kMaxKeepaliveSeconds))
+            fail(node, key,
+                 "must be between 1s and " + std::to_string(kMaxKeepaliveSeconds) + "s, got " +
+                     quote(text));
+        return value;
+    }
+
+    void load_source_addresses(const toml::node& node, const std::string& prefix,
+                               ClusterConfig& cluster) const {
+        std::string key = join(prefix, "source_addresses");
+        const toml::array* array = node.as_array();
+        if (!array)
+            fail(node, key,
+                 "expected an array of IP addresses like [\"127.0.0.2\", \"::1\"], got " +
+                     describe(node));
+        for (size_t i = 0; i < array->size(); ++i) {
+            const toml::node& element = *array->get(i);
+            std::string element_key = indexed(key, i);
+            const std::string& text = string_of(element, element_key);
+            std::string error;
+            std::optional<common::Address> address = common::parse_ip(text, &error);
+            if (!address)
+                fail(element, element_key, "invalid source address " + quote(text) + ": " + error);
+            if (is_unspecified(*address))
+                fail(element, element_key,
+                     quote(text) +
+                         " is the unspecified address; leave source_addresses out to let the "
+                         "kernel choose");
+            for (size_t j = 0; j < cluster.source_addresses.size(); ++j)
+                if (cluster.source_addresses[j].to_string() == address->to_string())
+                    fail(element, element_key,
+                         "duplicate source address " + quote(text) + " (same as " +
+                             indexed(key, j) + ", " + quote(cluster.source_address_texts[j]) + ")");
+            cluster.source_addresses.push_back(*address);
+            cluster.source_address_texts.push_back(text);
+        }
+        if (cluster.source_addresses.empty()) return;
+        // A connect from an address of the other family fails, so every backend needs at
+        // least one source address it can be reached from.
+        for (size_t j = 0; j < cluster.backends.size(); ++j) {
+            const BackendConfig& backend = cluster.backends[j];
+            bool covered = std::any_of(
+                cluster.source_addresses.begin(), cluster.source_addresses.end(),
+                [&](const common::Address& a) { return a.family() == backend.address.family(); });
+            if (!covered)
+                fail(node, key,
+                     std::string("no ") + family_name(backend.address.family()) +
+                         " address for backend " + indexed(join(prefix, "backends"), j) + " (" +
+                         quote(backend.address_text) +
+                         "); each backend needs a source address of its own family");
+        }
+    }
+
+    void load_source_port_range(const toml::node& node, const std::string& key,
+                                ClusterConfig& cluster) const {
+        constexpr std::string_view kExpected =
+            "expected \"LOW-HIGH\" with ports 1..65535, e.g. \"20000-29999\"";
+        auto s = node.as_string();
+        if (!s) fail(node, key, std::string(kExpected) + ", got " + describe(node));
+        std::string_view text = s->get();
+        size_t dash = text.find('-');
+        unsigned long bounds[2] = {0, 0};
+        std::string_view parts[2] = {text.substr(0, dash), dash == std::string_view::npos
+                                                               ? std::string_view()
+                                                               : text.substr(dash + 1)};
+        for (int k = 0; k < 2; ++k) {
+            const char* begin = parts[k].data();
+            const char* end = begin + parts[k].size();
+            auto [stop, ec] = std::from_chars(begin, end, bounds[k]);
+            if (dash == std::string_view::npos || parts[k].empty() || stop != end ||
+                (ec != std::errc() && ec != std::errc::result_out_of_range))
+                fail(node, key, std::string(kExpected) + ", got " + quote(text));
+            if (ec == std::errc::result_out_of_range) bounds[k] = 65536;
+        }
+        for (unsigned long bound : bounds)
+            if (bound < 1 || bound > 65535)
+                fail(node, key,
+                     "ports must be between 1 and 65535, got " + std::to_string(bound) + " in " +
+                         quote(text));
+        if (bounds[0] > bounds[1])
+            fail(node, key,
+                 "the low port " + std::to_string(bounds[0]) + " is above the high port " +
+                     std::to_string(bounds[1]) + " in " + quote(text));
+        cluster.source_port_min = static_cast<uint16_t>(bounds[0]);
+        cluster.source_port_max = static_cast<uint16_t>(bounds[1]);
+    }
+
+    // Any well-formed duration, 0 included; range checks are the caller's.
+    Millis duration_of(const toml::node& node, std::string_view key) const {
         auto s = node.as_string();
         if (!s)
             fail(node, key,
                  "expected a duration string like \"2s\" or \"250ms\", got " + describe(node));
-        Millis value;
         try {
-            value = parse_duration(s->get());
+            return parse_duration(s->get());
         } catch (const std::invalid_argument& error) {
             fail(node, key, "invalid duration " + quote(s->get()) + ": " + error.what());
         }
-        if (value.count() <= 0) fail(node, key, "must be greater than 0, got " + quote(s->get()));
+    }
+
+    // A timeout that must fire: greater than 0, at most an hour.
+    Millis timeout_of(const toml::node& node, std::string_view key) const {
+        Millis value = duration_of(node, key);
+        const std::string& text = node.as_string()->get();
+        if (value.count() <= 0) fail(node, key, "must be greater than 0, got " + quote(text));
         if (value > kMaxConnectTimeout)
-            fail(node, key, "must be at most 1h, got " + quote(s->get()));
+            fail(node, key,
+                 "must be at most " + format_duration(kMaxConnectTimeout) + ", got " + quote(text));
+        return value;
+    }
+
+    // A duration where "0s" has a meaning of its own (`zero_means`), else at most `max`.
+    Millis optional_duration_of(const toml::node& node, std::string_view key, Millis max,
+                                std::string_view zero_means = "turns it off") const {
+        Millis value = duration_of(node, key);
+        if (value > max)
+            fail(node, key,
+                 "must be at most " + format_duration(max) + " (\"0s\" " + std::string(zero_means) +
+                     "), got " + quote(node.as_string()->get()));
         return value;
     }
 
@@ -603,13 +970,17 @@ class Loader {
         if (!table)
             fail(node, prefix,
                  "expected a table like { address = \"127.0.0.1:9001\" }, got " + describe(node));
-        check_keys(*table, prefix, {"address", "weight"});
+        check_keys(*table, prefix, {"address", "weight", "max_connections"},
+                   {{kClusterOnlyKeys, "it is set on the cluster, not on one backend"}});
         BackendConfig backend;
         backend.address = address_of(require(*table, prefix, "address"), join(prefix, "address"),
                                      &backend.address_text);
         if (const toml::node* weight = table->get("weight"))
             backend.weight =
                 static_cast<uint32_t>(integer_of(*weight, join(prefix, "weight"), 1, kMaxWeight));
+        if (const toml::node* max = table->get("max_connections"))
+            backend.max_connections = static_cast<uint32_t>(
+                integer_of(*max, join(prefix, "max_connections"), 0, kMaxBackendConnections));
         return backend;
     }
 

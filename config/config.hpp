@@ -31,8 +31,8 @@ const char* to_string(ClosePolicy policy);
 // (no keepalive probes). A key left out of the table keeps the kernel's value for it.
 struct TcpKeepalive {
     bool enabled = false;
-    Millis idle{0};      // TCP_KEEPIDLE (0: kernel default)
-    Millis interval{0};  // TCP_KEEPINTVL (0: kernel default)
+    Millis idle{0};      // TCP_KEEPIDLE, whole seconds (0: kernel default)
+    Millis interval{0};  // TCP_KEEPINTVL, whole seconds (0: kernel default)
     uint32_t count = 0;  // TCP_KEEPCNT (0: kernel default)
 };
 
@@ -134,7 +134,8 @@ Config load_file(const std::string& path);
 // Same, from text (the file name is only used in messages).
 Config load_string(std::string_view text, const std::string& source_name);
 
-// Parses "250ms", "5s", "1m", "1h"; throws std::invalid_argument with a reason.
+// Parses "250ms", "5s", "1m", "1h" (and "0s"); throws std::invalid_argument with a reason. Range
+// checks belong to each key.
 Millis parse_duration(std::string_view text);
 
 }  // namespace ringlb::config

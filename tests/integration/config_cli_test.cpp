@@ -26,11 +26,31 @@ bind = "127.0.0.1:)" +
 cluster = "app"
 backlog = 4096
 forward = "auto"
+idle_timeout = "1h"
+client_idle_timeout = "0s"
+half_closed_timeout = "30s"
+max_duration = "24h"
+max_duration_jitter = "1h"
+tcp_keepalive = { idle = "60s", interval = "10s", count = 3 }
+tcp_user_timeout = "30s"
 
 [[cluster]]
 name = "app"
 connect_timeout = "2s"
-backends = [ { address = "127.0.0.1:9001", weight = 1 }, { address = "127.0.0.1:9002" } ]
+balance = "maglev"
+hash_key = "source_ip"
+maglev_table_size = 65537
+retries = 2
+pool = { warm = 4, max_idle = "5s" }
+queue = { size = 100, timeout = "1s" }
+server_idle_timeout = "0s"
+tcp_keepalive = {}
+tcp_user_timeout = "0s"
+source_addresses = ["127.0.0.2", "127.0.0.3"]
+source_port_range = "40000-49999"
+close = "graceful"
+backends = [ { address = "127.0.0.1:9001", weight = 1, max_connections = 100 },
+             { address = "127.0.0.1:9002" } ]
 )";
 }
 
@@ -102,6 +122,22 @@ std::vector<BadConfig> bad_configs() {
          "address"},
         {"BadDuration", base_config("", kCluster, "connect_timeout = \"soon\"  # BAD", kBackends),
          "connect_timeout"},
+        {"UnknownPoolKey",
+         base_config("", kCluster, kTimeout + "\npool = { wram = 4 }  # BAD", kBackends),
+         "cluster[0].pool.wram"},
+        {"HashKeyWithoutMaglev",
+         base_config("", kCluster, kTimeout + "\nhash_key = \"source_ip\"  # BAD", kBackends),
+         "cluster[0].hash_key"},
+        {"BadPortRange",
+         base_config("", kCluster, kTimeout + "\nsource_port_range = \"30000-20000\"  # BAD",
+                     kBackends),
+         "cluster[0].source_port_range"},
+        {"SourceAddressFamilyMismatch",
+         base_config("", kCluster, kTimeout + "\nsource_addresses = [\"::1\"]  # BAD", kBackends),
+         "cluster[0].source_addresses"},
+        {"JitterWithoutMaxDuration",
+         base_config("", kCluster + "\nmax_duration_jitter = \"1m\"  # BAD", kTimeout, kBackends),
+         "listener[0].max_duration_jitter"},
     };
 }
 

@@ -37,3 +37,37 @@ TEST(AddressTest, RejectsBadInputWithReason) {
         EXPECT_NE(error.find(c.reason_part), std::string::npos) << c.text << ": " << error;
     }
 }
+
+TEST(AddressTest, ParseIpTakesBareAddressesWithPortZero) {
+    auto v4 = ringlb::common::parse_ip("127.0.0.2");
+    ASSERT_TRUE(v4);
+    EXPECT_EQ(v4->family(), AF_INET);
+    EXPECT_EQ(v4->port(), 0);
+    EXPECT_EQ(v4->length, sizeof(sockaddr_in));
+    EXPECT_EQ(v4->to_string(), "127.0.0.2:0");
+    auto v6 = ringlb::common::parse_ip("0:0::1");
+    ASSERT_TRUE(v6);
+    EXPECT_EQ(v6->family(), AF_INET6);
+    EXPECT_EQ(v6->port(), 0);
+    EXPECT_EQ(v6->length, sizeof(sockaddr_in6));
+    EXPECT_EQ(v6->to_string(), "[::1]:0");
+}
+
+TEST(AddressTest, ParseIpRejectsPortsBracketsAndNames) {
+    struct Case {
+        const char* text;
+        const char* reason;
+    };
+    for (const Case& c :
+         {Case{"", "empty IP address"},
+          Case{"127.0.0.1:80", "expected an IP address without a port"},
+          Case{"[::1]:80", "expected an IP address without a port"},
+          Case{"[::1]", "write IPv6 addresses without brackets"},
+          Case{"localhost", "invalid IP address \"localhost\" (host names are not resolved)"},
+          Case{"10.0.0.256", "invalid IP address \"10.0.0.256\" (host names are not resolved)"},
+          Case{" 10.0.0.1", "invalid IP address \" 10.0.0.1\" (host names are not resolved)"}}) {
+        std::string error;
+        EXPECT_FALSE(ringlb::common::parse_ip(c.text, &error)) << c.text;
+        EXPECT_EQ(error, c.reason) << c.text;
+    }
+}

@@ -7,10 +7,13 @@
 #include <fstream>
 #include <string>
 
+using ringlb::config::Balance;
+using ringlb::config::ClosePolicy;
 using ringlb::config::Config;
 using ringlb::config::ConfigError;
 using ringlb::config::EngineKind;
 using ringlb::config::ForwardMode;
+using ringlb::config::HashKey;
 using ringlb::config::load_file;
 using ringlb::config::load_string;
 using ringlb::config::Millis;
@@ -40,6 +43,36 @@ backends = [ { address = "127.0.0.1:9001" } ]
 
 std::string with(std::string_view prefix) {
     return std::string(prefix) + std::string(kListenerAndCluster);
+}
+
+// kListenerAndCluster with `lines` added to its listener: they start at line 5.
+std::string listener_with(std::string_view lines) {
+    return R"([[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+cluster = "app"
+)" + std::string(lines) +
+           R"([[cluster]]
+name = "app"
+backends = [ { address = "127.0.0.1:9001" } ]
+)";
+}
+
+// kListenerAndCluster with `lines` added to its cluster: they start at line 8.
+std::string cluster_with(std::string_view lines) {
+    return std::string(kListenerAndCluster) + std::string(lines);
+}
+
+// A cluster with the given backends line (line 7) and further lines from line 8.
+std::string backends_with(std::string_view backends, std::string_view lines = "") {
+    return R"([[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+cluster = "app"
+[[cluster]]
+name = "app"
+)" + std::string(backends) +
+           "\n" + std::string(lines);
 }
 
 }  // namespace
@@ -532,6 +565,15 @@ TEST(ConfigTest, EnumNames) {
     EXPECT_STREQ(to_string(ForwardMode::kAuto), "auto");
     EXPECT_STREQ(to_string(ForwardMode::kSplice), "splice");
     EXPECT_STREQ(to_string(ForwardMode::kBuffered), "buffered");
+    EXPECT_STREQ(to_string(Balance::kRoundRobin), "round_robin");
+    EXPECT_STREQ(to_string(Balance::kLeastConn), "least_conn");
+    EXPECT_STREQ(to_string(Balance::kRandomTwo), "random_two");
+    EXPECT_STREQ(to_string(Balance::kLeastTime), "least_time");
+    EXPECT_STREQ(to_string(Balance::kMaglev), "maglev");
+    EXPECT_STREQ(to_string(HashKey::kSourceIp), "source_ip");
+    EXPECT_STREQ(to_string(HashKey::kSourceIpPort), "source_ip_port");
+    EXPECT_STREQ(to_string(ClosePolicy::kGraceful), "graceful");
+    EXPECT_STREQ(to_string(ClosePolicy::kReset), "reset");
 }
 
 TEST(ConfigTest, LoadFileReadsTempFile) {
@@ -600,4 +642,503 @@ TEST(ConfigTest, AdminErrorsNameTheKey) {
     EXPECT_NE(error_of(unknown).find("t.toml:9:1: admin.bnd: unknown key \"bnd\""),
               std::string::npos)
         << error_of(unknown);
+}
+
+// ---- Session timeouts, keepalive and the upstream connector's keys ----
+
+TEST(ConfigTest, NewKeysHaveTheirDefaults) {
+    Config config = load_string(kListenerAndCluster, "min.toml");
+    const auto& listener = config.listeners[0];
+    EXPECT_EQ(listener.idle_timeout, Millis(3600000));
+    EXPECT_EQ(listener.client_idle_timeout, Millis(0));
+    EXPECT_EQ(listener.half_closed_timeout, Millis(0));
+    EXPECT_EQ(listener.max_duration, Millis(0));
+    EXPECT_EQ(listener.max_duration_jitter, Millis(0));
+    EXPECT_FALSE(listener.tcp_keepalive.enabled);
+    EXPECT_EQ(listener.tcp_user_timeout, Millis(0));
+
+    const auto& cluster = config.clusters[0];
+    EXPECT_EQ(cluster.balance, Balance::kRoundRobin);
+    EXPECT_EQ(cluster.hash_key, HashKey::kSourceIp);
+    EXPECT_EQ(cluster.maglev_table_size, 65537u);
+    EXPECT_EQ(cluster.retries, 2u);
+    EXPECT_EQ(cluster.pool.warm, 0u);
+    EXPECT_EQ(cluster.pool.max_idle, Millis(30000));
+    EXPECT_EQ(cluster.queue.size, 0u);
+    EXPECT_EQ(cluster.queue.timeout, Millis(1000));
+    EXPECT_EQ(cluster.server_idle_timeout, Millis(0));
+    EXPECT_FALSE(cluster.tcp_keepalive.enabled);
+    EXPECT_EQ(cluster.tcp_user_timeout, Millis(0));
+    EXPECT_TRUE(cluster.source_addresses.empty());
+    EXPECT_TRUE(cluster.source_address_texts.empty());
+    EXPECT_EQ(cluster.source_port_min, 0);
+    EXPECT_EQ(cluster.source_port_max, 0);
+    EXPECT_EQ(cluster.close, ClosePolicy::kGraceful);
+    EXPECT_EQ(cluster.backends[0].max_connections, 0u);
+}
+
+TEST(ConfigTest, LoadsEveryNewKey) {
+    Config config = load_string(R"([[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+cluster = "app"
+idle_timeout = "10m"
+client_idle_timeout = "30s"
+half_closed_timeout = "5s"
+max_duration = "1h"
+max_duration_jitter = "5m"
+tcp_keepalive = { idle = "60s", interval = "10s", count = 3 }
+tcp_user_timeout = "30s"
+[[cluster]]
+name = "app"
+balance = "maglev"
+hash_key = "source_ip_port"
+maglev_table_size = 101
+retries = 5
+pool = { warm = 8, max_idle = "20s" }
+queue = { size = 100, timeout = "250ms" }
+server_idle_timeout = "2m"
+tcp_keepalive = { idle = "30s" }
+tcp_user_timeout = "15s"
+source_addresses = ["127.0.0.2", "127.0.0.3", "::1"]
+source_port_range = "20000-29999"
+close = "reset"
+backends = [ { address = "127.0.0.1:9001", weight = 2, max_connections = 500 },
+             { address = "[::1]:9002", max_connections = 1000000 } ]
+)",
+                                "t.toml");
+    const auto& listener = config.listeners[0];
+    EXPECT_EQ(listener.idle_timeout, Millis(600000));
+    EXPECT_EQ(listener.client_idle_timeout, Millis(30000));
+    EXPECT_EQ(listener.half_closed_timeout, Millis(5000));
+    EXPECT_EQ(listener.max_duration, Millis(3600000));
+    EXPECT_EQ(listener.max_duration_jitter, Millis(300000));
+    EXPECT_TRUE(listener.tcp_keepalive.enabled);
+    EXPECT_EQ(listener.tcp_keepalive.idle, Millis(60000));
+    EXPECT_EQ(listener.tcp_keepalive.interval, Millis(10000));
+    EXPECT_EQ(listener.tcp_keepalive.count, 3u);
+    EXPECT_EQ(listener.tcp_user_timeout, Millis(30000));
+
+    const auto& cluster = config.clusters[0];
+    EXPECT_EQ(cluster.balance, Balance::kMaglev);
+    EXPECT_EQ(cluster.hash_key, HashKey::kSourceIpPort);
+    EXPECT_EQ(cluster.maglev_table_size, 101u);
+    EXPECT_EQ(cluster.retries, 5u);
+    EXPECT_EQ(cluster.pool.warm, 8u);
+    EXPECT_EQ(cluster.pool.max_idle, Millis(20000));
+    EXPECT_EQ(cluster.queue.size, 100u);
+    EXPECT_EQ(cluster.queue.timeout, Millis(250));
+    EXPECT_EQ(cluster.server_idle_timeout, Millis(120000));
+    EXPECT_TRUE(cluster.tcp_keepalive.enabled);
+    EXPECT_EQ(cluster.tcp_keepalive.idle, Millis(30000));
+    EXPECT_EQ(cluster.tcp_keepalive.interval, Millis(0));  // left to the kernel
+    EXPECT_EQ(cluster.tcp_keepalive.count, 0u);
+    EXPECT_EQ(cluster.tcp_user_timeout, Millis(15000));
+    ASSERT_EQ(cluster.source_addresses.size(), 3u);
+    EXPECT_EQ(cluster.source_addresses[0].to_string(), "127.0.0.2:0");
+    EXPECT_EQ(cluster.source_addresses[2].family(), AF_INET6);
+    EXPECT_EQ(cluster.source_address_texts,
+              (std::vector<std::string>{"127.0.0.2", "127.0.0.3", "::1"}));
+    EXPECT_EQ(cluster.source_port_min, 20000);
+    EXPECT_EQ(cluster.source_port_max, 29999);
+    EXPECT_EQ(cluster.close, ClosePolicy::kReset);
+    EXPECT_EQ(cluster.backends[0].weight, 2u);
+    EXPECT_EQ(cluster.backends[0].max_connections, 500u);
+    EXPECT_EQ(cluster.backends[1].max_connections, 1000000u);
+}
+
+TEST(ConfigTest, SessionTimeoutsAcceptZeroAndUpToAWeek) {
+    Config off = load_string(listener_with("idle_timeout = \"0s\"\nclient_idle_timeout = \"0ms\"\n"
+                                           "half_closed_timeout = \"0s\"\nmax_duration = \"0s\"\n"
+                                           "max_duration_jitter = \"0s\"\n"),
+                             "t.toml");
+    EXPECT_EQ(off.listeners[0].idle_timeout, Millis(0));
+    EXPECT_EQ(off.listeners[0].client_idle_timeout, Millis(0));
+    EXPECT_EQ(off.listeners[0].half_closed_timeout, Millis(0));
+    EXPECT_EQ(off.listeners[0].max_duration, Millis(0));
+    Config week = load_string(listener_with("idle_timeout = \"168h\"\nmax_duration = \"10080m\"\n"),
+                              "t.toml");
+    EXPECT_EQ(week.listeners[0].idle_timeout, Millis(168LL * 3600 * 1000));
+    EXPECT_EQ(week.listeners[0].max_duration, Millis(168LL * 3600 * 1000));
+    Config server = load_string(cluster_with("server_idle_timeout = \"0s\"\n"), "t.toml");
+    EXPECT_EQ(server.clusters[0].server_idle_timeout, Millis(0));
+}
+
+TEST(ConfigTest, SessionTimeoutErrors) {
+    EXPECT_EQ(error_of(listener_with("idle_timeout = 60\n")),
+              "t.toml:5:16: listener[0].idle_timeout: expected a duration string like \"2s\" or "
+              "\"250ms\", got integer 60");
+    EXPECT_EQ(error_of(listener_with("client_idle_timeout = \"30 s\"\n")),
+              "t.toml:5:23: listener[0].client_idle_timeout: invalid duration \"30 s\": unknown "
+              "unit \" s\" (expected ms, s, m or h)");
+    EXPECT_EQ(error_of(listener_with("half_closed_timeout = \"1d\"\n")),
+              "t.toml:5:23: listener[0].half_closed_timeout: invalid duration \"1d\": unknown "
+              "unit \"d\" (expected ms, s, m or h)");
+    EXPECT_EQ(error_of(listener_with("max_duration = \"169h\"\n")),
+              "t.toml:5:16: listener[0].max_duration: must be at most 168h (\"0s\" turns it "
+              "off), got \"169h\"");
+    EXPECT_EQ(error_of(listener_with("idle_timeout = \"-1s\"\n")),
+              "t.toml:5:16: listener[0].idle_timeout: invalid duration \"-1s\": negative "
+              "durations are not allowed");
+    EXPECT_EQ(error_of(cluster_with("server_idle_timeout = \"604801s\"\n")),
+              "t.toml:8:23: cluster[0].server_idle_timeout: must be at most 168h (\"0s\" turns "
+              "it off), got \"604801s\"");
+    EXPECT_EQ(error_of(cluster_with("server_idle_timeout = true\n")),
+              "t.toml:8:23: cluster[0].server_idle_timeout: expected a duration string like "
+              "\"2s\" or \"250ms\", got boolean true");
+}
+
+TEST(ConfigTest, MaxDurationJitterNeedsMaxDurationAndStaysBelowIt) {
+    Config equal =
+        load_string(listener_with("max_duration = \"10m\"\nmax_duration_jitter = \"600s\"\n"), "t");
+    EXPECT_EQ(equal.listeners[0].max_duration_jitter, Millis(600000));
+    EXPECT_EQ(error_of(listener_with("max_duration_jitter = \"5m\"\n")),
+              "t.toml:5:23: listener[0].max_duration_jitter: has no effect without max_duration "
+              "(set max_duration, or remove max_duration_jitter)");
+    EXPECT_EQ(error_of(listener_with("max_duration = \"0s\"\nmax_duration_jitter = \"1s\"\n")),
+              "t.toml:6:23: listener[0].max_duration_jitter: has no effect without max_duration "
+              "(set max_duration, or remove max_duration_jitter)");
+    EXPECT_EQ(error_of(listener_with("max_duration_jitter = \"11m\"\nmax_duration = \"10m\"\n")),
+              "t.toml:5:23: listener[0].max_duration_jitter: must not exceed max_duration "
+              "(\"10m\"), got \"11m\"");
+    EXPECT_EQ(error_of(listener_with("max_duration = \"1h\"\nmax_duration_jitter = \"2s5\"\n")),
+              "t.toml:6:23: listener[0].max_duration_jitter: invalid duration \"2s5\": unknown "
+              "unit \"s5\" (expected ms, s, m or h)");
+}
+
+TEST(ConfigTest, TcpKeepaliveForms) {
+    Config empty = load_string(listener_with("tcp_keepalive = {}\n"), "t.toml");
+    EXPECT_TRUE(empty.listeners[0].tcp_keepalive.enabled);
+    EXPECT_EQ(empty.listeners[0].tcp_keepalive.idle, Millis(0));
+    EXPECT_EQ(empty.listeners[0].tcp_keepalive.interval, Millis(0));
+    EXPECT_EQ(empty.listeners[0].tcp_keepalive.count, 0u);
+
+    // The same as a sub-table, at the limits.
+    Config table = load_string(cluster_with("[cluster.tcp_keepalive]\nidle = \"32767s\"\n"
+                                            "interval = \"1s\"\ncount = 127\n"),
+                               "t.toml");
+    EXPECT_TRUE(table.clusters[0].tcp_keepalive.enabled);
+    EXPECT_EQ(table.clusters[0].tcp_keepalive.idle, Millis(32767000));
+    EXPECT_EQ(table.clusters[0].tcp_keepalive.interval, Millis(1000));
+    EXPECT_EQ(table.clusters[0].tcp_keepalive.count, 127u);
+
+    Config minutes = load_string(listener_with("tcp_keepalive = { idle = \"2m\" }\n"), "t.toml");
+    EXPECT_EQ(minutes.listeners[0].tcp_keepalive.idle, Millis(120000));
+}
+
+TEST(ConfigTest, TcpKeepaliveErrors) {
+    EXPECT_EQ(error_of(listener_with("tcp_keepalive = true\n")),
+              "t.toml:5:17: listener[0].tcp_keepalive: expected a table like { idle = \"60s\", "
+              "interval = \"10s\", count = 3 }, got boolean true");
+    EXPECT_EQ(error_of(listener_with("tcp_keepalive = { idle = \"60s\", intrval = \"10s\" }\n")),
+              "t.toml:5:33: listener[0].tcp_keepalive.intrval: unknown key \"intrval\" (did you "
+              "mean \"interval\"?)");
+    EXPECT_EQ(error_of(cluster_with("tcp_keepalive = { probes = 3 }\n")),
+              "t.toml:8:19: cluster[0].tcp_keepalive.probes: unknown key \"probes\"");
+    EXPECT_EQ(error_of(listener_with("tcp_keepalive = { idle = \"1500ms\" }\n")),
+              "t.toml:5:26: listener[0].tcp_keepalive.idle: must be a whole number of seconds, "
+              "got \"1500ms\"");
+    EXPECT_EQ(error_of(listener_with("tcp_keepalive = { idle = \"0s\" }\n")),
+              "t.toml:5:26: listener[0].tcp_keepalive.idle: must be between 1s and 32767s, got "
+              "\"0s\"");
+    EXPECT_EQ(error_of(cluster_with("tcp_keepalive = { interval = \"32768s\" }\n")),
+              "t.toml:8:30: cluster[0].tcp_keepalive.interval: must be between 1s and 32767s, "
+              "got \"32768s\"");
+    EXPECT_EQ(error_of(cluster_with("tcp_keepalive = { interval = 10 }\n")),
+              "t.toml:8:30: cluster[0].tcp_keepalive.interval: expected a duration string like "
+              "\"2s\" or \"250ms\", got integer 10");
+    EXPECT_EQ(error_of(listener_with("tcp_keepalive = { count = 0 }\n")),
+              "t.toml:5:27: listener[0].tcp_keepalive.count: must be between 1 and 127, got 0");
+    EXPECT_EQ(error_of(listener_with("tcp_keepalive = { count = 128 }\n")),
+              "t.toml:5:27: listener[0].tcp_keepalive.count: must be between 1 and 127, got 128");
+    EXPECT_EQ(error_of(listener_with("tcp_keepalive = { count = \"3\" }\n")),
+              "t.toml:5:27: listener[0].tcp_keepalive.count: expected an integer, got \"3\"");
+}
+
+TEST(ConfigTest, TcpUserTimeout) {
+    EXPECT_EQ(load_string(listener_with("tcp_user_timeout = \"24h\"\n"), "t")
+                  .listeners[0]
+                  .tcp_user_timeout,
+              Millis(86400000));
+    EXPECT_EQ(
+        load_string(cluster_with("tcp_user_timeout = \"0s\"\n"), "t").clusters[0].tcp_user_timeout,
+        Millis(0));
+    EXPECT_EQ(error_of(listener_with("tcp_user_timeout = \"25h\"\n")),
+              "t.toml:5:20: listener[0].tcp_user_timeout: must be at most 24h (\"0s\" keeps the "
+              "kernel default), got \"25h\"");
+    EXPECT_EQ(error_of(cluster_with("tcp_user_timeout = \"1441m\"\n")),
+              "t.toml:8:20: cluster[0].tcp_user_timeout: must be at most 24h (\"0s\" keeps the "
+              "kernel default), got \"1441m\"");
+    EXPECT_EQ(error_of(cluster_with("tcp_user_timeout = \"30\"\n")),
+              "t.toml:8:20: cluster[0].tcp_user_timeout: invalid duration \"30\": missing unit "
+              "(ms, s, m or h), e.g. \"30s\"");
+}
+
+TEST(ConfigTest, BalanceValues) {
+    std::pair<const char*, Balance> cases[] = {{"round_robin", Balance::kRoundRobin},
+                                               {"least_conn", Balance::kLeastConn},
+                                               {"random_two", Balance::kRandomTwo},
+                                               {"least_time", Balance::kLeastTime},
+                                               {"maglev", Balance::kMaglev}};
+    for (auto [name, value] : cases)
+        EXPECT_EQ(load_string(cluster_with("balance = \"" + std::string(name) + "\"\n"), "t")
+                      .clusters[0]
+                      .balance,
+                  value)
+            << name;
+    EXPECT_EQ(error_of(cluster_with("balance = \"round-robin\"\n")),
+              "t.toml:8:11: cluster[0].balance: expected one of \"round_robin\", \"least_conn\", "
+              "\"random_two\", \"least_time\", \"maglev\", got \"round-robin\" (did you mean "
+              "\"round_robin\"?)");
+    EXPECT_EQ(error_of(cluster_with("balance = 1\n")),
+              "t.toml:8:11: cluster[0].balance: expected one of \"round_robin\", \"least_conn\", "
+              "\"random_two\", \"least_time\", \"maglev\", got integer 1");
+}
+
+TEST(ConfigTest, HashKeyOnlyWithMaglev) {
+    EXPECT_EQ(load_string(cluster_with("balance = \"maglev\"\nhash_key = \"source_ip\"\n"), "t")
+                  .clusters[0]
+                  .hash_key,
+              HashKey::kSourceIp);
+    EXPECT_EQ(error_of(cluster_with("hash_key = \"source_ip\"\n")),
+              "t.toml:8:12: cluster[0].hash_key: applies only with balance = \"maglev\" (this "
+              "cluster uses the default \"round_robin\")");
+    EXPECT_EQ(error_of(cluster_with("balance = \"least_conn\"\nhash_key = \"source_ip\"\n")),
+              "t.toml:9:12: cluster[0].hash_key: applies only with balance = \"maglev\" (this "
+              "cluster uses \"least_conn\")");
+    EXPECT_EQ(error_of(cluster_with("balance = \"maglev\"\nhash_key = \"source_port\"\n")),
+              "t.toml:9:12: cluster[0].hash_key: expected one of \"source_ip\", "
+              "\"source_ip_port\", got \"source_port\"");
+}
+
+TEST(ConfigTest, MaglevTableSizeMustBeAPrimeInRange) {
+    EXPECT_EQ(load_string(cluster_with("balance = \"maglev\"\nmaglev_table_size = 1000003\n"), "t")
+                  .clusters[0]
+                  .maglev_table_size,
+              1000003u);
+    EXPECT_EQ(error_of(cluster_with("balance = \"maglev\"\nmaglev_table_size = 65536\n")),
+              "t.toml:9:21: cluster[0].maglev_table_size: must be a prime, got 65536 (nearest "
+              "primes: 65521 and 65537)");
+    EXPECT_EQ(error_of(cluster_with("balance = \"maglev\"\nmaglev_table_size = 102\n")),
+              "t.toml:9:21: cluster[0].maglev_table_size: must be a prime, got 102 (nearest "
+              "primes: 101 and 103)");
+    EXPECT_EQ(error_of(cluster_with("balance = \"maglev\"\nmaglev_table_size = 97\n")),
+              "t.toml:9:21: cluster[0].maglev_table_size: must be between 101 and 1000003, got "
+              "97");
+    EXPECT_EQ(error_of(cluster_with("balance = \"maglev\"\nmaglev_table_size = 1000004\n")),
+              "t.toml:9:21: cluster[0].maglev_table_size: must be between 101 and 1000003, got "
+              "1000004");
+    EXPECT_EQ(error_of(cluster_with("balance = \"maglev\"\nmaglev_table_size = \"65537\"\n")),
+              "t.toml:9:21: cluster[0].maglev_table_size: expected an integer, got \"65537\"");
+    EXPECT_EQ(error_of(cluster_with("maglev_table_size = 65537\n")),
+              "t.toml:8:21: cluster[0].maglev_table_size: applies only with balance = "
+              "\"maglev\" (this cluster uses the default \"round_robin\")");
+}
+
+TEST(ConfigTest, MaglevTableMustOutnumberBackends) {
+    auto backends = [](int count) {
+        std::string line = "backends = [";
+        for (int i = 0; i < count; ++i)
+            line += (i ? ", " : " ") + std::string("{ address = \"127.0.0.1:") +
+                    std::to_string(10000 + i) + "\" }";
+        return line + " ]";
+    };
+    std::string table = "balance = \"maglev\"\nmaglev_table_size = 101\n";
+    EXPECT_EQ(load_string(backends_with(backends(100), table), "t").clusters[0].backends.size(),
+              100u);
+    EXPECT_EQ(error_of(backends_with(backends(101), table)),
+              "t.toml:9:21: cluster[0].maglev_table_size: 101 must be greater than the number of "
+              "backends (101); use a larger prime");
+}
+
+TEST(ConfigTest, Retries) {
+    EXPECT_EQ(load_string(cluster_with("retries = 0\n"), "t").clusters[0].retries, 0u);
+    EXPECT_EQ(load_string(cluster_with("retries = 16\n"), "t").clusters[0].retries, 16u);
+    EXPECT_EQ(error_of(cluster_with("retries = 17\n")),
+              "t.toml:8:11: cluster[0].retries: must be between 0 and 16, got 17");
+    EXPECT_EQ(error_of(cluster_with("retries = -1\n")),
+              "t.toml:8:11: cluster[0].retries: must be between 0 and 16, got -1");
+    EXPECT_EQ(error_of(cluster_with("retries = \"2\"\n")),
+              "t.toml:8:11: cluster[0].retries: expected an integer, got \"2\"");
+}
+
+TEST(ConfigTest, PoolForms) {
+    Config only_warm = load_string(cluster_with("pool = { warm = 1024 }\n"), "t");
+    EXPECT_EQ(only_warm.clusters[0].pool.warm, 1024u);
+    EXPECT_EQ(only_warm.clusters[0].pool.max_idle, Millis(30000));
+    Config table = load_string(cluster_with("[cluster.pool]\nwarm = 0\nmax_idle = \"1h\"\n"), "t");
+    EXPECT_EQ(table.clusters[0].pool.warm, 0u);
+    EXPECT_EQ(table.clusters[0].pool.max_idle, Millis(3600000));
+}
+
+TEST(ConfigTest, PoolErrors) {
+    EXPECT_EQ(error_of(cluster_with("pool = { wram = 4 }\n")),
+              "t.toml:8:10: cluster[0].pool.wram: unknown key \"wram\" (did you mean "
+              "\"warm\"?)");
+    EXPECT_EQ(error_of(cluster_with("pool = 4\n")),
+              "t.toml:8:8: cluster[0].pool: expected a table like { warm = 4, max_idle = "
+              "\"30s\" }, got integer 4");
+    EXPECT_EQ(error_of(cluster_with("pool = { warm = 1025 }\n")),
+              "t.toml:8:17: cluster[0].pool.warm: must be between 0 and 1024, got 1025");
+    EXPECT_EQ(error_of(cluster_with("pool = { warm = 2, max_idle = \"0s\" }\n")),
+              "t.toml:8:31: cluster[0].pool.max_idle: must be greater than 0, got \"0s\"");
+    EXPECT_EQ(error_of(cluster_with("pool = { warm = 2, max_idle = \"2h\" }\n")),
+              "t.toml:8:31: cluster[0].pool.max_idle: must be at most 1h, got \"2h\"");
+    EXPECT_EQ(error_of(cluster_with("[cluster.pool]\nwarm = 2\nmax_idel = \"5s\"\n")),
+              "t.toml:10:1: cluster[0].pool.max_idel: unknown key \"max_idel\" (did you mean "
+              "\"max_idle\"?)");
+}
+
+TEST(ConfigTest, QueueFormsAndErrors) {
+    Config config =
+        load_string(cluster_with("queue = { size = 65536, timeout = \"100ms\" }\n"), "t");
+    EXPECT_EQ(config.clusters[0].queue.size, 65536u);
+    EXPECT_EQ(config.clusters[0].queue.timeout, Millis(100));
+    EXPECT_EQ(error_of(cluster_with("queue = { size = 10, timout = \"1s\" }\n")),
+              "t.toml:8:22: cluster[0].queue.timout: unknown key \"timout\" (did you mean "
+              "\"timeout\"?)");
+    EXPECT_EQ(error_of(cluster_with("queue = { size = 65537 }\n")),
+              "t.toml:8:18: cluster[0].queue.size: must be between 0 and 65536, got 65537");
+    EXPECT_EQ(error_of(cluster_with("queue = { timeout = \"0ms\" }\n")),
+              "t.toml:8:21: cluster[0].queue.timeout: must be greater than 0, got \"0ms\"");
+    EXPECT_EQ(error_of(cluster_with("queue = { timeout = \"1.5s\" }\n")),
+              "t.toml:8:21: cluster[0].queue.timeout: invalid duration \"1.5s\": fractional "
+              "values are not supported; use a smaller unit, e.g. \"1500ms\"");
+    EXPECT_EQ(error_of(cluster_with("queue = [ 10 ]\n")),
+              "t.toml:8:9: cluster[0].queue: expected a table like { size = 100, timeout = "
+              "\"1s\" }, got array");
+}
+
+TEST(ConfigTest, SourceAddressErrors) {
+    EXPECT_EQ(error_of(cluster_with("source_addresses = \"127.0.0.2\"\n")),
+              "t.toml:8:20: cluster[0].source_addresses: expected an array of IP addresses like "
+              "[\"127.0.0.2\", \"::1\"], got \"127.0.0.2\"");
+    EXPECT_EQ(error_of(cluster_with("source_addresses = [\"127.0.0.2\", 3]\n")),
+              "t.toml:8:34: cluster[0].source_addresses[1]: expected a string, got integer 3");
+    EXPECT_EQ(error_of(cluster_with("source_addresses = [\"127.0.0.2:4000\"]\n")),
+              "t.toml:8:21: cluster[0].source_addresses[0]: invalid source address "
+              "\"127.0.0.2:4000\": expected an IP address without a port");
+    EXPECT_EQ(error_of(cluster_with("source_addresses = [\"127.0.0.2\", \"eth0\"]\n")),
+              "t.toml:8:34: cluster[0].source_addresses[1]: invalid source address \"eth0\": "
+              "invalid IP address \"eth0\" (host names are not resolved)");
+    EXPECT_EQ(error_of(cluster_with("source_addresses = [\"0.0.0.0\"]\n")),
+              "t.toml:8:21: cluster[0].source_addresses[0]: \"0.0.0.0\" is the unspecified "
+              "address; leave source_addresses out to let the kernel choose");
+}
+
+TEST(ConfigTest, SourceAddressDuplicatesAreFoundAfterNormalising) {
+    EXPECT_EQ(error_of(cluster_with("source_addresses = [\"127.0.0.2\", \"127.0.0.3\", "
+                                    "\"127.0.0.2\"]\n")),
+              "t.toml:8:47: cluster[0].source_addresses[2]: duplicate source address "
+              "\"127.0.0.2\" (same as cluster[0].source_addresses[0], \"127.0.0.2\")");
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"[::1]:9001\" } ]",
+                                     "source_addresses = [\"::1\", \"0:0::1\"]\n")),
+              "t.toml:8:28: cluster[0].source_addresses[1]: duplicate source address \"0:0::1\" "
+              "(same as cluster[0].source_addresses[0], \"::1\")");
+}
+
+TEST(ConfigTest, SourceAddressesMustCoverEveryBackendFamily) {
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"127.0.0.1:9001\" },\n"
+                                     "  { address = \"[::1]:9002\" } ]",
+                                     "source_addresses = [\"127.0.0.2\"]\n")),
+              "t.toml:9:20: cluster[0].source_addresses: no IPv6 address for backend "
+              "cluster[0].backends[1] (\"[::1]:9002\"); each backend needs a source address of "
+              "its own family");
+    EXPECT_EQ(error_of(cluster_with("source_addresses = [\"::1\"]\n")),
+              "t.toml:8:20: cluster[0].source_addresses: no IPv4 address for backend "
+              "cluster[0].backends[0] (\"127.0.0.1:9001\"); each backend needs a source address "
+              "of its own family");
+    // An empty list leaves the choice to the kernel.
+    EXPECT_TRUE(load_string(cluster_with("source_addresses = []\n"), "t")
+                    .clusters[0]
+                    .source_addresses.empty());
+}
+
+TEST(ConfigTest, SourcePortRange) {
+    Config wide = load_string(cluster_with("source_port_range = \"1-65535\"\n"), "t");
+    EXPECT_EQ(wide.clusters[0].source_port_min, 1);
+    EXPECT_EQ(wide.clusters[0].source_port_max, 65535);
+    Config one = load_string(cluster_with("source_port_range = \"40000-40000\"\n"), "t");
+    EXPECT_EQ(one.clusters[0].source_port_min, 40000);
+    EXPECT_EQ(one.clusters[0].source_port_max, 40000);
+
+    const std::string expected =
+        "expected \"LOW-HIGH\" with ports 1..65535, e.g. \"20000-29999\", got ";
+    EXPECT_EQ(error_of(cluster_with("source_port_range = \"30000-20000\"\n")),
+              "t.toml:8:21: cluster[0].source_port_range: the low port 30000 is above the high "
+              "port 20000 in \"30000-20000\"");
+    EXPECT_EQ(error_of(cluster_with("source_port_range = \"0-10\"\n")),
+              "t.toml:8:21: cluster[0].source_port_range: ports must be between 1 and 65535, got "
+              "0 in \"0-10\"");
+    EXPECT_EQ(error_of(cluster_with("source_port_range = \"20000-70000\"\n")),
+              "t.toml:8:21: cluster[0].source_port_range: ports must be between 1 and 65535, got "
+              "70000 in \"20000-70000\"");
+    EXPECT_EQ(error_of(cluster_with("source_port_range = \"99999999999999999999999-1\"\n")),
+              "t.toml:8:21: cluster[0].source_port_range: ports must be between 1 and 65535, got "
+              "65536 in \"99999999999999999999999-1\"");
+    for (const char* bad :
+         {"abc", "20000", "20000-", "-29999", "20000 - 29999", "2e4-3e4", "20000-29999-1", "+1-5"})
+        EXPECT_EQ(error_of(cluster_with("source_port_range = \"" + std::string(bad) + "\"\n")),
+                  "t.toml:8:21: cluster[0].source_port_range: " + expected + "\"" + bad + "\"")
+            << bad;
+    EXPECT_EQ(error_of(cluster_with("source_port_range = [20000, 29999]\n")),
+              "t.toml:8:21: cluster[0].source_port_range: " + expected + "array");
+}
+
+TEST(ConfigTest, ClosePolicy) {
+    EXPECT_EQ(load_string(cluster_with("close = \"graceful\"\n"), "t").clusters[0].close,
+              ClosePolicy::kGraceful);
+    EXPECT_EQ(load_string(cluster_with("close = \"reset\"\n"), "t").clusters[0].close,
+              ClosePolicy::kReset);
+    EXPECT_EQ(error_of(cluster_with("close = \"rst\"\n")),
+              "t.toml:8:9: cluster[0].close: expected one of \"graceful\", \"reset\", got \"rst\" "
+              "(did you mean \"reset\"?)");
+    EXPECT_EQ(error_of(cluster_with("close = false\n")),
+              "t.toml:8:9: cluster[0].close: expected one of \"graceful\", \"reset\", got boolean "
+              "false");
+}
+
+TEST(ConfigTest, BackendMaxConnections) {
+    EXPECT_EQ(load_string(backends_with("backends = [ { address = \"127.0.0.1:9001\", "
+                                        "max_connections = 0 } ]"),
+                          "t")
+                  .clusters[0]
+                  .backends[0]
+                  .max_connections,
+              0u);
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"127.0.0.1:9001\", "
+                                     "max_connections = 1000001 } ]")),
+              "t.toml:7:62: cluster[0].backends[0].max_connections: must be between 0 and "
+              "1000000, got 1000001");
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"127.0.0.1:9001\" },\n"
+                                     "  { address = \"127.0.0.1:9002\", max_connections = -5 } ]")),
+              "t.toml:8:51: cluster[0].backends[1].max_connections: must be between 0 and "
+              "1000000, got -5");
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"127.0.0.1:9001\", "
+                                     "max_conections = 10 } ]")),
+              "t.toml:7:44: cluster[0].backends[0].max_conections: unknown key "
+              "\"max_conections\" (did you mean \"max_connections\"?)");
+}
+
+TEST(ConfigTest, MisplacedKeysSayWhereTheyBelong) {
+    EXPECT_EQ(error_of(listener_with("server_idle_timeout = \"1m\"\n")),
+              "t.toml:5:1: listener[0].server_idle_timeout: unknown key \"server_idle_timeout\" "
+              "(it belongs in a [[cluster]] section)");
+    EXPECT_EQ(error_of(listener_with("max_connections = 10\n")),
+              "t.toml:5:1: listener[0].max_connections: unknown key \"max_connections\" (it is "
+              "set on each entry of a cluster's backends)");
+    EXPECT_EQ(error_of(cluster_with("idle_timeout = \"1m\"\n")),
+              "t.toml:8:1: cluster[0].idle_timeout: unknown key \"idle_timeout\" (it belongs in "
+              "a [[listener]] section)");
+    EXPECT_EQ(error_of(cluster_with("max_connections = 10\n")),
+              "t.toml:8:1: cluster[0].max_connections: unknown key \"max_connections\" (it is "
+              "set on each entry of backends)");
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"127.0.0.1:9001\", balance = "
+                                     "\"maglev\" } ]")),
+              "t.toml:7:44: cluster[0].backends[0].balance: unknown key \"balance\" (it is set on "
+              "the cluster, not on one backend)");
+    // A near miss still gets the spelling suggestion first.
+    EXPECT_EQ(error_of(listener_with("idle_timout = \"1m\"\n")),
+              "t.toml:5:1: listener[0].idle_timout: unknown key \"idle_timout\" (did you mean "
+              "\"idle_timeout\"?)");
 }
