@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 
 #include "common/socket.hpp"
@@ -100,11 +101,11 @@ Config one_cluster(ClusterConfig c) {
     return config;
 }
 
-// The advice whose message contains `needle`, or nullptr.
-const HostAdvice* find(const std::vector<HostAdvice>& advice, const std::string& needle) {
+// A copy of the advice whose message contains `needle` (a copy: callers pass temporaries).
+std::optional<HostAdvice> find(const std::vector<HostAdvice>& advice, const std::string& needle) {
     for (const auto& a : advice)
-        if (a.message.find(needle) != std::string::npos) return &a;
-    return nullptr;
+        if (a.message.find(needle) != std::string::npos) return a;
+    return std::nullopt;
 }
 
 }  // namespace
@@ -155,7 +156,7 @@ TEST(HostLimitsTest, MissingOrGarbledFilesStayUnknown) {
     auto advice = check_host(nothing, config, 2);
     ASSERT_FALSE(advice.empty());
     EXPECT_NE(advice[0].message.find("net.core.somaxconn=unknown"), std::string::npos);
-    EXPECT_NE(find(advice, "cannot read net.ipv4.ip_local_port_range"), nullptr);
+    EXPECT_TRUE(find(advice, "cannot read net.ipv4.ip_local_port_range"));
     EXPECT_TRUE(std::isnan(sustainable_new_conn_rate(config.clusters[0], nothing)));
 }
 
@@ -194,19 +195,19 @@ TEST(HostCheckTest, BacklogAboveSomaxconnIsCappedSilently) {
     Config config = one_cluster(cluster("app", {"127.0.0.1:9000"}));
     config.listeners.push_back(listener("big", 16384));
     auto advice = check_host(default_host(), config, 1);
-    const HostAdvice* a = find(advice, "listener big: backlog 16384");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(advice, "listener big: backlog 16384");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kWarn);
     EXPECT_NE(a->message.find("caps it to 4096"), std::string::npos) << a->message;
     EXPECT_NE(a->message.find("sysctl -w net.core.somaxconn=16384"), std::string::npos);
-    EXPECT_EQ(find(advice, "listener web: backlog"), nullptr);  // 4096 fits
+    EXPECT_FALSE(find(advice, "listener web: backlog"));  // 4096 fits
 
     HostLimits roomy = default_host();
     roomy.somaxconn = 16384;
-    EXPECT_EQ(find(check_host(roomy, config, 1), "backlog"), nullptr);
+    EXPECT_FALSE(find(check_host(roomy, config, 1), "backlog"));
     HostLimits unknown = default_host();
     unknown.somaxconn = -1;
-    EXPECT_EQ(find(check_host(unknown, config, 1), "backlog 16384"), nullptr);
+    EXPECT_FALSE(find(check_host(unknown, config, 1), "backlog 16384"));
 }
 
 // ---- file descriptors ----
@@ -216,16 +217,15 @@ TEST(HostCheckTest, LowFdLimitSaysHowToRaiseIt) {
     h.fd_soft = 1024;
     h.fd_hard = 4096;
     auto advice = check_host(h, one_cluster(cluster("app", {"127.0.0.1:9000"})), 1);
-    const HostAdvice* a = find(advice, "fd limit is 1024");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(advice, "fd limit is 1024");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kWarn);
     for (const char* how : {"LimitNOFILE=", "ulimit -n", "--ulimit nofile", "about 512 sessions"})
         EXPECT_NE(a->message.find(how), std::string::npos) << how << ": " << a->message;
 
     h.fd_soft = 4096;
-    EXPECT_EQ(
-        find(check_host(h, one_cluster(cluster("app", {"127.0.0.1:9000"})), 1), "fd limit is"),
-        nullptr);
+    EXPECT_FALSE(
+        find(check_host(h, one_cluster(cluster("app", {"127.0.0.1:9000"})), 1), "fd limit is"));
 }
 
 TEST(HostCheckTest, FdEstimateCountsPoolsQueuesPipesAndSessions) {
@@ -258,17 +258,17 @@ TEST(HostCheckTest, FdLimitBelowWhatTheConfigCanHoldWarns) {
     HostLimits h = default_host();
     h.fd_soft = 700;
     auto advice = check_host(h, config, 2);
-    const HostAdvice* a = find(advice, "can hold about 718 fds");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(advice, "can hold about 718 fds");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kWarn);
     EXPECT_NE(a->message.find("2 x 300 sessions"), std::string::npos) << a->message;
 
     h.fd_soft = 800;
-    EXPECT_EQ(find(check_host(h, config, 2), "can hold about"), nullptr);
+    EXPECT_FALSE(find(check_host(h, config, 2), "can hold about"));
 
     h.fd_soft = 100;  // not even the pools fit
     a = find(check_host(h, config, 2), "once pools and queues fill");
-    ASSERT_NE(a, nullptr);
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kWarn);
 }
 
@@ -277,8 +277,8 @@ TEST(HostCheckTest, UnboundedSessionsGetTheRoomLeft) {
     h.fd_soft = 10000;
     // 1 shard: 64 + 4 + 1 listener = 69 fixed; (10000 - 69) / 2 = 4965.
     auto advice = check_host(h, one_cluster(cluster("app", {"127.0.0.1:9000"})), 1);
-    const HostAdvice* a = find(advice, "room for about 4965 concurrent sessions");
-    ASSERT_NE(a, nullptr) << advice.size();
+    std::optional<HostAdvice> a = find(advice, "room for about 4965 concurrent sessions");
+    ASSERT_TRUE(a) << advice.size();
     EXPECT_EQ(a->level, AdviceLevel::kInfo);
 }
 
@@ -291,8 +291,8 @@ TEST(HostCheckTest, SourcePortRangeWithoutKernelSupportIsAnError) {
     HostLimits h = default_host();
     h.local_port_range_supported = false;
     auto advice = check_host(h, one_cluster(c), 1);
-    const HostAdvice* a = find(advice, "cluster app: source_port_range 40000-49999");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(advice, "cluster app: source_port_range 40000-49999");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kError);
     EXPECT_NE(a->message.find("Linux 6.3"), std::string::npos);
     EXPECT_TRUE(ringlb::runtime::has_error(advice));
@@ -300,7 +300,7 @@ TEST(HostCheckTest, SourcePortRangeWithoutKernelSupportIsAnError) {
     h.local_port_range_supported = true;
     advice = check_host(h, one_cluster(c), 1);
     EXPECT_FALSE(ringlb::runtime::has_error(advice));
-    EXPECT_EQ(find(advice, "source_port_range"), nullptr);  // inside 32768-60999: fine
+    EXPECT_FALSE(find(advice, "source_port_range"));  // inside 32768-60999: fine
 
     // No range configured: an old kernel is no problem.
     h.local_port_range_supported = false;
@@ -313,8 +313,8 @@ TEST(HostCheckTest, SourcePortRangeOutsideTheSystemRangeWarnsWithTheEffectiveRan
     c.source_port_min = 20000;
     c.source_port_max = 29999;
     auto advice = check_host(default_host(), one_cluster(c), 1);
-    const HostAdvice* a = find(advice, "cluster app: source_port_range 20000-29999");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(advice, "cluster app: source_port_range 20000-29999");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kWarn);
     EXPECT_NE(a->message.find("silently ignores"), std::string::npos) << a->message;
     EXPECT_NE(a->message.find("will use ports 32768-60999"), std::string::npos) << a->message;
@@ -324,7 +324,7 @@ TEST(HostCheckTest, SourcePortRangeOutsideTheSystemRangeWarnsWithTheEffectiveRan
     c.source_port_min = 30000;  // low bound outside, high bound inside
     c.source_port_max = 40000;
     a = find(check_host(default_host(), one_cluster(c), 1), "source_port_range 30000-40000");
-    ASSERT_NE(a, nullptr);
+    ASSERT_TRUE(a);
     EXPECT_NE(a->message.find("will use ports 32768-40000"), std::string::npos) << a->message;
 }
 
@@ -353,29 +353,29 @@ TEST(HostCheckTest, TwReuseZeroWarnsForGracefulClusters) {
     HostLimits h = default_host();
     h.tcp_tw_reuse = 0;
     Config config = one_cluster(cluster("app", {"10.0.0.1:80"}));
-    const HostAdvice* a = find(check_host(h, config, 1), "net.ipv4.tcp_tw_reuse = 0");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(check_host(h, config, 1), "net.ipv4.tcp_tw_reuse = 0");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kWarn);
     EXPECT_NE(a->message.find("cluster(s) app"), std::string::npos);
 
     config.clusters[0].close = ClosePolicy::kReset;  // no TIME_WAIT on ringlb's side
-    EXPECT_EQ(find(check_host(h, config, 1), "tcp_tw_reuse = 0"), nullptr);
+    EXPECT_FALSE(find(check_host(h, config, 1), "tcp_tw_reuse = 0"));
 }
 
 TEST(HostCheckTest, TwReuseTwoNotesNonLoopbackBackends) {
     HostLimits h = default_host();  // tcp_tw_reuse = 2
     Config config = one_cluster(cluster("app", {"127.0.0.1:9000", "[::1]:9000"}));
     config.clusters.push_back(cluster("remote", {"127.0.0.1:9000", "10.1.2.3:80"}));
-    const HostAdvice* a = find(check_host(h, config, 1), "tcp_tw_reuse = 2");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(check_host(h, config, 1), "tcp_tw_reuse = 2");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kInfo);
     EXPECT_NE(a->message.find("cluster(s) remote reach"), std::string::npos) << a->message;
 
     config.clusters.pop_back();
-    EXPECT_EQ(find(check_host(h, config, 1), "tcp_tw_reuse = 2"), nullptr);
+    EXPECT_FALSE(find(check_host(h, config, 1), "tcp_tw_reuse = 2"));
     h.tcp_tw_reuse = 1;
     config.clusters.push_back(cluster("remote", {"10.1.2.3:80"}));
-    EXPECT_EQ(find(check_host(h, config, 1), "tcp_tw_reuse = "), nullptr);
+    EXPECT_FALSE(find(check_host(h, config, 1), "tcp_tw_reuse = "));
 }
 
 // ---- tcp_fin_timeout ----
@@ -386,14 +386,14 @@ TEST(HostCheckTest, LongFinTimeoutExplainsFinWait2AndHalfClosedTimeout) {
     Config config = one_cluster(cluster("app", {"127.0.0.1:9000"}));
     config.listeners.push_back(listener("open"));
     config.listeners.back().half_closed_timeout = ringlb::config::Millis(0);
-    const HostAdvice* a = find(check_host(h, config, 1), "net.ipv4.tcp_fin_timeout = 180");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(check_host(h, config, 1), "net.ipv4.tcp_fin_timeout = 180");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kInfo);
     EXPECT_NE(a->message.find("FIN_WAIT_2"), std::string::npos);
     EXPECT_NE(a->message.find("off on listeners open"), std::string::npos) << a->message;
 
     h.tcp_fin_timeout = 60;
-    EXPECT_EQ(find(check_host(h, config, 1), "tcp_fin_timeout ="), nullptr);
+    EXPECT_FALSE(find(check_host(h, config, 1), "tcp_fin_timeout ="));
 }
 
 // ---- pipes ----
@@ -407,17 +407,17 @@ TEST(HostCheckTest, SplicePipePoolAbovePipeUserPagesSoftWarns) {
     HostLimits h = default_host();
     h.pipe_user_pages_soft = 16384;
     // 8 shards x 256 x 16 = 32768 pages.
-    const HostAdvice* a = find(check_host(h, config, 8), "fs.pipe-user-pages-soft (16384");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a = find(check_host(h, config, 8), "fs.pipe-user-pages-soft (16384");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kWarn);
     EXPECT_NE(a->message.find("= 32768 pages"), std::string::npos) << a->message;
     // 4 shards x 256 x 16 = 16384: fits.
-    EXPECT_EQ(find(check_host(h, config, 4), "pipe-user-pages-soft ("), nullptr);
+    EXPECT_FALSE(find(check_host(h, config, 4), "pipe-user-pages-soft ("));
     h.pipe_user_pages_soft = 0;  // no limit
-    EXPECT_EQ(find(check_host(h, config, 8), "pipe-user-pages-soft ("), nullptr);
+    EXPECT_FALSE(find(check_host(h, config, 8), "pipe-user-pages-soft ("));
     h.pipe_user_pages_soft = 16384;
     config.listeners[0].forward = ForwardMode::kBuffered;
-    EXPECT_EQ(find(check_host(h, config, 8), "pipe-user-pages-soft ("), nullptr);
+    EXPECT_FALSE(find(check_host(h, config, 8), "pipe-user-pages-soft ("));
 }
 
 // ---- the port forecast ----
@@ -457,7 +457,7 @@ TEST(PortForecastTest, ResetCloseIsUnlimited) {
     double rate = sustainable_new_conn_rate(c, default_host());
     EXPECT_TRUE(std::isinf(rate) && rate > 0);
     auto advice = check_host(default_host(), one_cluster(c), 1);
-    EXPECT_NE(find(advice, "cluster app: close = reset leaves no TIME_WAIT"), nullptr);
+    EXPECT_TRUE(find(advice, "cluster app: close = reset leaves no TIME_WAIT"));
 }
 
 TEST(PortForecastTest, CountsDistinctDestinationsAndMatchingSourceFamilies) {
@@ -479,8 +479,9 @@ TEST(PortForecastTest, CheckHostReportsTheForecastPerCluster) {
     c.source_port_min = 20000;
     c.source_port_max = 29999;
     c.source_addresses = {addr("10.9.0.1:0"), addr("10.9.0.2:0")};
-    const HostAdvice* a = find(check_host(h, one_cluster(c), 1), "cluster app: about 1000 new");
-    ASSERT_NE(a, nullptr);
+    std::optional<HostAdvice> a =
+        find(check_host(h, one_cluster(c), 1), "cluster app: about 1000 new");
+    ASSERT_TRUE(a);
     EXPECT_EQ(a->level, AdviceLevel::kInfo);
     EXPECT_NE(a->message.find("10000 ports 20000-29999"), std::string::npos) << a->message;
 }
