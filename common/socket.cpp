@@ -8,11 +8,22 @@
 
 #include <cerrno>
 
+// glibc 2.36's <netinet/in.h> predates IP_LOCAL_PORT_RANGE (Linux 6.3); the value is the kernel's
+// ABI, <linux/in.h> cannot be mixed with the glibc header.
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51
+#endif
+
 namespace ringlb::common {
 
 namespace {
 std::error_code last_error() {
     return {errno, std::system_category()};
+}
+
+std::error_code set_int(int fd, int level, int name, int value) {
+    if (::setsockopt(fd, level, name, &value, sizeof(value)) != 0) return last_error();
+    return {};
 }
 }  // namespace
 
@@ -74,6 +85,61 @@ long raise_fd_limit() {
         ::getrlimit(RLIMIT_NOFILE, &lim);
     }
     return static_cast<long>(lim.rlim_cur);
+}
+
+std::error_code set_keepalive(int fd, int idle_s, int interval_s, int count) {
+    if (auto ec = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1)) return ec;
+    if (idle_s > 0)
+        if (auto ec = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, idle_s)) return ec;
+    if (interval_s > 0)
+        if (auto ec = set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, interval_s)) return ec;
+    if (count > 0)
+        if (auto ec = set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, count)) return ec;
+    return {};
+}
+
+std::error_code set_user_timeout(int fd, unsigned ms) {
+    unsigned value = ms;
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &value, sizeof(value)) != 0)
+        return last_error();
+    return {};
+}
+
+std::error_code set_linger_zero(int fd) {
+    linger value{};
+    value.l_onoff = 1;
+    value.l_linger = 0;
+    if (::setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, sizeof(value)) != 0) return last_error();
+    return {};
+}
+
+std::error_code bind_source(int fd, const Address& source) {
+    Address bound = source;
+    if (bound.family() == AF_INET)
+        reinterpret_cast<sockaddr_in*>(&bound.storage)->sin_port = 0;
+    else if (bound.family() == AF_INET6)
+        reinterpret_cast<sockaddr_in6*>(&bound.storage)->sin6_port = 0;
+    else
+        return {EAFNOSUPPORT, std::system_category()};
+    // An IPv6 TCP socket hands SOL_IP options to the IPv4 code, which keeps the flag in the common
+    // inet_sock that inet6_bind() also reads.
+    if (auto ec = set_int(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)) return ec;
+    if (::bind(fd, bound.sa(), bound.length) != 0) return last_error();
+    return {};
+}
+
+std::error_code set_local_port_range(int fd, uint16_t lo, uint16_t hi) {
+    uint32_t value = (static_cast<uint32_t>(hi) << 16) | lo;
+    if (::setsockopt(fd, IPPROTO_IP, IP_LOCAL_PORT_RANGE, &value, sizeof(value)) != 0)
+        return last_error();
+    return {};
+}
+
+bool local_port_range_supported() {
+    Fd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!probe) return false;
+    // 0/0 means "the system range": a no-op that only an older kernel rejects (ENOPROTOOPT).
+    return !set_local_port_range(probe.get(), 0, 0);
 }
 
 }  // namespace ringlb::common

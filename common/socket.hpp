@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <system_error>
 
 #include "common/address.hpp"
@@ -23,5 +24,37 @@ Address local_address(int fd);
 
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 long raise_fd_limit();
+
+// Upstream socket options. Each returns the errno of the first call that failed (empty on
+// success) and neither logs nor throws: the connector decides what a failure means.
+
+// SO_KEEPALIVE=1, then TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT for each value > 0; a value of 0
+// keeps the kernel's default (net.ipv4.tcp_keepalive_time / _intvl / _probes).
+std::error_code set_keepalive(int fd, int idle_s, int interval_s, int count);
+
+// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged (and, with keepalive, how long
+// probes may go unanswered) before the kernel aborts the connection with ETIMEDOUT. 0: the kernel
+// default.
+std::error_code set_user_timeout(int fd, unsigned ms);
+
+// SO_LINGER {on, 0}: close() then sends RST and discards unsent data, so this side keeps no
+// TIME_WAIT entry for the 4-tuple.
+std::error_code set_linger_zero(int fd);
+
+// Binds an unconnected socket to `source` (its port is ignored: port 0 is bound) with
+// IP_BIND_ADDRESS_NO_PORT (Linux 4.2+, IPv4 and IPv6 sockets), which defers the choice of the
+// source port to connect(). The kernel then picks a port whose full 4-tuple is free, so one port
+// serves many destinations; a plain bind() to port 0 would reserve the port for every destination.
+// When no port is free, connect() (also a non-blocking one) fails at once with EADDRNOTAVAIL.
+std::error_code bind_source(int fd, const Address& source);
+
+// IP_LOCAL_PORT_RANGE (Linux 6.3+, IPv4 and IPv6 sockets): narrows the ports connect() picks from
+// to [lo, hi]. The kernel applies each bound only when it lies inside
+// net.ipv4.ip_local_port_range and silently ignores a bound outside it. ENOPROTOOPT on older
+// kernels, EINVAL when lo > hi. 0/0 restores the system range.
+std::error_code set_local_port_range(int fd, uint16_t lo, uint16_t hi);
+
+// Whether this kernel knows IP_LOCAL_PORT_RANGE (probed on a throwaway socket).
+bool local_port_range_supported();
 
 }  // namespace ringlb::common

@@ -3,7 +3,18 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#ifndef IP_LOCAL_PORT_RANGE
+#define IP_LOCAL_PORT_RANGE 51
+#endif
 
 using ringlb::common::Fd;
 
@@ -56,4 +67,356 @@ TEST(SocketTest, ListenReportsBindErrors) {
     EXPECT_FALSE(clash);
     EXPECT_EQ(ec.value(), EADDRINUSE);
     (void)bound;
+}
+
+namespace {
+
+using ringlb::common::Address;
+
+Address parse(const char* text) {
+    auto address = ringlb::common::parse_address(text);
+    EXPECT_TRUE(address) << text;
+    return address.value_or(Address{});
+}
+
+int get_int(int fd, int level, int name) {
+    int value = -1;
+    socklen_t len = sizeof(value);
+    EXPECT_EQ(::getsockopt(fd, level, name, &value, &len), 0) << std::strerror(errno);
+    return value;
+}
+
+// A listener on `text` (port 0: the kernel picks) with room for every connection a test opens.
+struct Listener {
+    Fd fd;
+    Address address;
+};
+Listener listen_on(const char* text) {
+    std::error_code ec;
+    Listener l;
+    l.fd = ringlb::common::listen_tcp(parse(text), 64, ec);
+    EXPECT_TRUE(l.fd) << text << ": " << ec.message();
+    if (l.fd) l.address = ringlb::common::local_address(l.fd.get());
+    return l;
+}
+
+// A blocking client socket: the product connects non-blocking, the tests need not.
+Fd blocking_socket(int family) {
+    return Fd(::socket(family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+}
+
+// Accepts one connection, waiting up to two seconds; fills *peer with the client's address.
+Fd accept_one(const Listener& l, Address* peer = nullptr) {
+    pollfd p{l.fd.get(), POLLIN, 0};
+    if (::poll(&p, 1, 2000) != 1) return {};
+    Address from;
+    from.length = sizeof(from.storage);
+    Fd fd(::accept4(l.fd.get(), reinterpret_cast<sockaddr*>(&from.storage), &from.length,
+                    SOCK_CLOEXEC));
+    if (peer) *peer = from;
+    return fd;
+}
+
+int connect_to(int fd, const Address& to) {
+    return ::connect(fd, to.sa(), to.length) == 0 ? 0 : errno;
+}
+
+// Whether this host has an IPv6 loopback to test on.
+bool have_ipv6_loopback() {
+    Fd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!fd) return false;
+    Address any = parse("[::1]:0");
+    return ::bind(fd.get(), any.sa(), any.length) == 0;
+}
+
+// net.ipv4.ip_local_port_range: per-socket ranges only work inside it.
+std::pair<uint16_t, uint16_t> system_port_range() {
+    FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    unsigned lo = 32768, hi = 60999;
+    if (f) {
+        if (std::fscanf(f, "%u %u", &lo, &hi) != 2) lo = 32768, hi = 60999;
+        std::fclose(f);
+    }
+    return {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
+}
+
+// Closes test connections with RST so a test run leaves no TIME_WAIT behind.
+void reset_all(std::vector<Fd>& fds) {
+    for (Fd& fd : fds) {
+        if (fd) ringlb::common::set_linger_zero(fd.get());
+        fd.reset();
+    }
+}
+
+}  // namespace
+
+TEST(SocketOptionsTest, KeepaliveSetsEachPositiveValueAndKeepsKernelDefaultsForZero) {
+    Fd fd = blocking_socket(AF_INET);
+    ASSERT_TRUE(fd);
+    int default_idle = get_int(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE);
+    int default_count = get_int(fd.get(), IPPROTO_TCP, TCP_KEEPCNT);
+    ASSERT_EQ(get_int(fd.get(), SOL_SOCKET, SO_KEEPALIVE), 0);
+
+    EXPECT_FALSE(ringlb::common::set_keepalive(fd.get(), 0, 7, 0));
+    EXPECT_EQ(get_int(fd.get(), SOL_SOCKET, SO_KEEPALIVE), 1);
+    EXPECT_EQ(get_int(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE), default_idle);
+    EXPECT_EQ(get_int(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL), 7);
+    EXPECT_EQ(get_int(fd.get(), IPPROTO_TCP, TCP_KEEPCNT), default_count);
+
+    EXPECT_FALSE(ringlb::common::set_keepalive(fd.get(), 45, 9, 4));
+    EXPECT_EQ(get_int(fd.get(), IPPROTO_TCP, TCP_KEEPIDLE), 45);
+    EXPECT_EQ(get_int(fd.get(), IPPROTO_TCP, TCP_KEEPINTVL), 9);
+    EXPECT_EQ(get_int(fd.get(), IPPROTO_TCP, TCP_KEEPCNT), 4);
+}
+
+TEST(SocketOptionsTest, KeepaliveReportsTheKernelsRefusal) {
+    Fd fd = blocking_socket(AF_INET);
+    // TCP_KEEPIDLE is capped at 32767 s (MAX_TCP_KEEPIDLE).
+    std::error_code ec = ringlb::common::set_keepalive(fd.get(), 40000, 0, 0);
+    EXPECT_EQ(ec.value(), EINVAL);
+    EXPECT_EQ(ringlb::common::set_keepalive(-1, 1, 1, 1).value(), EBADF);
+}
+
+TEST(SocketOptionsTest, UserTimeoutReadsBack) {
+    Fd fd = blocking_socket(AF_INET);
+    ASSERT_TRUE(fd);
+    EXPECT_FALSE(ringlb::common::set_user_timeout(fd.get(), 12345));
+    EXPECT_EQ(get_int(fd.get(), IPPROTO_TCP, TCP_USER_TIMEOUT), 12345);
+    EXPECT_FALSE(ringlb::common::set_user_timeout(fd.get(), 0));
+    EXPECT_EQ(get_int(fd.get(), IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+}
+
+TEST(SocketOptionsTest, LingerZeroReadsBack) {
+    Fd fd = blocking_socket(AF_INET);
+    ASSERT_TRUE(fd);
+    EXPECT_FALSE(ringlb::common::set_linger_zero(fd.get()));
+    linger value{};
+    socklen_t len = sizeof(value);
+    ASSERT_EQ(::getsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &value, &len), 0);
+    EXPECT_EQ(value.l_onoff, 1);
+    EXPECT_EQ(value.l_linger, 0);
+}
+
+TEST(SocketOptionsTest, LingerZeroCloseResetsThePeerAndLeavesNoTimeWait) {
+    Listener l = listen_on("127.0.0.1:0");
+    ASSERT_TRUE(l.fd);
+
+    // Control: after a graceful close by the client first, its port sits in TIME_WAIT (60 s; the
+    // one entry this test leaves behind) and a plain bind() to that address and port fails. So
+    // the rebinding check below can fail.
+    {
+        Fd client = blocking_socket(AF_INET);
+        ASSERT_EQ(connect_to(client.get(), l.address), 0);
+        Fd server = accept_one(l);
+        ASSERT_TRUE(server);
+        Address local = ringlb::common::local_address(client.get());
+        client.reset();
+        char byte;
+        ASSERT_EQ(::recv(server.get(), &byte, 1, 0), 0);  // the client's FIN
+        server.reset();                                   // our FIN: client goes to TIME_WAIT
+        Fd again = blocking_socket(AF_INET);
+        int rc = ::bind(again.get(), local.sa(), local.length);
+        int error = errno;
+        EXPECT_EQ(rc, -1) << "graceful close left the port free: the check below proves nothing";
+        EXPECT_EQ(error, EADDRINUSE);
+    }
+
+    Fd client = blocking_socket(AF_INET);
+    ASSERT_EQ(connect_to(client.get(), l.address), 0);
+    Fd server = accept_one(l);
+    ASSERT_TRUE(server);
+    Address local = ringlb::common::local_address(client.get());
+    ASSERT_FALSE(ringlb::common::set_linger_zero(client.get()));
+    client.reset();
+
+    char byte;
+    ssize_t n = ::recv(server.get(), &byte, 1, 0);
+    EXPECT_EQ(n, -1);
+    EXPECT_EQ(errno, ECONNRESET);
+    // No TIME_WAIT on the closing side: its address and port can be bound again at once.
+    Fd again = blocking_socket(AF_INET);
+    EXPECT_EQ(::bind(again.get(), local.sa(), local.length), 0) << std::strerror(errno);
+}
+
+namespace {
+
+// bind_source then connect to a listener on `listen_text`; the server must see `source_ip` with a
+// port the kernel chose at connect() time.
+void check_bind_source(int family, const char* source_text, const char* listen_text) {
+    Listener l = listen_on(listen_text);
+    ASSERT_TRUE(l.fd);
+    Fd client = blocking_socket(family);
+    ASSERT_TRUE(client);
+    ASSERT_FALSE(ringlb::common::bind_source(client.get(), parse(source_text)));
+    EXPECT_EQ(get_int(client.get(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT), 1);
+    // IP_BIND_ADDRESS_NO_PORT at work: the address is bound, the port not yet.
+    Address bound = ringlb::common::local_address(client.get());
+    EXPECT_EQ(bound.port(), 0);
+
+    ASSERT_EQ(connect_to(client.get(), l.address), 0) << std::strerror(errno);
+    Address peer;
+    Fd server = accept_one(l, &peer);
+    ASSERT_TRUE(server);
+    Address local = ringlb::common::local_address(client.get());
+    EXPECT_NE(local.port(), 0);
+    EXPECT_EQ(peer.to_string(), local.to_string());
+    Address expected = parse(source_text);
+    // Same host part: compare "ip:port" with the port cut off.
+    std::string peer_text = peer.to_string();
+    std::string expected_text = expected.to_string();
+    EXPECT_EQ(peer_text.substr(0, peer_text.rfind(':')),
+              expected_text.substr(0, expected_text.rfind(':')));
+    auto [sys_lo, sys_hi] = system_port_range();
+    EXPECT_GE(local.port(), sys_lo);
+    EXPECT_LE(local.port(), sys_hi);
+    ringlb::common::set_linger_zero(client.get());
+}
+
+// set_local_port_range(lo, hi) then connect: the local port must lie in [lo, hi].
+void check_port_range(int family, const char* listen_text) {
+    auto [sys_lo, sys_hi] = system_port_range();
+    ASSERT_GE(sys_hi - sys_lo, 100);
+    Listener l = listen_on(listen_text);
+    ASSERT_TRUE(l.fd);
+    uint16_t lo = static_cast<uint16_t>(sys_lo + (sys_hi - sys_lo) / 2);
+    uint16_t hi = static_cast<uint16_t>(lo + 9);
+    Fd client = blocking_socket(family);
+    ASSERT_FALSE(ringlb::common::set_local_port_range(client.get(), lo, hi));
+    EXPECT_EQ(static_cast<uint32_t>(get_int(client.get(), IPPROTO_IP, IP_LOCAL_PORT_RANGE)),
+              (static_cast<uint32_t>(hi) << 16) | lo);
+    ASSERT_EQ(connect_to(client.get(), l.address), 0) << std::strerror(errno);
+    Fd server = accept_one(l);
+    ASSERT_TRUE(server);
+    uint16_t port = ringlb::common::local_address(client.get()).port();
+    EXPECT_GE(port, lo);
+    EXPECT_LE(port, hi);
+    ringlb::common::set_linger_zero(client.get());
+}
+
+}  // namespace
+
+TEST(SocketSourceTest, BindSourceIpv4LetsTheKernelPickThePortAtConnect) {
+    check_bind_source(AF_INET, "127.0.0.2:0", "127.0.0.1:0");
+}
+
+TEST(SocketSourceTest, BindSourceIgnoresThePortGiven) {
+    Fd client = blocking_socket(AF_INET);
+    ASSERT_FALSE(ringlb::common::bind_source(client.get(), parse("127.0.0.2:5555")));
+    EXPECT_EQ(ringlb::common::local_address(client.get()).port(), 0);
+}
+
+TEST(SocketSourceTest, BindSourceIpv6) {
+    if (!have_ipv6_loopback()) GTEST_SKIP() << "no IPv6 loopback ([::1]) on this host";
+    check_bind_source(AF_INET6, "[::1]:0", "[::1]:0");
+}
+
+TEST(SocketSourceTest, BindSourceReportsAFamilyMismatch) {
+    Fd client = blocking_socket(AF_INET);
+    std::error_code ec = ringlb::common::bind_source(client.get(), Address{});
+    EXPECT_EQ(ec.value(), EAFNOSUPPORT);
+    if (!have_ipv6_loopback()) return;
+    ec = ringlb::common::bind_source(client.get(), parse("[::1]:0"));
+    EXPECT_TRUE(ec);  // an IPv6 address on an IPv4 socket
+}
+
+TEST(SocketSourceTest, BindSourceSharesOnePortAcrossDestinations) {
+    // With the port picked at connect(), one source port serves two destinations; a plain
+    // bind() to port 0 would have reserved it for the first one.
+    if (!ringlb::common::local_port_range_supported())
+        GTEST_SKIP() << "kernel lacks IP_LOCAL_PORT_RANGE (Linux 6.3+)";
+    auto [sys_lo, sys_hi] = system_port_range();
+    Listener a = listen_on("127.0.0.1:0");
+    Listener b = listen_on("127.0.0.1:0");
+    ASSERT_TRUE(a.fd && b.fd);
+    // A one-port range; another process may hold the port we pick, so try a few.
+    bool shared = false;
+    for (int attempt = 0; attempt < 5 && !shared; ++attempt) {
+        uint16_t port = static_cast<uint16_t>(sys_hi - 1000 - 7 * attempt);
+        ASSERT_GT(port, sys_lo);
+        std::vector<Fd> fds;
+        for (const Listener* l : {&a, &b}) {
+            Fd client = blocking_socket(AF_INET);
+            ASSERT_FALSE(ringlb::common::set_local_port_range(client.get(), port, port));
+            ASSERT_FALSE(ringlb::common::bind_source(client.get(), parse("127.0.0.3:0")));
+            if (connect_to(client.get(), l->address) != 0) break;
+            EXPECT_EQ(ringlb::common::local_address(client.get()).port(), port);
+            fds.push_back(std::move(client));
+            fds.push_back(accept_one(*l));
+        }
+        shared = fds.size() == 4;
+        reset_all(fds);
+    }
+    EXPECT_TRUE(shared);
+}
+
+TEST(SocketSourceTest, LocalPortRangeIpv4) {
+    if (!ringlb::common::local_port_range_supported())
+        GTEST_SKIP() << "kernel lacks IP_LOCAL_PORT_RANGE (Linux 6.3+)";
+    check_port_range(AF_INET, "127.0.0.1:0");
+}
+
+TEST(SocketSourceTest, LocalPortRangeIpv6) {
+    if (!ringlb::common::local_port_range_supported())
+        GTEST_SKIP() << "kernel lacks IP_LOCAL_PORT_RANGE (Linux 6.3+)";
+    if (!have_ipv6_loopback()) GTEST_SKIP() << "no IPv6 loopback ([::1]) on this host";
+    check_port_range(AF_INET6, "[::1]:0");
+}
+
+TEST(SocketSourceTest, LocalPortRangeRejectsAnInvertedRange) {
+    Fd client = blocking_socket(AF_INET);
+    std::error_code ec = ringlb::common::set_local_port_range(client.get(), 40009, 40000);
+    if (!ringlb::common::local_port_range_supported())
+        EXPECT_EQ(ec.value(), ENOPROTOOPT);
+    else
+        EXPECT_EQ(ec.value(), EINVAL);
+}
+
+TEST(SocketSourceTest, ExhaustedPortRangeFailsConnectWithEaddrnotavail) {
+    if (!ringlb::common::local_port_range_supported())
+        GTEST_SKIP() << "kernel lacks IP_LOCAL_PORT_RANGE (Linux 6.3+)";
+    auto [sys_lo, sys_hi] = system_port_range();
+    Listener l = listen_on("127.0.0.1:0");
+    ASSERT_TRUE(l.fd);
+    uint16_t lo = static_cast<uint16_t>(sys_hi - 500);
+    uint16_t hi = static_cast<uint16_t>(lo + 1);
+    ASSERT_GT(lo, sys_lo);
+
+    // Every connection goes to the same destination and stays open, so each takes one of the
+    // two ports for good. A port another process holds on its own shrinks the range further,
+    // hence "at most two".
+    std::vector<Fd> fds;
+    int connected = 0;
+    int error = 0;
+    for (int i = 0; i < 4 && error == 0; ++i) {
+        Fd client = blocking_socket(AF_INET);
+        ASSERT_FALSE(ringlb::common::set_local_port_range(client.get(), lo, hi));
+        error = connect_to(client.get(), l.address);
+        if (error != 0) break;
+        uint16_t port = ringlb::common::local_address(client.get()).port();
+        EXPECT_GE(port, lo);
+        EXPECT_LE(port, hi);
+        ++connected;
+        fds.push_back(std::move(client));
+        fds.push_back(accept_one(l));
+        EXPECT_TRUE(fds.back());
+    }
+    EXPECT_EQ(error, EADDRNOTAVAIL) << std::strerror(error);
+    EXPECT_GE(connected, 1);
+    EXPECT_LE(connected, 2);
+    reset_all(fds);
+
+    // Once they are closed (with RST: no TIME_WAIT), the range serves again.
+    Fd client = blocking_socket(AF_INET);
+    ASSERT_FALSE(ringlb::common::set_local_port_range(client.get(), lo, hi));
+    EXPECT_EQ(connect_to(client.get(), l.address), 0);
+    Fd server = accept_one(l);
+    ringlb::common::set_linger_zero(client.get());
+}
+
+TEST(SocketSourceTest, ProbeMatchesTheKernel) {
+    Fd fd = blocking_socket(AF_INET);
+    uint32_t value = 0;
+    socklen_t len = sizeof(value);
+    bool kernel_knows = ::getsockopt(fd.get(), IPPROTO_IP, IP_LOCAL_PORT_RANGE, &value, &len) == 0;
+    EXPECT_EQ(ringlb::common::local_port_range_supported(), kernel_knows);
 }
