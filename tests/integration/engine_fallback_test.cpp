@@ -32,8 +32,9 @@ std::string admin_get(uint16_t port, const std::string& path) {
 }
 
 std::string config_with_admin(ProxyConfigSpec& spec, uint16_t admin_port) {
-    return make_config(spec) + "\n[admin]\nbind = \"127.0.0.1:" + std::to_string(admin_port) +
-           "\"\n";
+    spec.admin = true;
+    spec.admin_port = admin_port;
+    return make_config(spec);
 }
 
 TEST(EngineFallbackTest, AutoFallsBackToEpollWhenSeccompBlocksIoUring) {

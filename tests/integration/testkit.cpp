@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/io_uring.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -15,11 +16,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <random>
 #include <set>
@@ -447,19 +451,47 @@ std::string hex_address_text(const std::string& hex) {
     return text;
 }
 
-const char* tcp_state_name(unsigned state) {
-    static const char* const kNames[] = {"?",          "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
-                                         "FIN_WAIT1",  "FIN_WAIT2",   "TIME_WAIT", "CLOSE",
-                                         "CLOSE_WAIT", "LAST_ACK",    "LISTEN",    "CLOSING"};
-    return state < sizeof(kNames) / sizeof(kNames[0]) ? kNames[state] : "?";
+uint16_t hex_port(const std::string& hex) {
+    size_t colon = hex.rfind(':');
+    if (colon == std::string::npos) return 0;
+    return static_cast<uint16_t>(std::strtoul(hex.c_str() + colon + 1, nullptr, 16));
 }
 
-}  // namespace
+// /proc/net/tcp then /proc/net/tcp6 under `proc` ("/proc/self", "/proc/PID").
+std::vector<TcpEntry> read_tcp_tables(const std::string& proc) {
+    std::vector<TcpEntry> entries;
+    for (const char* table : {"/net/tcp", "/net/tcp6"}) {
+        std::istringstream lines(read_file(proc + table));
+        std::string line;
+        std::getline(lines, line);  // header
+        while (std::getline(lines, line)) {
+            std::istringstream fields(line);
+            std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+            fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+                timeout >> inode;
+            if (inode.empty()) continue;
+            TcpEntry entry;
+            entry.local = hex_address_text(local);
+            entry.remote = hex_address_text(remote);
+            entry.local_port = hex_port(local);
+            entry.remote_port = hex_port(remote);
+            entry.state = static_cast<unsigned>(std::strtoul(state.c_str(), nullptr, 16));
+            size_t colon = queues.find(':');
+            entry.tx_queue = std::strtoull(queues.substr(0, colon).c_str(), nullptr, 16);
+            entry.rx_queue = colon == std::string::npos
+                                 ? 0
+                                 : std::strtoull(queues.c_str() + colon + 1, nullptr, 16);
+            entry.inode = inode;
+            entries.push_back(std::move(entry));
+        }
+    }
+    return entries;
+}
 
-std::string ProxyProcess::describe_sockets() const {
-    std::string proc = "/proc/" + std::to_string(process_.pid());
+std::set<std::string> socket_inodes(pid_t pid) {
     std::set<std::string> inodes;
-    if (DIR* d = ::opendir((proc + "/fd").c_str())) {
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    if (DIR* d = ::opendir(dir.c_str())) {
         while (dirent* entry = ::readdir(d)) {
             char target[256];
             ssize_t n = ::readlinkat(::dirfd(d), entry->d_name, target, sizeof(target) - 1);
@@ -470,27 +502,58 @@ std::string ProxyProcess::describe_sockets() const {
         }
         ::closedir(d);
     }
-    std::string out;
-    for (const char* table : {"/net/tcp", "/net/tcp6"}) {
-        std::istringstream lines(read_file(proc + table));
-        std::string line;
-        std::getline(lines, line);  // header
-        while (std::getline(lines, line)) {
-            std::istringstream fields(line);
-            std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
-            fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
-                timeout >> inode;
-            if (!inodes.count(inode)) continue;
-            size_t colon = queues.find(':');
-            out += hex_address_text(local) + " -> " + hex_address_text(remote) + " " +
-                   tcp_state_name(static_cast<unsigned>(std::strtoul(state.c_str(), nullptr, 16))) +
-                   " tx=" +
-                   std::to_string(std::strtoull(queues.substr(0, colon).c_str(), nullptr, 16)) +
-                   " rx=" + std::to_string(std::strtoull(queues.c_str() + colon + 1, nullptr, 16)) +
-                   "\n";
-        }
-    }
+    return inodes;
+}
+
+}  // namespace
+
+const char* tcp_state_name(unsigned state) {
+    static const char* const kNames[] = {"?",          "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
+                                         "FIN_WAIT1",  "FIN_WAIT2",   "TIME_WAIT", "CLOSE",
+                                         "CLOSE_WAIT", "LAST_ACK",    "LISTEN",    "CLOSING"};
+    return state < sizeof(kNames) / sizeof(kNames[0]) ? kNames[state] : "?";
+}
+
+std::vector<TcpEntry> tcp_table() {
+    return read_tcp_tables("/proc/self");
+}
+
+std::vector<TcpEntry> tcp_sockets_of(pid_t pid) {
+    std::set<std::string> inodes = socket_inodes(pid);
+    std::vector<TcpEntry> out;
+    for (auto& entry : read_tcp_tables("/proc/" + std::to_string(pid)))
+        if (inodes.count(entry.inode)) out.push_back(std::move(entry));
     return out;
+}
+
+std::string describe(const std::vector<TcpEntry>& entries) {
+    std::string out;
+    for (const auto& e : entries)
+        out += e.local + " -> " + e.remote + " " + tcp_state_name(e.state) +
+               " tx=" + std::to_string(e.tx_queue) + " rx=" + std::to_string(e.rx_queue) + "\n";
+    return out;
+}
+
+int count_time_wait(uint16_t port_any_side) {
+    int count = 0;
+    for (const auto& e : tcp_table())
+        if (e.state == kTcpTimeWait &&
+            (e.local_port == port_any_side || e.remote_port == port_any_side))
+            ++count;
+    return count;
+}
+
+int count_time_wait_between(uint16_t local_port, uint16_t remote_port) {
+    int count = 0;
+    for (const auto& e : tcp_table())
+        if (e.state == kTcpTimeWait && (local_port == 0 || e.local_port == local_port) &&
+            (remote_port == 0 || e.remote_port == remote_port))
+            ++count;
+    return count;
+}
+
+std::string ProxyProcess::describe_sockets() const {
+    return describe(tcp_sockets_of(process_.pid()));
 }
 
 FdCounts ProxyProcess::settled_fd_counts() const {
@@ -613,15 +676,80 @@ BackendProcess::~BackendProcess() {
 
 ::testing::AssertionResult BackendProcess::start(EchoMode mode, const std::string& name,
                                                  Millis timeout) {
-    const char* mode_text = mode == EchoMode::kEcho   ? "echo"
-                            : mode == EchoMode::kHash ? "hash"
-                                                      : "http";
-    std::vector<std::string> argv{RINGLB_ECHO_BINARY, "--listen", "127.0.0.1:0", "--mode",
-                                  mode_text};
-    if (!name.empty()) {
-        argv.push_back("--name");
-        argv.push_back(name);
+    BackendOptions options;
+    options.mode = mode;
+    options.name = name;
+    return start(options, timeout);
+}
+
+namespace {
+
+const char* echo_mode_text(EchoMode mode) {
+    switch (mode) {
+        case EchoMode::kEcho:
+            return "echo";
+        case EchoMode::kHash:
+            return "hash";
+        case EchoMode::kHttp:
+            return "http";
+        case EchoMode::kPeer:
+            return "peer";
     }
+    return "echo";
+}
+
+// Raw bytes in the escape syntax ringlb-echo's --greeting decodes.
+std::string escape_greeting(std::string_view raw) {
+    std::string out;
+    for (char ch : raw) {
+        auto byte = static_cast<unsigned char>(ch);
+        if (ch == '\\') {
+            out += "\\\\";
+        } else if (byte >= 0x20 && byte < 0x7f) {
+            out += ch;
+        } else {
+            char hex[8];
+            std::snprintf(hex, sizeof(hex), "\\x%02x", byte);
+            out += hex;
+        }
+    }
+    return out;
+}
+
+// Every line of `log` after `marker` (to the end of that line), in order.
+std::vector<std::string> log_values(const std::string& log, std::string_view marker) {
+    std::vector<std::string> out;
+    size_t pos = 0;
+    while ((pos = log.find(marker, pos)) != std::string::npos) {
+        size_t begin = pos + marker.size();
+        size_t end = log.find('\n', begin);
+        if (end == std::string::npos) break;  // a line still being written
+        out.push_back(log.substr(begin, end - begin));
+        pos = end;
+    }
+    return out;
+}
+
+}  // namespace
+
+::testing::AssertionResult BackendProcess::start(const BackendOptions& options, Millis timeout) {
+    host_ = options.host;
+    std::string listen = host_.find(':') != std::string::npos ? "[" + host_ + "]:0" : host_ + ":0";
+    std::vector<std::string> argv{RINGLB_ECHO_BINARY, "--listen", listen, "--mode",
+                                  echo_mode_text(options.mode)};
+    auto add = [&argv](const char* flag, const std::string& value) {
+        argv.push_back(flag);
+        argv.push_back(value);
+    };
+    if (!options.name.empty()) add("--name", options.name);
+    if (options.threads != 1) add("--threads", std::to_string(options.threads));
+    if (!options.greeting.empty()) add("--greeting", escape_greeting(options.greeting));
+    if (options.idle_close.count() > 0)
+        add("--idle-close", std::to_string(options.idle_close.count()));
+    if (options.accept_delay.count() > 0)
+        add("--accept-delay", std::to_string(options.accept_delay.count()));
+    if (options.backlog > 0) add("--backlog", std::to_string(options.backlog));
+    if (options.log_connections) argv.push_back("--log-connections");
     std::string error;
     if (!process_.spawn(argv, log_path_, &error)) return ::testing::AssertionFailure() << error;
     auto deadline = Clock::now() + timeout;
@@ -649,6 +777,14 @@ BackendProcess::~BackendProcess() {
         }
         std::this_thread::sleep_for(kPollStep);
     }
+}
+
+std::vector<std::string> BackendProcess::accepted_peers() const {
+    return log_values(log(), "accepted from ");
+}
+
+size_t BackendProcess::idle_closes() const {
+    return log_values(log(), "idle-closed ").size();
 }
 
 std::string BackendProcess::log() const {
@@ -684,24 +820,40 @@ std::string BackendProcess::log() const {
 // ---------------------------------------------------------------------------------------------
 // Proxy configuration and startup
 
+namespace {
+
+// Extra raw TOML lines, ending in a newline.
+std::string extra_lines(const std::string& text) {
+    if (text.empty() || text.back() == '\n') return text;
+    return text + "\n";
+}
+
+}  // namespace
+
 std::string make_config(ProxyConfigSpec& spec) {
     if (spec.listen_port == 0) spec.listen_port = free_port();
+    if (spec.admin && spec.admin_port == 0) spec.admin_port = free_port();
     std::ostringstream out;
     out << "[runtime]\n"
         << "workers = " << spec.workers << "\n"
         << "engine = \"" << spec.engine << "\"\n"
-        << "\n[[listener]]\n"
+        << extra_lines(spec.runtime_extra) << "\n[[listener]]\n"
         << "name = \"test\"\n"
         << "bind = \"127.0.0.1:" << spec.listen_port << "\"\n"
         << "cluster = \"app\"\n"
         << "forward = \"" << spec.forward << "\"\n"
-        << "\n[[cluster]]\n"
+        << extra_lines(spec.listener_extra) << "\n[[cluster]]\n"
         << "name = \"app\"\n"
         << "connect_timeout = \"" << spec.connect_timeout << "\"\n"
         << "backends = [";
-    for (size_t i = 0; i < spec.backends.size(); ++i)
-        out << (i ? ", " : " ") << "{ address = \"" << spec.backends[i] << "\" }";
-    out << " ]\n";
+    for (size_t i = 0; i < spec.backends.size(); ++i) {
+        out << (i ? ", " : " ") << "{ address = \"" << spec.backends[i] << "\"";
+        if (i < spec.backend_extra.size() && !spec.backend_extra[i].empty())
+            out << ", " << spec.backend_extra[i];
+        out << " }";
+    }
+    out << " ]\n" << extra_lines(spec.cluster_extra);
+    if (spec.admin) out << "\n[admin]\nbind = \"127.0.0.1:" << spec.admin_port << "\"\n";
     return out.str();
 }
 
@@ -1218,6 +1370,7 @@ CloseResult wait_for_close(int fd, Millis timeout, std::string* data) {
         ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
         if (n > 0) {
             result.bytes_before += static_cast<uint64_t>(n);
+            result.last_byte_at = Clock::now();
             if (data) data->append(buffer.data(), static_cast<size_t>(n));
             continue;
         }
@@ -1229,7 +1382,8 @@ CloseResult wait_for_close(int fd, Millis timeout, std::string* data) {
         result.kind = errno == ECONNRESET ? CloseKind::kReset : CloseKind::kOtherError;
         break;
     }
-    result.elapsed = since(start);
+    result.at = Clock::now();
+    result.elapsed = std::chrono::duration_cast<Millis>(result.at - start);
     return result;
 }
 
@@ -1257,19 +1411,24 @@ std::vector<CloseResult> wait_for_close_all(const std::vector<int>& fds, Millis 
             ssize_t n = ::recv(fds[i], buffer.data(), buffer.size(), MSG_DONTWAIT);
             if (n > 0) {
                 results[i].bytes_before += static_cast<uint64_t>(n);
+                results[i].last_byte_at = Clock::now();
                 continue;
             }
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
             results[i].kind = n == 0                ? CloseKind::kEof
                               : errno == ECONNRESET ? CloseKind::kReset
                                                     : CloseKind::kOtherError;
-            results[i].elapsed = since(start);
+            results[i].at = Clock::now();
+            results[i].elapsed = std::chrono::duration_cast<Millis>(results[i].at - start);
             open[i] = false;
             --left;
         }
     }
-    for (size_t i = 0; i < fds.size(); ++i)
-        if (open[i]) results[i].elapsed = since(start);
+    for (size_t i = 0; i < fds.size(); ++i) {
+        if (!open[i]) continue;
+        results[i].at = Clock::now();
+        results[i].elapsed = std::chrono::duration_cast<Millis>(results[i].at - start);
+    }
     return results;
 }
 
@@ -1279,7 +1438,11 @@ void reset_close(Fd& fd) {
     fd.reset();
 }
 
-std::optional<std::string> http_get(uint16_t port, Millis timeout, std::string* error) {
+namespace {
+
+// Sends `request` and reads the reply until the server closes.
+std::optional<std::string> http_exchange(uint16_t port, std::string_view request, Millis timeout,
+                                         std::string* error) {
     auto deadline = Clock::now() + timeout;
     std::string why;
     Fd fd = connect_to(port, timeout, &why);
@@ -1287,9 +1450,7 @@ std::optional<std::string> http_get(uint16_t port, Millis timeout, std::string* 
         if (error) *error = why;
         return std::nullopt;
     }
-    static constexpr std::string_view kRequest =
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (!send_all(fd.get(), kRequest.data(), kRequest.size(), timeout)) {
+    if (!send_all(fd.get(), request.data(), request.size(), timeout)) {
         if (error) *error = "sending the request failed";
         return std::nullopt;
     }
@@ -1311,12 +1472,152 @@ std::optional<std::string> http_get(uint16_t port, Millis timeout, std::string* 
             return std::nullopt;
         }
     }
-    size_t body = response.find("\r\n\r\n");
-    if (!response.starts_with("HTTP/1.1 200") || body == std::string::npos) {
-        if (error) *error = "unexpected response: \"" + response + "\"";
+    return response;
+}
+
+std::string get_request(std::string_view path) {
+    return "GET " + std::string(path) + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+}
+
+}  // namespace
+
+std::optional<std::string> http_get(uint16_t port, Millis timeout, std::string* error) {
+    return http_get(port, "/", timeout, error);
+}
+
+std::optional<std::string> http_get(uint16_t port, std::string_view path, Millis timeout,
+                                    std::string* error) {
+    auto response = http_exchange(port, get_request(path), timeout, error);
+    if (!response) return std::nullopt;
+    size_t body = response->find("\r\n\r\n");
+    if (!response->starts_with("HTTP/1.1 200") || body == std::string::npos) {
+        if (error) *error = "unexpected response: \"" + *response + "\"";
         return std::nullopt;
     }
-    return response.substr(body + 4);
+    return response->substr(body + 4);
+}
+
+std::optional<HttpResponse> http_request(uint16_t port, std::string_view path, Millis timeout,
+                                         std::string* error) {
+    auto response = http_exchange(port, get_request(path), timeout, error);
+    if (!response) return std::nullopt;
+    size_t body = response->find("\r\n\r\n");
+    int status = 0;
+    if (response->starts_with("HTTP/1.") && response->size() >= 12) {
+        auto [end, ec] = std::from_chars(response->data() + 9, response->data() + 12, status);
+        if (ec != std::errc() || end != response->data() + 12) status = 0;
+    }
+    if (status == 0 || body == std::string::npos) {
+        if (error) *error = "malformed response: \"" + *response + "\"";
+        return std::nullopt;
+    }
+    HttpResponse out;
+    out.status = status;
+    out.head = response->substr(0, body);
+    out.body = response->substr(body + 4);
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ClientSession
+
+bool ClientSession::connect(uint16_t port, Millis timeout) {
+    error_.clear();
+    fd_ = connect_to(port, timeout, &error_);
+    connected_at_ = last_send_at_ = last_receive_at_ = Clock::now();
+    return static_cast<bool>(fd_);
+}
+
+bool ClientSession::send(std::string_view bytes, Millis timeout) {
+    if (!fd_) {
+        error_ = "send: not connected";
+        return false;
+    }
+    if (!send_all(fd_.get(), bytes.data(), bytes.size(), timeout)) {
+        error_ = "send of " + std::to_string(bytes.size()) + " bytes failed or timed out";
+        return false;
+    }
+    last_send_at_ = Clock::now();
+    return true;
+}
+
+bool ClientSession::receive(size_t n, std::string* out, Millis timeout) {
+    if (!fd_) {
+        error_ = "receive: not connected";
+        return false;
+    }
+    auto deadline = Clock::now() + timeout;
+    size_t got = 0;
+    char buffer[4096];
+    while (got < n) {
+        pollfd pfd{fd_.get(), POLLIN, 0};
+        int ready = ::poll(&pfd, 1, remaining_ms(deadline));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) {
+            error_ =
+                "timed out after " + std::to_string(got) + " of " + std::to_string(n) + " bytes";
+            return false;
+        }
+        ssize_t m = ::recv(fd_.get(), buffer, std::min(sizeof(buffer), n - got), MSG_DONTWAIT);
+        if (m > 0) {
+            if (out) out->append(buffer, static_cast<size_t>(m));
+            got += static_cast<size_t>(m);
+            last_receive_at_ = Clock::now();
+        } else if (m == 0) {
+            error_ = "EOF after " + std::to_string(got) + " of " + std::to_string(n) + " bytes";
+            return false;
+        } else if (errno != EAGAIN && errno != EINTR) {
+            error_ = "recv after " + std::to_string(got) + " of " + std::to_string(n) +
+                     " bytes: " + errno_text(errno);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool ClientSession::expect(std::string_view expected, Millis timeout) {
+    std::string got;
+    if (!receive(expected.size(), &got, timeout)) {
+        error_ += " (expected \"" + std::string(expected) + "\", got \"" + got + "\")";
+        return false;
+    }
+    if (got != expected) {
+        error_ = "expected \"" + std::string(expected) + "\", got \"" + got + "\"";
+        return false;
+    }
+    return true;
+}
+
+void ClientSession::shutdown_write() {
+    if (fd_) ::shutdown(fd_.get(), SHUT_WR);
+}
+
+void ClientSession::reset() {
+    if (fd_) reset_close(fd_);
+}
+
+CloseResult ClientSession::wait_for_close(Millis timeout, std::string* data) {
+    if (!fd_) {
+        CloseResult result;
+        result.kind = CloseKind::kOtherError;
+        result.at = Clock::now();
+        return result;
+    }
+    CloseResult result = testkit::wait_for_close(fd_.get(), timeout, data);
+    if (result.bytes_before > 0) last_receive_at_ = result.last_byte_at;
+    return result;
+}
+
+bool ClientSession::stays_open(Millis how_long, std::string* data) {
+    CloseResult result = wait_for_close(how_long, data);
+    if (result.kind == CloseKind::kTimeout) return true;
+    error_ = std::string("closed (") + to_string(result.kind) + ") after " +
+             std::to_string(between(connected_at_, result).count()) + " ms from connect";
+    return false;
+}
+
+Millis ClientSession::between(Clock::time_point from, const CloseResult& close) {
+    return std::chrono::duration_cast<Millis>(close.at - from);
 }
 
 bool fd_counts_match(const FdCounts& now, const FdCounts& baseline, bool pipes_exact) {
@@ -1338,6 +1639,626 @@ FdCounts wait_for_fd_baseline(const ProxyProcess& proxy, const FdCounts& baselin
         if (fd_counts_match(now, baseline, pipes_exact) || Clock::now() >= deadline) return now;
         std::this_thread::sleep_for(Millis(20));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+namespace {
+
+bool is_metric_name_char(char c, bool first) {
+    return std::isalpha(static_cast<unsigned char>(c)) || c == '_' || c == ':' ||
+           (!first && std::isdigit(static_cast<unsigned char>(c)));
+}
+
+bool is_label_name_char(char c, bool first) {
+    return std::isalpha(static_cast<unsigned char>(c)) || c == '_' ||
+           (!first && std::isdigit(static_cast<unsigned char>(c)));
+}
+
+bool is_blank(char c) {
+    return c == ' ' || c == '\t';
+}
+
+// A cursor over one exposition line.
+class LineCursor {
+  public:
+    explicit LineCursor(std::string_view line) : line_(line) {}
+
+    void skip_blanks() {
+        while (pos_ < line_.size() && is_blank(line_[pos_])) ++pos_;
+    }
+    bool done() const { return pos_ >= line_.size(); }
+    char peek() const { return done() ? '\0' : line_[pos_]; }
+    bool consume(char c) {
+        if (peek() != c || done()) return false;
+        ++pos_;
+        return true;
+    }
+    std::string_view name(bool (*is_char)(char, bool)) {
+        size_t begin = pos_;
+        while (pos_ < line_.size() && is_char(line_[pos_], pos_ == begin)) ++pos_;
+        return line_.substr(begin, pos_ - begin);
+    }
+    std::string_view token() {
+        size_t begin = pos_;
+        while (pos_ < line_.size() && !is_blank(line_[pos_])) ++pos_;
+        return line_.substr(begin, pos_ - begin);
+    }
+    std::string_view rest() {
+        std::string_view out = line_.substr(std::min(pos_, line_.size()));
+        pos_ = line_.size();
+        return out;
+    }
+    // A quoted label value after its opening quote; false on a bad escape or a missing quote.
+    bool quoted(std::string& out, std::string& why) {
+        while (pos_ < line_.size()) {
+            char c = line_[pos_++];
+            if (c == '"') return true;
+            if (c != '\\') {
+                out += c;
+                continue;
+            }
+            if (pos_ >= line_.size()) break;
+            char e = line_[pos_++];
+            if (e == '\\' || e == '"')
+                out += e;
+            else if (e == 'n')
+                out += '\n';
+            else {
+                why = std::string("invalid escape \\") + e + " in a label value";
+                return false;
+            }
+        }
+        why = "unterminated label value";
+        return false;
+    }
+
+  private:
+    std::string_view line_;
+    size_t pos_ = 0;
+};
+
+std::optional<double> parse_sample_value(std::string_view text) {
+    if (text == "+Inf" || text == "Inf" || text == "+inf" || text == "inf")
+        return std::numeric_limits<double>::infinity();
+    if (text == "-Inf" || text == "-inf") return -std::numeric_limits<double>::infinity();
+    if (text == "NaN" || text == "nan") return std::numeric_limits<double>::quiet_NaN();
+    if (text.starts_with('+')) text.remove_prefix(1);
+    if (text.empty() || text.front() == '+') return std::nullopt;
+    double value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+std::string format_value(double value) {
+    if (std::isnan(value)) return "NaN";
+    if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+    char text[64];
+    if (value == std::floor(value) && std::fabs(value) < 1e15)
+        std::snprintf(text, sizeof(text), "%.0f", value);
+    else
+        std::snprintf(text, sizeof(text), "%.17g", value);
+    return text;
+}
+
+std::string labels_text(const Labels& labels) {
+    if (labels.empty()) return "";
+    std::string out = "{";
+    bool first = true;
+    for (const auto& [key, value] : labels) {
+        if (!first) out += ",";
+        first = false;
+        out += key + "=\"";
+        for (char c : value) {
+            if (c == '\\' || c == '"')
+                out += std::string("\\") + c;
+            else if (c == '\n')
+                out += "\\n";
+            else
+                out += c;
+        }
+        out += "\"";
+    }
+    return out + "}";
+}
+
+bool labels_include(const Labels& have, const Labels& want) {
+    for (const auto& [key, value] : want) {
+        auto it = have.find(key);
+        if (it == have.end() || it->second != value) return false;
+    }
+    return true;
+}
+
+std::string unescape_help(std::string_view text) {
+    std::string out;
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '\\' && i + 1 < text.size() && (text[i + 1] == '\\' || text[i + 1] == 'n')) {
+            out += text[i + 1] == 'n' ? '\n' : '\\';
+            ++i;
+        } else {
+            out += text[i];
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string to_string(const MetricSample& sample) {
+    return sample.name + labels_text(sample.labels) + " " + format_value(sample.value);
+}
+
+std::optional<Metrics> Metrics::parse(std::string_view text, std::string* error) {
+    Metrics metrics;
+    size_t line_number = 0;
+    auto fail = [&](const std::string& why, std::string_view line) -> std::optional<Metrics> {
+        if (error)
+            *error = "line " + std::to_string(line_number) + ": " + why + ": \"" +
+                     std::string(line) + "\"";
+        return std::nullopt;
+    };
+    while (!text.empty()) {
+        size_t end = text.find('\n');
+        std::string_view line = text.substr(0, end);
+        text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+        ++line_number;
+        if (line.ends_with('\r')) line.remove_suffix(1);
+        LineCursor cursor(line);
+        cursor.skip_blanks();
+        if (cursor.done()) continue;
+        if (cursor.consume('#')) {
+            cursor.skip_blanks();
+            std::string_view keyword = cursor.token();
+            if (keyword != "HELP" && keyword != "TYPE") continue;  // a plain comment
+            cursor.skip_blanks();
+            std::string family(cursor.name(is_metric_name_char));
+            if (family.empty()) return fail("# " + std::string(keyword) + " without a name", line);
+            if (!cursor.done() && !is_blank(cursor.peek()))
+                return fail("invalid metric name", line);
+            cursor.skip_blanks();
+            std::string_view rest = cursor.rest();
+            if (keyword == "HELP") {
+                metrics.helps_[family] = unescape_help(rest);
+                continue;
+            }
+            while (!rest.empty() && is_blank(rest.back())) rest.remove_suffix(1);
+            if (rest != "counter" && rest != "gauge" && rest != "histogram" && rest != "summary" &&
+                rest != "untyped")
+                return fail("unknown metric type \"" + std::string(rest) + "\"", line);
+            if (metrics.types_.count(family)) return fail("second # TYPE for " + family, line);
+            metrics.types_[family] = std::string(rest);
+            continue;
+        }
+        MetricSample sample;
+        sample.name = std::string(cursor.name(is_metric_name_char));
+        if (sample.name.empty()) return fail("expected a metric name", line);
+        if (!cursor.done() && cursor.peek() != '{' && !is_blank(cursor.peek()))
+            return fail("invalid metric name", line);
+        cursor.skip_blanks();
+        if (cursor.consume('{')) {
+            for (;;) {
+                cursor.skip_blanks();
+                if (cursor.consume('}')) break;
+                std::string key(cursor.name(is_label_name_char));
+                if (key.empty()) return fail("expected a label name or '}'", line);
+                cursor.skip_blanks();
+                if (!cursor.consume('=')) return fail("expected '=' after label " + key, line);
+                cursor.skip_blanks();
+                if (!cursor.consume('"')) return fail("expected '\"' after " + key + "=", line);
+                std::string value;
+                std::string why;
+                if (!cursor.quoted(value, why)) return fail(why, line);
+                if (!sample.labels.emplace(key, std::move(value)).second)
+                    return fail("duplicate label " + key, line);
+                cursor.skip_blanks();
+                if (cursor.consume(',')) continue;
+                if (cursor.consume('}')) break;
+                return fail("expected ',' or '}' after a label", line);
+            }
+            cursor.skip_blanks();
+        }
+        std::string_view value_text = cursor.token();
+        auto value = parse_sample_value(value_text);
+        if (!value) return fail("invalid value \"" + std::string(value_text) + "\"", line);
+        sample.value = *value;
+        cursor.skip_blanks();
+        if (!cursor.done()) {
+            std::string_view timestamp = cursor.token();
+            int64_t ignored = 0;
+            auto [end_ts, ec] =
+                std::from_chars(timestamp.data(), timestamp.data() + timestamp.size(), ignored);
+            if (ec != std::errc() || end_ts != timestamp.data() + timestamp.size())
+                return fail("invalid timestamp \"" + std::string(timestamp) + "\"", line);
+            cursor.skip_blanks();
+            if (!cursor.done()) return fail("unexpected text after the timestamp", line);
+        }
+        metrics.samples_.push_back(std::move(sample));
+    }
+    return metrics;
+}
+
+std::vector<const MetricSample*> Metrics::find(std::string_view name, const Labels& labels) const {
+    std::vector<const MetricSample*> out;
+    for (const auto& sample : samples_)
+        if (sample.name == name && labels_include(sample.labels, labels)) out.push_back(&sample);
+    return out;
+}
+
+double Metrics::sum(std::string_view name, const Labels& labels) const {
+    double total = 0;
+    for (const MetricSample* sample : find(name, labels)) total += sample->value;
+    return total;
+}
+
+size_t Metrics::count(std::string_view name, const Labels& labels) const {
+    return find(name, labels).size();
+}
+
+bool Metrics::has(std::string_view name) const {
+    return std::any_of(samples_.begin(), samples_.end(),
+                       [name](const MetricSample& sample) { return sample.name == name; });
+}
+
+std::string Metrics::type(std::string_view family) const {
+    auto it = types_.find(family);
+    return it == types_.end() ? "" : it->second;
+}
+
+std::string Metrics::help(std::string_view family) const {
+    auto it = helps_.find(family);
+    return it == helps_.end() ? "" : it->second;
+}
+
+std::string Metrics::describe(std::string_view name, const Labels& labels) const {
+    std::string out;
+    for (const MetricSample* sample : find(name, labels)) out += to_string(*sample) + "\n";
+    if (out.empty()) out = "(no sample " + std::string(name) + labels_text(labels) + ")\n";
+    return out;
+}
+
+std::optional<Metrics> scrape_metrics(uint16_t admin_port, std::string* error, Millis timeout) {
+    std::string why;
+    auto body = http_get(admin_port, "/metrics", timeout, &why);
+    if (!body) {
+        if (error) *error = "GET /metrics on port " + std::to_string(admin_port) + ": " + why;
+        return std::nullopt;
+    }
+    auto metrics = Metrics::parse(*body, &why);
+    if (!metrics && error) *error = "/metrics does not parse: " + why;
+    return metrics;
+}
+
+bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& labels,
+                     const std::function<bool(double)>& predicate, Millis timeout,
+                     std::string* last) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        std::string why;
+        auto metrics = scrape_metrics(admin_port, &why, Millis(2000));
+        if (metrics) {
+            double value = metrics->sum(name, labels);
+            bool done = predicate(value);
+            if (last)
+                *last = "sum of " + std::string(name) + labels_text(labels) + " = " +
+                        format_value(value) + " over:\n" + metrics->describe(name, labels);
+            if (done) return true;
+        } else if (last) {
+            *last = why;
+        }
+        if (Clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(Millis(50));
+    }
+}
+
+bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& labels,
+                     double min_value, Millis timeout, std::string* last) {
+    return wait_for_metric(
+        admin_port, name, labels, [min_value](double value) { return value >= min_value; }, timeout,
+        last);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket options of another process
+
+namespace {
+
+std::optional<SockOpts> read_sockopts(int fd, std::string* error) {
+    SockOpts opts;
+    int value = 0;
+    socklen_t length = sizeof(value);
+    auto get = [&](int level, int name, const char* what) {
+        length = sizeof(value);
+        if (::getsockopt(fd, level, name, &value, &length) == 0) return true;
+        if (error) *error = std::string("getsockopt(") + what + "): " + errno_text(errno);
+        return false;
+    };
+    if (!get(SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE")) return std::nullopt;
+    opts.keepalive = value != 0;
+    if (!get(IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE")) return std::nullopt;
+    opts.keepidle = value;
+    if (!get(IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL")) return std::nullopt;
+    opts.keepintvl = value;
+    if (!get(IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT")) return std::nullopt;
+    opts.keepcnt = value;
+    if (!get(IPPROTO_TCP, TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT")) return std::nullopt;
+    opts.user_timeout_ms = static_cast<unsigned>(value);
+    return opts;
+}
+
+Fd open_pidfd(pid_t pid, std::string* error) {
+    Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd && error) *error = "pidfd_open(" + std::to_string(pid) + "): " + errno_text(errno);
+    return pidfd;
+}
+
+// A duplicate of `pid`'s `fd` in this process.
+Fd steal_fd(int pidfd, pid_t pid, int fd, std::string* error) {
+    Fd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
+    if (!copy && error)
+        *error = "pidfd_getfd(pid " + std::to_string(pid) + ", fd " + std::to_string(fd) +
+                 "): " + errno_text(errno);
+    return copy;
+}
+
+}  // namespace
+
+std::optional<SockOpts> sockopts_of(pid_t pid, int fd, std::string* error) {
+    Fd pidfd = open_pidfd(pid, error);
+    if (!pidfd) return std::nullopt;
+    Fd copy = steal_fd(pidfd.get(), pid, fd, error);
+    if (!copy) return std::nullopt;
+    return read_sockopts(copy.get(), error);
+}
+
+std::optional<std::vector<ProcessSocket>> process_tcp_sockets(pid_t pid, std::string* error) {
+    Fd pidfd = open_pidfd(pid, error);
+    if (!pidfd) return std::nullopt;
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    std::vector<int> fds;
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* entry = ::readdir(d)) {
+            char target[256];
+            ssize_t n = ::readlinkat(::dirfd(d), entry->d_name, target, sizeof(target) - 1);
+            if (n <= 0) continue;
+            target[n] = '\0';
+            if (std::strncmp(target, "socket:", 7) == 0) fds.push_back(std::atoi(entry->d_name));
+        }
+        ::closedir(d);
+    } else {
+        if (error) *error = "opendir " + dir + ": " + errno_text(errno);
+        return std::nullopt;
+    }
+    std::sort(fds.begin(), fds.end());
+    std::vector<ProcessSocket> out;
+    for (int fd : fds) {
+        Fd copy = steal_fd(pidfd.get(), pid, fd, error);
+        if (!copy) {
+            if (errno == EBADF) continue;  // closed since we listed it
+            return std::nullopt;
+        }
+        int domain = 0;
+        int protocol = 0;
+        int listening = 0;
+        socklen_t length = sizeof(int);
+        if (::getsockopt(copy.get(), SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0 ||
+            (domain != AF_INET && domain != AF_INET6))
+            continue;
+        length = sizeof(int);
+        if (::getsockopt(copy.get(), SOL_SOCKET, SO_PROTOCOL, &protocol, &length) != 0 ||
+            protocol != IPPROTO_TCP)
+            continue;
+        length = sizeof(int);
+        ::getsockopt(copy.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &length);
+        ProcessSocket socket;
+        socket.fd = fd;
+        socket.listening = listening != 0;
+        socket.local = common::local_address(copy.get()).to_string();
+        common::Address peer;
+        peer.length = sizeof(peer.storage);
+        if (::getpeername(copy.get(), reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) ==
+            0)
+            socket.peer = peer.to_string();
+        auto opts = read_sockopts(copy.get(), error);
+        if (!opts) return std::nullopt;
+        socket.opts = *opts;
+        out.push_back(std::move(socket));
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ss
+
+bool SsSocket::owned_by(pid_t pid) const {
+    return std::any_of(owners.begin(), owners.end(),
+                       [pid](const auto& owner) { return owner.first == pid; });
+}
+
+namespace {
+
+// Splits on blanks outside quotes and parentheses: users:(("a b",pid=1,fd=3)) is one token.
+std::vector<std::string_view> ss_tokens(std::string_view line) {
+    std::vector<std::string_view> tokens;
+    size_t i = 0;
+    while (i < line.size()) {
+        while (i < line.size() && is_blank(line[i])) ++i;
+        if (i >= line.size()) break;
+        size_t begin = i;
+        int depth = 0;
+        bool quoted = false;
+        for (; i < line.size(); ++i) {
+            char c = line[i];
+            if (quoted) {
+                if (c == '"') quoted = false;
+                continue;
+            }
+            if (c == '"')
+                quoted = true;
+            else if (c == '(')
+                ++depth;
+            else if (c == ')' && depth > 0)
+                --depth;
+            else if (is_blank(c) && depth == 0)
+                break;
+        }
+        tokens.push_back(line.substr(begin, i - begin));
+    }
+    return tokens;
+}
+
+bool all_digits(std::string_view text) {
+    return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c));
+    });
+}
+
+// Reads a decimal number at text[pos...]; advances pos.
+std::optional<long> take_number(std::string_view text, size_t& pos) {
+    size_t begin = pos;
+    while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) ++pos;
+    if (pos == begin) return std::nullopt;
+    return std::strtol(std::string(text.substr(begin, pos - begin)).c_str(), nullptr, 10);
+}
+
+void parse_ss_record(std::string_view first, SsSocket& socket) {
+    std::vector<std::string_view> tokens = ss_tokens(first);
+    size_t at = 0;
+    // "ss state X" leaves the State column out; then the record starts with Recv-Q.
+    if (!tokens.empty() && !all_digits(tokens[0])) socket.state = std::string(tokens[at++]);
+    at += 2;  // Recv-Q, Send-Q
+    if (at < tokens.size()) socket.local = std::string(tokens[at++]);
+    if (at < tokens.size()) socket.peer = std::string(tokens[at++]);
+    for (; at < tokens.size(); ++at) {
+        std::string_view token = tokens[at];
+        if (token.starts_with("users:(")) {
+            size_t pos = 0;
+            while ((pos = token.find("pid=", pos)) != std::string_view::npos) {
+                pos += 4;
+                auto pid = take_number(token, pos);
+                size_t fd_at = token.find("fd=", pos);
+                if (!pid || fd_at == std::string_view::npos) break;
+                size_t fd_pos = fd_at + 3;
+                auto fd = take_number(token, fd_pos);
+                if (!fd) break;
+                socket.owners.emplace_back(static_cast<pid_t>(*pid), static_cast<int>(*fd));
+                pos = fd_pos;
+            }
+        } else if (token.starts_with("timer:(") && token.ends_with(")")) {
+            std::string_view inside = token.substr(7, token.size() - 8);
+            size_t comma1 = inside.find(',');
+            size_t comma2 =
+                comma1 == std::string_view::npos ? comma1 : inside.find(',', comma1 + 1);
+            socket.timer = std::string(inside.substr(0, comma1));
+            if (comma1 != std::string_view::npos) {
+                socket.timer_expires = std::string(inside.substr(comma1 + 1, comma2 - comma1 - 1));
+                socket.timer_ms = parse_ss_duration(socket.timer_expires);
+            }
+            if (comma2 != std::string_view::npos)
+                socket.timer_retransmits =
+                    std::atoi(std::string(inside.substr(comma2 + 1)).c_str());
+        }
+    }
+}
+
+const char* find_ss_binary() {
+    for (const char* path : {"/usr/bin/ss", "/bin/ss", "/usr/sbin/ss", "/sbin/ss"})
+        if (::access(path, X_OK) == 0) return path;
+    return nullptr;
+}
+
+}  // namespace
+
+std::optional<Millis> parse_ss_duration(std::string_view text) {
+    // iproute2 prints [Nmin][S"sec" | S"." MMM"ms" | MMM"ms"], e.g. "1min29sec", "29.512ms".
+    size_t pos = 0;
+    long total_ms = 0;
+    auto first = take_number(text, pos);
+    if (!first) return std::nullopt;
+    if (text.substr(pos).starts_with("min")) {
+        total_ms += *first * 60000;
+        pos += 3;
+        if (pos == text.size()) return Millis(total_ms);
+        first = take_number(text, pos);
+        if (!first) return std::nullopt;
+    }
+    std::string_view rest = text.substr(pos);
+    if (rest == "sec") return Millis(total_ms + *first * 1000);
+    if (rest == "ms") return Millis(total_ms + *first);
+    if (rest.starts_with(".")) {
+        ++pos;
+        auto ms = take_number(text, pos);
+        if (!ms || text.substr(pos) != "ms") return std::nullopt;
+        return Millis(total_ms + *first * 1000 + *ms);
+    }
+    return std::nullopt;
+}
+
+std::vector<SsSocket> parse_ss(std::string_view text) {
+    std::vector<SsSocket> sockets;
+    bool in_record = false;
+    while (!text.empty()) {
+        size_t end = text.find('\n');
+        std::string_view line = text.substr(0, end);
+        text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+        if (line.empty()) continue;
+        if (is_blank(line.front())) {
+            // The -i detail line (or an empty one) of the record above.
+            if (in_record) sockets.back().line += "\n" + std::string(line);
+            continue;
+        }
+        std::vector<std::string_view> tokens = ss_tokens(line);
+        in_record = false;
+        if (tokens.size() < 4 || tokens[0] == "State" || tokens[0] == "Recv-Q" ||
+            tokens[0] == "Netid")
+            continue;
+        SsSocket socket;
+        socket.line = std::string(line);
+        parse_ss_record(line, socket);
+        if (socket.local.empty() || socket.peer.empty()) continue;
+        sockets.push_back(std::move(socket));
+        in_record = true;
+    }
+    return sockets;
+}
+
+std::string run_ss(std::string* error) {
+    const char* binary = find_ss_binary();
+    if (!binary) {
+        if (error) *error = "ss (iproute2) is not installed";
+        return "";
+    }
+    TempDir dir;
+    Subprocess ss;
+    std::string why;
+    if (!ss.spawn({binary, "-tiepona"}, dir.file("ss.out"), &why)) {
+        if (error) *error = why;
+        return "";
+    }
+    auto code = ss.wait(Millis(10000));
+    std::string output = read_file(dir.file("ss.out"));
+    if (code != std::optional<int>(0)) {
+        if (error)
+            *error = "ss -tiepona exited with " + std::to_string(code.value_or(-1)) + ": " +
+                     tail(output, 1000);
+        return "";
+    }
+    return output;
+}
+
+std::vector<SsSocket> ss_sockets(pid_t pid, std::string* error) {
+    std::vector<SsSocket> out;
+    for (auto& socket : parse_ss(run_ss(error)))
+        if (socket.owned_by(pid)) out.push_back(std::move(socket));
+    return out;
+}
+
+std::string ss_info(pid_t pid, std::string* error) {
+    std::string out;
+    for (const auto& socket : ss_sockets(pid, error)) out += socket.line + "\n";
+    return out;
 }
 
 }  // namespace ringlb::testkit

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -169,9 +170,24 @@ class ProxyProcess {
     Subprocess process_;
 };
 
-enum class EchoMode { kEcho, kHash, kHttp };
+// The ringlb-echo modes (see tests/tools/ringlb_echo.cpp). kPeer: writes "IP:PORT\n" of the
+// connection's peer (the address the client connected from), then echoes.
+enum class EchoMode { kEcho, kHash, kHttp, kPeer };
 
-// A ringlb-echo backend on 127.0.0.1 and a kernel-chosen port.
+// Everything ringlb-echo can be started with; the defaults give the plain backend.
+struct BackendOptions {
+    EchoMode mode = EchoMode::kEcho;
+    std::string name;                // --name; "" keeps ringlb-echo's default
+    std::string host = "127.0.0.1";  // listen address; the port is chosen by the kernel
+    unsigned threads = 1;            // --threads
+    std::string greeting;            // --greeting, raw bytes (escaped for the command line here)
+    Millis idle_close{0};            // --idle-close; 0: off
+    Millis accept_delay{0};          // --accept-delay; 0: off
+    int backlog = 0;                 // --backlog; 0: ringlb-echo's default (4096)
+    bool log_connections = false;    // --log-connections
+};
+
+// A ringlb-echo backend on `host` (127.0.0.1 by default) and a kernel-chosen port.
 class BackendProcess {
   public:
     BackendProcess();
@@ -179,16 +195,22 @@ class BackendProcess {
 
     ::testing::AssertionResult start(EchoMode mode, const std::string& name = "",
                                      Millis timeout = Millis(10000));
+    ::testing::AssertionResult start(const BackendOptions& options, Millis timeout = Millis(10000));
     uint16_t port() const { return port_; }
-    std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+    std::string address() const { return host_ + ":" + std::to_string(port_); }
     pid_t pid() const { return process_.pid(); }
     std::string log() const;
     void kill(int sig = SIGKILL) { process_.kill_and_reap(sig); }
+    // With log_connections: the peer of every connection accepted so far ("IP:PORT"), in order.
+    std::vector<std::string> accepted_peers() const;
+    // With log_connections: how many connections it closed for --idle-close.
+    size_t idle_closes() const;
 
   private:
     TempDir dir_;
     std::string log_path_;
     Subprocess process_;
+    std::string host_ = "127.0.0.1";
     uint16_t port_ = 0;
 };
 
@@ -216,8 +238,20 @@ struct ProxyConfigSpec {
     uint16_t listen_port = 0;  // 0: free_port()
     std::vector<std::string> backends;
     std::string connect_timeout = "2s";
+    // [admin] on 127.0.0.1:admin_port, for scrape_metrics(); admin_port 0: free_port().
+    bool admin = true;
+    uint16_t admin_port = 0;
+    // Raw TOML lines appended at the end of the [runtime], [[listener]] and [[cluster]] tables
+    // (after `backends`), e.g. "idle_timeout = \"1s\"". A missing final newline is added.
+    std::string runtime_extra;
+    std::string listener_extra;
+    std::string cluster_extra;
+    // Parallel to `backends`: more keys for backend i's inline table, e.g. "max_connections = 2"
+    // or "weight = 3, max_connections = 2". Shorter than `backends` or "" at i: none.
+    std::vector<std::string> backend_extra;
 };
-// TOML text for one listener ("test") and one cluster ("app"). Fills spec.listen_port if 0.
+// TOML text for one listener ("test"), one cluster ("app") and, when spec.admin, the [admin]
+// table. Fills spec.listen_port and spec.admin_port when 0.
 std::string make_config(ProxyConfigSpec& spec);
 
 // The parameter axes of the integration tests.
@@ -318,6 +352,8 @@ struct CloseResult {
     CloseKind kind = CloseKind::kTimeout;
     uint64_t bytes_before = 0;  // bytes read (and discarded) before the close
     Millis elapsed{0};
+    Clock::time_point at{};  // when the close (or the timeout) was seen, to measure from any start
+    Clock::time_point last_byte_at{};  // when the last byte before it was read; {} if none
 };
 const char* to_string(CloseKind kind);
 // Reads until EOF or an error; data is appended to *data if given, else discarded.
@@ -330,6 +366,62 @@ void reset_close(common::Fd& fd);
 // One HTTP/1.1 GET with "Connection: close"; returns the body, or nullopt (reason in *error).
 std::optional<std::string> http_get(uint16_t port, Millis timeout = Millis(5000),
                                     std::string* error = nullptr);
+// The same for `path` (e.g. "/metrics") instead of "/"; only a 200 response counts.
+std::optional<std::string> http_get(uint16_t port, std::string_view path, Millis timeout,
+                                    std::string* error = nullptr);
+
+struct HttpResponse {
+    int status = 0;
+    std::string head;  // status line and headers, without the blank line
+    std::string body;
+};
+// GET `path` on 127.0.0.1:port ("Connection: close", read to EOF); any status is returned.
+std::optional<HttpResponse> http_request(uint16_t port, std::string_view path,
+                                         Millis timeout = Millis(5000),
+                                         std::string* error = nullptr);
+
+// A client connection for timeout tests: it remembers when it connected, last sent and last
+// received, so the time of the proxy's close can be measured from whichever the test needs.
+class ClientSession {
+  public:
+    ClientSession() = default;
+    // Connects to 127.0.0.1:port; false (reason in error()) on failure.
+    bool connect(uint16_t port, Millis timeout = Millis(5000));
+
+    bool connected() const { return static_cast<bool>(fd_); }
+    int fd() const { return fd_.get(); }
+    const std::string& error() const { return error_; }
+
+    bool send(std::string_view bytes, Millis timeout = Millis(5000));
+    // Reads exactly n bytes into *out (appended); false on EOF, error or timeout (error()).
+    bool receive(size_t n, std::string* out, Millis timeout = Millis(5000));
+    // Reads expected.size() bytes and compares them; false with the difference in error().
+    bool expect(std::string_view expected, Millis timeout = Millis(5000));
+    void shutdown_write();
+    // Closes with an RST (SO_LINGER 0).
+    void reset();
+    void close() { fd_.reset(); }
+
+    // Reads (data appended to *data, if given) until the peer closes or `timeout` passes; see
+    // wait_for_close(). Bytes read count as received.
+    CloseResult wait_for_close(Millis timeout, std::string* data = nullptr);
+    // Checks that the peer does not close within `how_long`: true if still open (bytes that
+    // arrive meanwhile are appended to *data), false with the close in error().
+    bool stays_open(Millis how_long, std::string* data = nullptr);
+
+    Clock::time_point connected_at() const { return connected_at_; }
+    Clock::time_point last_send_at() const { return last_send_at_; }        // connect if none
+    Clock::time_point last_receive_at() const { return last_receive_at_; }  // connect if none
+    // From `from` (one of the above) to the close in `close`.
+    static Millis between(Clock::time_point from, const CloseResult& close);
+
+  private:
+    common::Fd fd_;
+    std::string error_;
+    Clock::time_point connected_at_{};
+    Clock::time_point last_send_at_{};
+    Clock::time_point last_receive_at_{};
+};
 
 // Polls until the proxy's socket and non-pipe fd counts equal `baseline`'s (pipes may stay
 // pooled), or the timeout passes. Returns the last counts seen.
@@ -337,5 +429,151 @@ FdCounts wait_for_fd_baseline(const ProxyProcess& proxy, const FdCounts& baselin
                               Millis timeout = Millis(2000), bool pipes_exact = false);
 bool fd_counts_match(const FdCounts& now, const FdCounts& baseline, bool pipes_exact);
 std::string to_string(const FdCounts& counts);
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (the admin endpoint's GET /metrics)
+
+using Labels = std::map<std::string, std::string>;
+
+struct MetricSample {
+    std::string name;  // the sample's own name, e.g. "x_bucket" for a histogram bucket
+    Labels labels;     // label values unescaped
+    double value = 0;  // +Inf, -Inf and NaN included
+};
+std::string to_string(const MetricSample& sample);  // name{k="v",...} value
+
+// A parsed Prometheus text exposition (format 0.0.4): # HELP / # TYPE lines, samples with
+// optional labels (escapes \\ \" \n in values) and an optional timestamp (ignored). Histogram
+// and summary series are plain samples under their own names (x_bucket{le="+Inf"}, x_sum,
+// x_count).
+class Metrics {
+  public:
+    // nullopt on a malformed line, with the line number and reason in *error.
+    static std::optional<Metrics> parse(std::string_view text, std::string* error = nullptr);
+
+    // Sum over every sample named exactly `name` whose labels include all of `labels`; 0 when
+    // none does.
+    double sum(std::string_view name, const Labels& labels = {}) const;
+    // How many samples match as for sum().
+    size_t count(std::string_view name, const Labels& labels = {}) const;
+    // Whether any sample is named exactly `name`.
+    bool has(std::string_view name) const;
+    // The matching samples, in exposition order.
+    std::vector<const MetricSample*> find(std::string_view name, const Labels& labels = {}) const;
+    const std::vector<MetricSample>& samples() const { return samples_; }
+    // From the # TYPE / # HELP lines of metric family `family`; "" when absent.
+    std::string type(std::string_view family) const;
+    std::string help(std::string_view family) const;
+    // The matching samples one per line, for failure messages.
+    std::string describe(std::string_view name, const Labels& labels = {}) const;
+
+  private:
+    std::vector<MetricSample> samples_;
+    std::map<std::string, std::string, std::less<>> types_;
+    std::map<std::string, std::string, std::less<>> helps_;
+};
+
+// GET /metrics from 127.0.0.1:admin_port and parse it; nullopt with the reason in *error.
+std::optional<Metrics> scrape_metrics(uint16_t admin_port, std::string* error = nullptr,
+                                      Millis timeout = Millis(5000));
+
+// Polls /metrics about every 50 ms until the sum of `name` over the samples matching `labels`
+// (as Metrics::sum) satisfies `predicate`, or `timeout` passes. On return *last (if given) holds
+// the last sum seen and the matching samples, or the last scrape error.
+bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& labels,
+                     const std::function<bool(double)>& predicate, Millis timeout,
+                     std::string* last = nullptr);
+// The same, waiting for the sum to reach at least `min_value`.
+bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& labels,
+                     double min_value, Millis timeout, std::string* last = nullptr);
+
+// ---------------------------------------------------------------------------------------------
+// Sockets seen from outside: /proc/net/tcp, socket options of another process, ss
+
+// One row of /proc/net/tcp or /proc/net/tcp6 (this network namespace).
+struct TcpEntry {
+    std::string local;  // "127.0.0.1:8080"; IPv6 rows keep the kernel's hex form
+    std::string remote;
+    uint16_t local_port = 0;
+    uint16_t remote_port = 0;
+    unsigned state = 0;  // kernel TCP state: 1 ESTABLISHED, 6 TIME_WAIT, 10 LISTEN, ...
+    uint64_t tx_queue = 0;
+    uint64_t rx_queue = 0;
+    std::string inode;  // "0" for TIME_WAIT sockets, which belong to no process
+};
+inline constexpr unsigned kTcpTimeWait = 6;
+const char* tcp_state_name(unsigned state);
+
+// Every TCP socket of this network namespace.
+std::vector<TcpEntry> tcp_table();
+// The TCP sockets process `pid` holds an fd for (matched by inode).
+std::vector<TcpEntry> tcp_sockets_of(pid_t pid);
+// "local -> remote STATE tx=N rx=N\n" per entry (ProxyProcess::describe_sockets' format).
+std::string describe(const std::vector<TcpEntry>& entries);
+
+// TIME_WAIT sockets with `port` as their local or their remote port.
+int count_time_wait(uint16_t port_any_side);
+// TIME_WAIT sockets whose local port is `local_port` and whose remote port is `remote_port`;
+// 0 matches any port on that side. TIME_WAIT stays with the side that closed first, and on
+// loopback both ends of a connection are rows of the same table, seen from their own side:
+//   count_time_wait_between(0, backend_port): connections TO the backend port whose
+//     connecting side (ringlb's upstream leg, local = its ephemeral source port) closed first;
+//     the backend's own TIME_WAIT rows have local = backend_port and are not counted.
+//   count_time_wait_between(listen_port, 0): ringlb's client legs that ringlb closed first.
+// Use a backend port no other test connects to directly (each BackendProcess has its own).
+int count_time_wait_between(uint16_t local_port, uint16_t remote_port);
+
+// The options a test checks on a proxy's sockets. Times in seconds, as the kernel keeps them.
+struct SockOpts {
+    bool keepalive = false;        // SO_KEEPALIVE
+    int keepidle = 0;              // TCP_KEEPIDLE
+    int keepintvl = 0;             // TCP_KEEPINTVL
+    int keepcnt = 0;               // TCP_KEEPCNT
+    unsigned user_timeout_ms = 0;  // TCP_USER_TIMEOUT
+};
+
+struct ProcessSocket {
+    int fd = -1;        // the fd number in the other process
+    std::string local;  // "127.0.0.1:8080" / "[::1]:8080"
+    std::string peer;   // "" when not connected (listening, connecting)
+    bool listening = false;
+    SockOpts opts;
+};
+
+// getsockopt() only works on one's own fds, so these duplicate the other process's fd with
+// pidfd_getfd(2) (Linux 5.6+; needs ptrace access to `pid`: our own children qualify, and so
+// does getpid()) and read the options from the duplicate. nullopt with the reason in *error.
+std::optional<SockOpts> sockopts_of(pid_t pid, int fd, std::string* error = nullptr);
+// Every TCP socket of `pid` with its addresses and options.
+std::optional<std::vector<ProcessSocket>> process_tcp_sockets(pid_t pid,
+                                                              std::string* error = nullptr);
+
+// One socket from `ss -tiepona` (iproute2): what the kernel reports, independent of ptrace.
+struct SsSocket {
+    std::string state;  // "ESTAB", "LISTEN", "TIME-WAIT", ...
+    std::string local;  // as ss prints it: "127.0.0.1:8080", "[::1]:8080"
+    std::string peer;
+    std::vector<std::pair<pid_t, int>> owners;  // (pid, fd) from users:((...))
+    // timer:(NAME,EXPIRES,RETRANSMITS): "keepalive" when SO_KEEPALIVE is armed on an idle
+    // established socket, "on" while retransmitting, "timewait", "persist"; "" if no timer.
+    std::string timer;
+    std::string timer_expires;       // as printed, e.g. "29sec", "1min29sec", "29.512ms", "200ms"
+    std::optional<Millis> timer_ms;  // timer_expires parsed, when it parses
+    int timer_retransmits = 0;
+    std::string line;  // the whole record (first line and the -i detail line)
+
+    bool owned_by(pid_t pid) const;
+};
+// Parses ss output with -o, -p (users), -e and -i as printed by iproute2 6.x; header lines and
+// anything that is not a socket record are skipped.
+std::vector<SsSocket> parse_ss(std::string_view text);
+// "5min" "29sec" "29.512ms" "200ms" "1min005ms" as ss prints timer expiries; nullopt otherwise.
+std::optional<Millis> parse_ss_duration(std::string_view text);
+// Runs `ss -tiepona` and returns its whole output; "" with the reason in *error on failure.
+std::string run_ss(std::string* error = nullptr);
+// The records of `ss -tiepona` owned by `pid`, as text (for failure messages).
+std::string ss_info(pid_t pid, std::string* error = nullptr);
+// The sockets of `pid` from `ss -tiepona`.
+std::vector<SsSocket> ss_sockets(pid_t pid, std::string* error = nullptr);
 
 }  // namespace ringlb::testkit

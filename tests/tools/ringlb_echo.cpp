@@ -1,13 +1,38 @@
 // ringlb-echo: the test and demo backend.
 //
-//   ringlb-echo --listen IP:PORT [--mode echo|hash|http] [--name NAME] [--threads N]
+//   ringlb-echo --listen IP:PORT [--mode echo|hash|http|peer] [--name NAME] [--threads N]
+//               [--greeting TEXT] [--idle-close MS] [--accept-delay MS] [--backlog N]
+//               [--log-connections]
 //
-// echo: echoes every byte; on the client's EOF it flushes, shuts its write side and closes.
-// hash: the protocol in tests/tools/pattern.hpp (both directions checked byte-exactly).
-// http: a minimal HTTP/1.1 keepalive server answering "hello from NAME\n" (quick start, wrk).
+// Modes:
+//   echo: echoes every byte; on the client's EOF it flushes, shuts its write side and closes.
+//   hash: the protocol in tests/tools/pattern.hpp (both directions checked byte-exactly).
+//   http: a minimal HTTP/1.1 keepalive server answering "hello from NAME\n" (quick start, wrk).
+//   peer: first writes the connection's peer address as "IP:PORT\n" (IPv6: "[IP]:PORT\n"), then
+//         behaves as echo. Tells a test which source address a proxy connected from.
+//
+// Options:
+//   --name NAME         the name in http replies and the startup line (default "ringlb-echo").
+//   --threads N         accepting threads, each with its own epoll loop (1..256, default 1).
+//   --greeting TEXT     a server-speaks-first backend: on accept, sends TEXT before anything else
+//                       (before the peer line in peer mode), then behaves as its mode. TEXT may
+//                       hold C escapes: \n \r \t \\ \0 \xHH.
+//   --idle-close MS     closes (plain close, FIN) a connection that has received no byte for MS
+//                       milliseconds since accept or since its last received byte, like a
+//                       server's idle timeout. Bytes sent do not count as activity.
+//   --accept-delay MS   slow to accept: waits MS milliseconds before each accept(2), one
+//                       connection at a time. Meanwhile connections wait in the kernel's accept
+//                       queue; their connect() has already completed (the kernel does the
+//                       handshake), so a client sees a silent but connected backend.
+//   --backlog N         listen(2) backlog (1..65535, default 4096; the kernel caps it at
+//                       net.core.somaxconn).
+//   --log-connections   logs "accepted from IP:PORT" to stderr for every accepted connection, and
+//                       "idle-closed IP:PORT" for every --idle-close close.
 //
 // Each thread runs its own edge-triggered epoll loop over non-blocking sockets; idle connections
-// hold no buffers, so thousands of them cost little memory.
+// hold no buffers, so thousands of them cost little memory. Idle-close deadlines sit in a list
+// ordered by last receive (a receive moves its connection to the back), so finding expired
+// connections costs O(1) per connection and the loop sleeps exactly until the next deadline.
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -20,11 +45,15 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -41,7 +70,7 @@ namespace {
 
 using common::Fd;
 
-enum class Mode { kEcho, kHash, kHttp };
+enum class Mode { kEcho, kHash, kHttp, kPeer };
 
 constexpr size_t kScratchSize = 64 * 1024;
 constexpr size_t kMaxHttpHeader = 64 * 1024;
@@ -53,6 +82,11 @@ struct Options {
     Mode mode = Mode::kEcho;
     std::string name = "ringlb-echo";
     unsigned threads = 1;
+    std::string greeting;                       // escapes already decoded
+    std::chrono::milliseconds idle_close{0};    // 0: off
+    std::chrono::milliseconds accept_delay{0};  // 0: off
+    int backlog = 4096;
+    bool log_connections = false;
 };
 
 struct Conn {
@@ -76,6 +110,12 @@ struct Conn {
     std::string in;
     uint64_t body_left = 0;
     bool close_after_flush = false;
+
+    // --idle-close: position in the worker's idle list and the time of the last received byte.
+    std::list<int>::iterator idle_pos;
+    bool in_idle_list = false;
+    std::chrono::steady_clock::time_point last_receive;
+    std::string peer;  // --log-connections only
 
     bool has_out() const { return out_offset < out.size(); }
 };
@@ -126,17 +166,20 @@ class Worker {
     void run() {
         epoll_event events[kMaxEvents];
         for (;;) {
+            auto now = std::chrono::steady_clock::now();
             int timeout = -1;
             if (accept_paused_) {
-                auto now = std::chrono::steady_clock::now();
-                if (now >= accept_resume_) {
-                    set_accepting(true);
-                } else {
-                    timeout =
-                        static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             accept_resume_ - now)
-                                             .count()) +
-                        1;
+                if (now >= accept_resume_)
+                    resume_accepting();
+                else
+                    timeout = ms_until(accept_resume_, now);
+            }
+            if (options_.idle_close.count() > 0) {
+                expire_idle(now);
+                if (!idle_list_.empty()) {
+                    int idle_timeout = ms_until(
+                        conns_[idle_list_.front()]->last_receive + options_.idle_close, now);
+                    timeout = timeout < 0 ? idle_timeout : std::min(timeout, idle_timeout);
                 }
             }
             int n = ::epoll_wait(epoll_.get(), events, kMaxEvents, timeout);
@@ -148,7 +191,12 @@ class Worker {
             for (int i = 0; i < n; ++i) {
                 int fd = events[i].data.fd;
                 if (fd == listen_fd_) {
-                    accept_all();
+                    if (options_.accept_delay.count() > 0 && !accept_paused_) {
+                        // Leave the connection in the accept queue for accept_delay first.
+                        pause_accepting(PauseReason::kDelay, options_.accept_delay);
+                        continue;
+                    }
+                    if (!accept_paused_) accept_some(std::numeric_limits<size_t>::max());
                     continue;
                 }
                 // A stale event for an fd closed earlier in this batch finds nothing (or a new
@@ -159,6 +207,17 @@ class Worker {
     }
 
   private:
+    enum class PauseReason { kEmfile, kDelay };
+
+    static int ms_until(std::chrono::steady_clock::time_point when,
+                        std::chrono::steady_clock::time_point now) {
+        if (when <= now) return 0;
+        // Rounded up, so the loop never wakes just before a deadline and spins.
+        return static_cast<int>(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(when - now).count()) +
+               1;
+    }
+
     void set_accepting(bool on) {
         // EPOLLEXCLUSIVE registrations cannot be modified; delete and re-add instead.
         ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listen_fd_, nullptr);
@@ -171,26 +230,53 @@ class Worker {
         accept_paused_ = !on;
     }
 
-    void accept_all() {
-        for (;;) {
-            int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    void pause_accepting(PauseReason reason, std::chrono::milliseconds how_long) {
+        set_accepting(false);
+        pause_reason_ = reason;
+        accept_resume_ = std::chrono::steady_clock::now() + how_long;
+    }
+
+    void resume_accepting() {
+        set_accepting(true);
+        // --accept-delay: the wait was for one connection; take it. More waiting connections
+        // keep the (level-triggered) listener readable, which starts the next delay.
+        if (pause_reason_ == PauseReason::kDelay) accept_some(1);
+    }
+
+    void accept_some(size_t max) {
+        for (size_t accepted = 0; accepted < max;) {
+            sockaddr_storage peer{};
+            socklen_t peer_length = sizeof(peer);
+            int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_length,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (fd < 0) {
                 if (is_again(errno)) return;
                 if (errno == EINTR || errno == ECONNABORTED) continue;
                 if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                     LOG_WARN("accept: %s; pausing accepts", std::strerror(errno));
-                    set_accepting(false);
-                    accept_resume_ = std::chrono::steady_clock::now() + kAcceptPause;
+                    pause_accepting(PauseReason::kEmfile, kAcceptPause);
                     return;
                 }
                 LOG_ERROR("accept: %s", std::strerror(errno));
                 return;
             }
+            ++accepted;
             common::set_nodelay(fd);
             if (static_cast<size_t>(fd) >= conns_.size()) conns_.resize(fd + 1024);
             auto conn = std::make_unique<Conn>();
             conn->fd.reset(fd);
             if (options_.mode == Mode::kHash) conn->sha = std::make_unique<Sha256>();
+            std::string peer_text;
+            if (options_.mode == Mode::kPeer || options_.log_connections) {
+                common::Address address;
+                std::memcpy(&address.storage, &peer, sizeof(peer));
+                address.length = peer_length;
+                peer_text = address.to_string();
+            }
+            if (options_.log_connections) {
+                LOG_INFO("accepted from %s", peer_text.c_str());
+                conn->peer = peer_text;
+            }
             epoll_event ev{};
             ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
             ev.data.fd = fd;
@@ -198,13 +284,45 @@ class Worker {
                 LOG_ERROR("epoll_ctl: %s", std::strerror(errno));
                 continue;  // conn's Fd closes the socket
             }
+            Conn& c = *conn;
             conns_[fd] = std::move(conn);
+            if (options_.idle_close.count() > 0) {
+                c.last_receive = std::chrono::steady_clock::now();
+                c.idle_pos = idle_list_.insert(idle_list_.end(), fd);
+                c.in_idle_list = true;
+            }
+            // Server-speaks-first bytes go out before anything the mode sends.
+            bool ok = send_or_queue(c, options_.greeting.data(), options_.greeting.size());
+            if (ok && options_.mode == Mode::kPeer) {
+                peer_text += '\n';
+                ok = send_or_queue(c, peer_text.data(), peer_text.size());
+            }
+            if (!ok) {
+                close_conn(fd);
+                continue;
+            }
             // Data may already be waiting; the edge for it may have come before registration.
             drive(fd);
         }
     }
 
-    void close_conn(int fd) { conns_[fd].reset(); }
+    // Closes every connection whose last receive is idle_close old; the list is ordered by last
+    // receive, so this stops at the first one still in time.
+    void expire_idle(std::chrono::steady_clock::time_point now) {
+        while (!idle_list_.empty()) {
+            int fd = idle_list_.front();
+            Conn& c = *conns_[fd];
+            if (c.last_receive + options_.idle_close > now) return;
+            if (options_.log_connections) LOG_INFO("idle-closed %s", c.peer.c_str());
+            close_conn(fd);
+        }
+    }
+
+    void close_conn(int fd) {
+        Conn& c = *conns_[fd];
+        if (c.in_idle_list) idle_list_.erase(c.idle_pos);
+        conns_[fd].reset();
+    }
 
     // Shuts the write side first so the peer sees a clean EOF after everything we sent.
     void finish_conn(int fd) {
@@ -252,6 +370,10 @@ class Worker {
     ssize_t receive(Conn& c) {
         for (;;) {
             ssize_t n = ::recv(c.fd.get(), scratch_, sizeof(scratch_), 0);
+            if (n > 0 && c.in_idle_list) {
+                c.last_receive = std::chrono::steady_clock::now();
+                idle_list_.splice(idle_list_.end(), idle_list_, c.idle_pos);
+            }
             if (n >= 0) return n;
             if (errno == EINTR) continue;
             return is_again(errno) ? -1 : -2;
@@ -261,6 +383,7 @@ class Worker {
     void drive(int fd) {
         switch (options_.mode) {
             case Mode::kEcho:
+            case Mode::kPeer:
                 drive_echo(fd);
                 break;
             case Mode::kHash:
@@ -295,6 +418,9 @@ class Worker {
         Conn& c = *conns_[fd];
         for (;;) {
             bool progress = false;
+            // Only a greeting can be queued before the header; it goes out as soon as it can.
+            if (c.header_got < kHashHeaderSize && c.has_out() && flush(c) == Flush::kError)
+                return close_conn(fd);
             if (!c.read_eof) {
                 ssize_t n = receive(c);
                 if (n == -2) return close_conn(fd);
@@ -427,20 +553,96 @@ class Worker {
     std::string http_response_;
     std::string http_close_response_;
     bool accept_paused_ = false;
+    PauseReason pause_reason_ = PauseReason::kEmfile;
     std::chrono::steady_clock::time_point accept_resume_;
+    std::list<int> idle_list_;  // --idle-close: fds, oldest last receive first
     uint8_t scratch_[kScratchSize];
 };
 
 void usage() {
-    std::fprintf(stderr,
-                 "usage: ringlb-echo --listen IP:PORT [--mode echo|hash|http] [--name NAME] "
-                 "[--threads N]\n");
+    std::fprintf(
+        stderr,
+        "usage: ringlb-echo --listen IP:PORT [--mode echo|hash|http|peer] [--name NAME]\n"
+        "                   [--threads N] [--greeting TEXT] [--idle-close MS]\n"
+        "                   [--accept-delay MS] [--backlog N] [--log-connections]\n"
+        "  --mode echo        echo every byte; close after the client's EOF (default)\n"
+        "  --mode hash        the hash protocol of tests/tools/pattern.hpp\n"
+        "  --mode http        HTTP/1.1 keepalive server answering \"hello from NAME\"\n"
+        "  --mode peer        send the client's address as \"IP:PORT\\n\", then echo\n"
+        "  --name NAME        name in http replies and the startup line\n"
+        "  --threads N        accepting threads, 1..256 (default 1)\n"
+        "  --greeting TEXT    send TEXT on accept, before anything else (escapes: \\n \\r \\t\n"
+        "                     \\\\ \\0 \\xHH)\n"
+        "  --idle-close MS    close a connection that received nothing for MS ms\n"
+        "  --accept-delay MS  wait MS ms before each accept (connections queue in the kernel)\n"
+        "  --backlog N        listen(2) backlog, 1..65535 (default 4096)\n"
+        "  --log-connections  log \"accepted from IP:PORT\" per connection (and idle closes)\n");
+}
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Decodes the C escapes a shell argument cannot carry literally; false on a malformed escape.
+bool unescape(std::string_view text, std::string& out) {
+    out.clear();
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '\\') {
+            out += text[i];
+            continue;
+        }
+        if (++i == text.size()) return false;
+        switch (text[i]) {
+            case 'n':
+                out += '\n';
+                break;
+            case 'r':
+                out += '\r';
+                break;
+            case 't':
+                out += '\t';
+                break;
+            case '0':
+                out += '\0';
+                break;
+            case '\\':
+                out += '\\';
+                break;
+            case 'x': {
+                int high = i + 1 < text.size() ? hex_digit(text[i + 1]) : -1;
+                int low = i + 2 < text.size() ? hex_digit(text[i + 2]) : -1;
+                if (high < 0 || low < 0) return false;
+                out += static_cast<char>(high * 16 + low);
+                i += 2;
+                break;
+            }
+            default:
+                return false;
+        }
+    }
+    return true;
+}
+
+// A whole decimal number in [min, max]; nullopt otherwise.
+std::optional<long> parse_number(std::string_view text, long min, long max) {
+    long value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max)
+        return std::nullopt;
+    return value;
 }
 
 bool parse_options(int argc, char** argv, Options& options) {
     bool have_listen = false;
     for (int i = 1; i < argc; ++i) {
         std::string_view arg = argv[i];
+        if (arg == "--log-connections") {
+            options.log_connections = true;
+            continue;
+        }
         if (i + 1 >= argc) return false;
         std::string_view value = argv[++i];
         if (arg == "--listen") {
@@ -459,14 +661,33 @@ bool parse_options(int argc, char** argv, Options& options) {
                 options.mode = Mode::kHash;
             else if (value == "http")
                 options.mode = Mode::kHttp;
+            else if (value == "peer")
+                options.mode = Mode::kPeer;
             else
                 return false;
         } else if (arg == "--name") {
             options.name = value;
         } else if (arg == "--threads") {
-            int threads = std::atoi(argv[i]);
-            if (threads < 1 || threads > 256) return false;
-            options.threads = static_cast<unsigned>(threads);
+            auto threads = parse_number(value, 1, 256);
+            if (!threads) return false;
+            options.threads = static_cast<unsigned>(*threads);
+        } else if (arg == "--greeting") {
+            if (!unescape(value, options.greeting)) {
+                std::fprintf(stderr, "ringlb-echo: --greeting: malformed escape in %s\n", argv[i]);
+                return false;
+            }
+        } else if (arg == "--idle-close") {
+            auto ms = parse_number(value, 1, 86400000);
+            if (!ms) return false;
+            options.idle_close = std::chrono::milliseconds(*ms);
+        } else if (arg == "--accept-delay") {
+            auto ms = parse_number(value, 1, 86400000);
+            if (!ms) return false;
+            options.accept_delay = std::chrono::milliseconds(*ms);
+        } else if (arg == "--backlog") {
+            auto backlog = parse_number(value, 1, 65535);
+            if (!backlog) return false;
+            options.backlog = static_cast<int>(*backlog);
         } else {
             return false;
         }
@@ -482,6 +703,8 @@ const char* mode_name(Mode mode) {
             return "hash";
         case Mode::kHttp:
             return "http";
+        case Mode::kPeer:
+            return "peer";
     }
     return "?";
 }
@@ -502,7 +725,7 @@ int run(int argc, char** argv) {
     if (!listener ||
         ::setsockopt(listener.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
         ::bind(listener.get(), options.listen.sa(), options.listen.length) != 0 ||
-        ::listen(listener.get(), 4096) != 0) {
+        ::listen(listener.get(), options.backlog) != 0) {
         LOG_ERROR("cannot listen on %s: %s", options.listen.to_string().c_str(),
                   std::strerror(errno));
         return 1;
