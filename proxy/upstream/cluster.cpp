@@ -1,33 +1,40 @@
 #include "proxy/upstream/cluster.hpp"
 
+#include <bit>
+
+#include "proxy/upstream/balancer.hpp"
+#include "proxy/upstream/maglev.hpp"
+
 namespace ringlb::upstream {
 
 Cluster::Cluster(const config::ClusterConfig& config)
-    : name(config.name), connect_timeout(config.connect_timeout) {
+    : name(config.name),
+      connect_timeout(config.connect_timeout),
+      balance(config.balance),
+      hash_key(config.hash_key) {
     backends.reserve(config.backends.size());
     for (const auto& b : config.backends) {
-        backends.push_back(Backend{b.address, b.address_text, b.weight});
+        backends.push_back(Backend{b.address, b.address_text, b.weight, backends.size()});
+    }
+    if (balance == config::Balance::kMaglev) {
+        std::vector<MaglevBackend> members;
+        members.reserve(backends.size());
+        for (const auto& b : backends) members.push_back(MaglevBackend{b.name, b.weight});
+        maglev = build_maglev(members, config.maglev_table_size);
     }
 }
 
 RoundRobin::RoundRobin(const Cluster& cluster)
-    : cluster_(&cluster), current_(cluster.backends.size(), 0) {
-    for (const auto& b : cluster.backends) total_weight_ += b.weight;
-}
+    : impl_(std::make_unique<RoundRobinBalancer>(cluster)) {}
+RoundRobin::RoundRobin(RoundRobin&&) noexcept = default;
+RoundRobin& RoundRobin::operator=(RoundRobin&&) noexcept = default;
+RoundRobin::~RoundRobin() = default;
 
 int RoundRobin::pick(uint64_t exclude) {
-    int best = -1;
-    int64_t total = 0;
-    const auto& backends = cluster_->backends;
-    for (size_t i = 0; i < backends.size(); ++i) {
-        if (i < 64 && (exclude & (uint64_t{1} << i))) continue;
-        current_[i] += backends[i].weight;
-        total += backends[i].weight;
-        if (best < 0 || current_[i] > current_[static_cast<size_t>(best)])
-            best = static_cast<int>(i);
-    }
-    if (best >= 0) current_[static_cast<size_t>(best)] -= total;
-    return best;
+    TriedSet tried;
+    for (uint64_t bits = exclude; bits != 0; bits &= bits - 1)
+        tried.insert(static_cast<size_t>(std::countr_zero(bits)));
+    return impl_->pick(PickContext{}, tried);
 }
 
 }  // namespace ringlb::upstream
