@@ -4,6 +4,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -13,6 +16,7 @@
 #include "common/socket.hpp"
 #include "proxy/admin/admin_server.hpp"
 #include "proxy/admin/metrics.hpp"
+#include "proxy/runtime/host_check.hpp"
 #include "proxy/shard/shard.hpp"
 #include "proxy/shard/snapshot.hpp"
 
@@ -27,12 +31,92 @@ std::string format_stats(const shard::Shard& s) {
     line += " " #name "=" + std::to_string(c.name.get());
     RINGLB_SHARD_COUNTERS(RINGLB_FORMAT_COUNTER)
 #undef RINGLB_FORMAT_COUNTER
+    // Upstream totals of this shard, summed over its clusters and backends.
+    uint64_t failures = 0, retries = 0, no_backend = 0;
+    for (const auto& cluster : s.connector().clusters()) {
+        retries += cluster->counters.retries.get();
+        no_backend += cluster->counters.no_backend.get();
+        for (const auto& b : cluster->backends)
+            for (const auto& f : b.counters.connect_failures) failures += f.get();
+    }
+    line += " connect_failures=" + std::to_string(failures) +
+            " connect_retries=" + std::to_string(retries) +
+            " no_backend=" + std::to_string(no_backend);
     return line;
 }
 
 void log_stats(const std::vector<std::unique_ptr<shard::Shard>>& shards) {
     for (const auto& s : shards) LOG_INFO("%s", format_stats(*s).c_str());
 }
+
+// Warns when a cluster's observed connect rate passes half of what its source ports sustain
+// given TIME_WAIT, before connects start failing with EADDRNOTAVAIL.
+class PortWatch {
+  public:
+    PortWatch(boost::asio::io_context& io, const config::Config& config,
+              const std::vector<std::unique_ptr<shard::Shard>>& shards,
+              const std::vector<double>& forecast)
+        : timer_(io),
+          config_(config),
+          shards_(shards),
+          forecast_(forecast),
+          last_(config.clusters.size(), 0),
+          warned_at_(config.clusters.size()) {
+        last_ = totals();
+        arm();
+    }
+
+  private:
+    static constexpr auto kInterval = std::chrono::seconds(10);
+    static constexpr auto kWarnEvery = std::chrono::minutes(5);
+
+    std::vector<uint64_t> totals() const {
+        std::vector<uint64_t> sums(config_.clusters.size(), 0);
+        for (const auto& s : shards_)
+            for (size_t c = 0; c < sums.size(); ++c)
+                sums[c] += s->connector().clusters()[c]->counters.connects.get();
+        return sums;
+    }
+
+    void arm() {
+        timer_.expires_after(kInterval);
+        timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec) return;
+            check();
+            arm();
+        });
+    }
+
+    void check() {
+        std::vector<uint64_t> now = totals();
+        auto when = std::chrono::steady_clock::now();
+        for (size_t c = 0; c < now.size(); ++c) {
+            double rate = static_cast<double>(now[c] - last_[c]) /
+                          std::chrono::duration<double>(kInterval).count();
+            double limit = forecast_[c];
+            if (std::isfinite(limit) && rate > limit / 2 &&
+                (warned_at_[c] == std::chrono::steady_clock::time_point{} ||
+                 when - warned_at_[c] >= kWarnEvery)) {
+                warned_at_[c] = when;
+                LOG_WARN(
+                    "cluster %s: %.0f new connections/s, more than half of the %.0f/s its source "
+                    "ports sustain while closed connections sit in TIME_WAIT (60 s); add "
+                    "source_addresses, widen source_port_range or net.ipv4.ip_local_port_range, "
+                    "or use close = \"reset\" (metric ringlb_cluster_port_forecast_connections_"
+                    "per_second)",
+                    config_.clusters[c].name.c_str(), rate, limit);
+            }
+        }
+        last_ = std::move(now);
+    }
+
+    boost::asio::steady_timer timer_;
+    const config::Config& config_;
+    const std::vector<std::unique_ptr<shard::Shard>>& shards_;
+    const std::vector<double>& forecast_;
+    std::vector<uint64_t> last_;
+    std::vector<std::chrono::steady_clock::time_point> warned_at_;
+};
 
 }  // namespace
 
@@ -77,6 +161,25 @@ int run(std::shared_ptr<const config::Config> config) {
     if (cpus == 0) cpus = 1;
     if (workers == 0) workers = cpus;
 
+    // What the host allows (ports, TIME_WAIT reuse, backlog cap, fds), with advice where it caps
+    // the configured load; an error (e.g. source_port_range without IP_LOCAL_PORT_RANGE) stops.
+    HostLimits limits = read_host_limits();
+    std::vector<HostAdvice> advice = check_host(limits, *config, workers);
+    for (const HostAdvice& a : advice) {
+        switch (a.level) {
+            case AdviceLevel::kInfo:
+                LOG_INFO("%s", a.message.c_str());
+                break;
+            case AdviceLevel::kWarn:
+                LOG_WARN("%s", a.message.c_str());
+                break;
+            case AdviceLevel::kError:
+                LOG_ERROR("%s", a.message.c_str());
+                break;
+        }
+    }
+    if (has_error(advice)) return 1;
+
     auto snapshot = std::make_shared<const shard::Snapshot>(config);
 
     // Listening sockets are opened here, before any shard runs, so a bad bind is reported once
@@ -114,6 +217,7 @@ int run(std::shared_ptr<const config::Config> config) {
         options.engine_params = params;
         options.pipe_pool = config->runtime.pipe_pool;
         options.pipe_size = config->runtime.pipe_size;
+        options.shards = workers;
         shards.push_back(
             std::make_unique<shard::Shard>(options, snapshot, std::move(per_shard[w])));
         std::string error = shards.back()->start();
@@ -146,11 +250,14 @@ int run(std::shared_ptr<const config::Config> config) {
         };
     signals.async_wait(on_signal);
 
-    admin::AdminServer admin_server(io, [&shards, &engine] {
+    std::vector<double> forecast;
+    for (const auto& c : config->clusters) forecast.push_back(sustainable_new_conn_rate(c, limits));
+    admin::AdminServer admin_server(io, [&shards, &engine, &forecast] {
         std::vector<admin::ShardView> views;
-        for (const auto& s : shards) views.push_back({s->id(), &s->counters()});
-        return admin::render_metrics(views, engine.name);
+        for (const auto& s : shards) views.push_back({s->id(), &s->counters(), &s->connector()});
+        return admin::render_metrics(views, engine.name, forecast);
     });
+    PortWatch port_watch(io, *config, shards, forecast);
     if (config->admin.enabled) {
         std::error_code ec = admin_server.listen(config->admin.bind);
         if (ec) {

@@ -14,6 +14,7 @@ void BufferedPump::on_recv(Direction& d, const engine::Completion& c) {
             s.shard_.release_buffer(c.buffer_id);
         } else {
             d.queue.push_back(Queued{c.buffer_id, static_cast<uint32_t>(c.res)});
+            s.note_received(d);
             if (!d.send_op().armed()) send_head(d);
             bool full = static_cast<size_t>(c.res) >= s.engine_.buffer(c.buffer_id).size();
             if (full)

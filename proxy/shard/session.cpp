@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -16,17 +17,6 @@ namespace ringlb::shard {
 namespace {
 
 constexpr uint32_t kPollMask = POLLIN | POLLOUT | POLLRDHUP;
-constexpr unsigned kMaxConnectAttempts = 3;
-// Waiting for a free fd: 40 x 50 ms, then the client is closed.
-constexpr unsigned kMaxFdRetries = 40;
-constexpr engine::Millis kFdRetryDelay{50};
-
-void set_linger_zero(int fd) {
-    // An error on one leg becomes a reset on the other, so neither peer mistakes a failure for
-    // a clean end of stream.
-    linger lg{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-}
 
 }  // namespace
 
@@ -72,20 +62,21 @@ bool Session::enter(Phase next) {
     return true;
 }
 
-Session::Session(Shard& shard, common::Fd client, const config::ListenerConfig& listener,
-                 const upstream::Cluster& cluster, size_t cluster_index)
+Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot> snapshot,
+                 const config::ListenerConfig& listener, upstream::ClusterState& cluster)
     : shard_(shard),
       engine_(shard.engine()),
+      snapshot_(std::move(snapshot)),
       listener_(listener),
       cluster_(cluster),
-      cluster_index_(cluster_index),
       buffered_(*this),
       splice_(*this) {
     client_.fd = std::move(client);
     client_.bind(this, kClientBase);
     upstream_.bind(this, kUpstreamBase);
-    connect_op_.bind(this, kConnect);
-    fd_retry_timer_.bind(this, kFdRetry);
+    request_.connect_op.bind(this, kConnect);
+    request_.timer_op.bind(this, kRequestTimer);
+    timeout_.bind(this, 0);
     c2u_.src = &client_;
     c2u_.dst = &upstream_;
     c2u_.c2u = true;
@@ -104,59 +95,32 @@ void Session::start() {
     // No prelude yet: routing needs nothing from the client. The client socket inherited
     // TCP_NODELAY from the listener (see common::listen_tcp).
     enter(Phase::kConnecting);
-    connect_next();
+    upstream::PickContext context;
+    if (cluster_.cluster->settings->balance == config::Balance::kMaglev) {
+        // Only hashing policies need the client's address: one getpeername() for them alone.
+        client_address_.length = sizeof(client_address_.storage);
+        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&client_address_.storage),
+                          &client_address_.length) == 0)
+            context.client = &client_address_;
+    }
+    shard_.connector().acquire(request_, cluster_, context, *this);
     maybe_destroy();
 }
 
-void Session::connect_next() {
-    if (upstream_.fd) engine_.close_fd(upstream_.fd.release());
-    unsigned budget = static_cast<unsigned>(cluster_.backends.size());
-    if (budget > kMaxConnectAttempts) budget = kMaxConnectAttempts;
-    int index = attempts_ < budget ? shard_.balancer(cluster_index_).pick(tried_) : -1;
-    if (index < 0) {
-        shard_.stats().no_backend.add();
-        LOG_DEBUG("listener %s: no backend of cluster %s could be connected after %u attempts",
-                  listener_.name.c_str(), cluster_.name.c_str(), attempts_);
-        teardown();
-        return;
-    }
-    if (index < 64) tried_ |= uint64_t{1} << index;
-    ++attempts_;
-    const upstream::Backend& backend = cluster_.backends[static_cast<size_t>(index)];
-    std::error_code ec;
-    upstream_.fd = common::tcp_socket(backend.address.family(), ec);
-    if (!upstream_.fd) {
-        if ((ec.value() == EMFILE || ec.value() == ENFILE) && fd_retries_ < kMaxFdRetries) {
-            // The client is already ours: keep it and try again once fds free up, instead of
-            // dropping it. Accepting pauses meanwhile, so no further client meets the same fate.
-            ++fd_retries_;
-            --attempts_;
-            if (index < 64) tried_ &= ~(uint64_t{1} << index);
-            shard_.pause_accepting();
-            engine_.timer(fd_retry_timer_, kFdRetryDelay);
-            return;
-        }
-        shard_.stats().connect_failures.add();
-        teardown();
-        return;
-    }
-    common::set_nodelay(upstream_.fd.get());
-    // Counted only when another backend is really tried, not for the attempt that gives up.
-    if (attempts_ > 1) shard_.stats().connect_retries.add();
-    engine_.connect(connect_op_, upstream_.fd.get(), backend.address.sa(), backend.address.length,
-                    cluster_.connect_timeout);
+void Session::on_upstream_ready(upstream::ConnectRequest& req) {
+    upstream_.fd = std::move(req.fd);
+    backend_ = req.backend;
+    on_connected();
 }
 
-void Session::on_connect_failed(int err) {
-    shard_.stats().connect_failures.add();
-    LOG_DEBUG("cluster %s: connect failed: %s", cluster_.name.c_str(), std::strerror(err));
-    if (closing()) return;
-    // No byte has moved yet, so another backend is safe to try.
-    connect_next();
+void Session::on_upstream_failed(upstream::ConnectRequest&, upstream::CloseReason reason) {
+    close_reason_ = reason;
+    teardown();
 }
 
 void Session::on_connected() {
     if (!enter(Phase::kForwarding)) return;
+    arm_timeouts();
     // Measured interleaved on one binary (README, Performance): buffered forwarding costs less
     // proxy CPU than readiness + splice per request, per connection and per GB, so "auto"
     // means buffered.
@@ -167,6 +131,69 @@ void Session::on_connected() {
         engine_.poll(client_.poll, client_.fd.get(), kPollMask);
         engine_.poll(upstream_.poll, upstream_.fd.get(), kPollMask);
     }
+}
+
+void Session::note_received(const Direction& d) {
+    (d.c2u ? last_client_rx_ms_ : last_server_rx_ms_) = shard_.now_ms();
+}
+
+void Session::arm_timeouts() {
+    const config::ListenerConfig& l = listener_;
+    uint64_t now = shard_.now_ms();
+    last_client_rx_ms_ = last_server_rx_ms_ = now;
+    if (l.max_duration.count() > 0) {
+        uint64_t jitter = static_cast<uint64_t>(l.max_duration_jitter.count());
+        end_ms_ = now + static_cast<uint64_t>(l.max_duration.count()) +
+                  (jitter ? shard_.random() % (jitter + 1) : 0);
+    }
+    upstream::CloseReason which;
+    uint64_t deadline = next_deadline(&which);
+    if (deadline != UINT64_MAX) shard_.timers().schedule(timeout_, deadline);
+}
+
+uint64_t Session::next_deadline(upstream::CloseReason* which) const {
+    using upstream::CloseReason;
+    uint64_t best = UINT64_MAX;
+    auto consider = [&](config::Millis timeout, uint64_t since, CloseReason reason) {
+        if (timeout.count() <= 0) return;
+        uint64_t at = since + static_cast<uint64_t>(timeout.count());
+        if (at < best) {
+            best = at;
+            *which = reason;
+        }
+    };
+    const config::ListenerConfig& l = listener_;
+    uint64_t last_any = std::max(last_client_rx_ms_, last_server_rx_ms_);
+    consider(l.idle_timeout, last_any, CloseReason::k_idle_timeout);
+    consider(l.client_idle_timeout, last_client_rx_ms_, CloseReason::k_client_idle_timeout);
+    consider(cluster_.cluster->settings->server_idle_timeout, last_server_rx_ms_,
+             CloseReason::k_server_idle_timeout);
+    // Once either side has sent its FIN, a quiet pair is only waiting to pile up in FIN_WAIT_2.
+    if (client_.fin_received || upstream_.fin_received)
+        consider(l.half_closed_timeout, last_any, CloseReason::k_half_closed_timeout);
+    if (end_ms_ != 0 && end_ms_ < best) {
+        best = end_ms_;
+        *which = CloseReason::k_max_duration;
+    }
+    return best;
+}
+
+void Session::on_timer(Timer&) {
+    if (closing()) return;
+    upstream::CloseReason which = upstream::CloseReason::k_done;
+    uint64_t deadline = next_deadline(&which);
+    if (deadline == UINT64_MAX) return;
+    if (deadline > shard_.now_ms()) {
+        // Activity moved the deadline since the timer was set: sleep again.
+        shard_.timers().schedule(timeout_, deadline);
+        return;
+    }
+    shard_.stats().timeouts.add();
+    close_reason_ = which;
+    LOG_DEBUG("listener %s: session closed: %s", listener_.name.c_str(),
+              upstream::to_string(which));
+    teardown();
+    maybe_destroy();  // may delete this
 }
 
 void Session::start_direction(Direction& d, bool splice) {
@@ -186,17 +213,8 @@ void Session::on_complete(engine::Op& op, const engine::Completion& c) {
         on_leg_op(client_, static_cast<Leg::OpIndex>(tag - kClientBase), op, c);
     } else if (tag < kConnect) {
         on_leg_op(upstream_, static_cast<Leg::OpIndex>(tag - kUpstreamBase), op, c);
-    } else if (tag == kConnect) {
-        if (!closing()) {
-            if (c.res == 0)
-                on_connected();
-            else
-                on_connect_failed(-c.res);
-        } else if (c.res != 0) {
-            shard_.stats().connect_failures.add();
-        }
-    } else if (tag == kFdRetry) {
-        if (!closing() && c.res == 0) connect_next();
+    } else {
+        shard_.connector().on_request_op(request_, op, c);
     }
     maybe_destroy();  // last statement: may delete this
 }
@@ -242,28 +260,41 @@ void Session::finish_direction(Direction& d) {
     ::shutdown(d.dst_fd(), SHUT_WR);
     d.dst->fin_sent = true;
     splice_.release(d);
-    if (c2u_.done && u2c_.done) teardown();
+    if (c2u_.done && u2c_.done) {
+        teardown();
+        return;
+    }
+    // half_closed_timeout may now come before the deadline the timer sleeps on.
+    upstream::CloseReason which;
+    uint64_t deadline = next_deadline(&which);
+    if (deadline != UINT64_MAX && (!timeout_.scheduled() || deadline < timeout_.deadline_ms()))
+        shard_.timers().schedule(timeout_, deadline);
 }
 
 void Session::fail(int err) {
     if (closing()) return;
     shard_.stats().forward_errors.add();
+    close_reason_ = upstream::CloseReason::k_error;
     LOG_DEBUG("listener %s: session ended: %s", listener_.name.c_str(), std::strerror(err));
-    if (client_.fd) set_linger_zero(client_.fd.get());
-    if (upstream_.fd) set_linger_zero(upstream_.fd.get());
+    if (client_.fd) common::set_linger_zero(client_.fd.get());
+    if (upstream_.fd) common::set_linger_zero(upstream_.fd.get());
     teardown();
 }
 
 void Session::abort() {
-    if (client_.fd) set_linger_zero(client_.fd.get());
-    if (upstream_.fd) set_linger_zero(upstream_.fd.get());
+    if (!closing()) close_reason_ = upstream::CloseReason::k_shutdown;
+    if (client_.fd) common::set_linger_zero(client_.fd.get());
+    if (upstream_.fd) common::set_linger_zero(upstream_.fd.get());
     teardown();
     maybe_destroy();
 }
 
 void Session::teardown() {
     if (closing()) return;
+    bool connecting = phase_ == Phase::kConnecting;
     enter(Phase::kDraining);
+    shard_.timers().cancel(timeout_);
+    if (connecting) shard_.connector().abandon(request_);
     client_.cancel_all(engine_);
     upstream_.cancel_all(engine_);
 #define RINGLB_SESSION_CANCEL(op) \
@@ -286,6 +317,13 @@ void Session::maybe_destroy() {
     buffered_.release(u2c_);
     splice_.release(c2u_);
     splice_.release(u2c_);
+    if (request_.fd) engine_.close_fd(request_.fd.release());
+    if (backend_) {
+        // close = "reset": no TIME_WAIT on ringlb's side, at the price of an RST to the backend.
+        if (upstream_.fd && cluster_.cluster->settings->close == config::ClosePolicy::kReset)
+            common::set_linger_zero(upstream_.fd.get());
+        shard_.connector().release(*backend_, close_reason_);
+    }
     if (upstream_.fd) engine_.close_fd(upstream_.fd.release());
     if (client_.fd) engine_.close_fd(client_.fd.release());
     shard_.session_closed(this);  // deletes this

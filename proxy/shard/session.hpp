@@ -3,17 +3,19 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <memory>
+
+#include "common/address.hpp"
 #include "common/fd.hpp"
 #include "config/config.hpp"
 #include "proxy/engine/engine.hpp"
 #include "proxy/shard/buffered_pump.hpp"
 #include "proxy/shard/direction.hpp"
 #include "proxy/shard/leg.hpp"
+#include "proxy/shard/snapshot.hpp"
 #include "proxy/shard/splice_pump.hpp"
-
-namespace ringlb::upstream {
-struct Cluster;
-}
+#include "proxy/shard/timer_wheel.hpp"
+#include "proxy/upstream/connector.hpp"
 
 namespace ringlb::shard {
 
@@ -25,23 +27,31 @@ class Shard;
 // Phases, entered only through enter(), which rejects any other transition:
 //   kPrelude -> kConnecting -> kForwarding -> kDraining -> kClosed
 //   (kPrelude and kConnecting may go straight to kDraining)
-// kPrelude reads what routing needs (nothing yet); kConnecting waits for an upstream socket,
-// retrying other backends while no byte has moved; kForwarding runs the pumps (EOF on one side
-// becomes shutdown(SHUT_WR) on the other); kDraining has cancelled every armed op and waits for
-// their final completions; kClosed has closed both fds and is about to be freed, so no
-// completion can ever reach freed memory.
-class Session final : public engine::Handler {
+// kPrelude reads what routing needs (nothing yet); kConnecting waits for the connector's
+// upstream socket (it retries other backends while no byte has moved); kForwarding runs the pumps
+// (EOF on one side becomes shutdown(SHUT_WR) on the other); kDraining has cancelled every armed op
+// and waits for their final completions; kClosed has closed both fds and is about to be freed, so
+// no completion can ever reach freed memory.
+//
+// A session keeps the snapshot it started on alive and refers into it by pointer (listener,
+// cluster, backend), so a new snapshot can replace the shard's under live sessions.
+class Session final : public engine::Handler,
+                      public upstream::ConnectCallbacks,
+                      public TimerHandler {
   public:
     enum class Phase : uint8_t { kPrelude, kConnecting, kForwarding, kDraining, kClosed };
 
-    Session(Shard& shard, common::Fd client, const config::ListenerConfig& listener,
-            const upstream::Cluster& cluster, size_t cluster_index);
+    Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot> snapshot,
+            const config::ListenerConfig& listener, upstream::ClusterState& cluster);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
     void start();
     void on_complete(engine::Op& op, const engine::Completion& c) override;
+    void on_upstream_ready(upstream::ConnectRequest& req) override;
+    void on_upstream_failed(upstream::ConnectRequest& req, upstream::CloseReason reason) override;
+    void on_timer(Timer& timer) override;
 
     // Called by the shard when buffers were released after this session starved for them.
     void resume_receive();
@@ -68,24 +78,27 @@ class Session final : public engine::Handler {
         kClientBase = 0,
         kUpstreamBase = Leg::kOpCount,
         kConnect = 2 * Leg::kOpCount,
-        kFdRetry,
+        kRequestTimer,
     };
 #define RINGLB_SESSION_OPS(X) \
-    X(connect_op_)            \
-    X(fd_retry_timer_)
+    X(request_.connect_op)    \
+    X(request_.timer_op)
 
     bool enter(Phase next);
     bool closing() const {
         return phase_ >= Phase::kDraining;
     }
 
-    void connect_next();
     void on_connected();
-    void on_connect_failed(int err);
     void start_direction(Direction& d, bool splice);
     void on_leg_op(Leg& leg, Leg::OpIndex index, engine::Op& op, const engine::Completion& c);
 
     void count_bytes(const Direction& d, size_t n);
+    // Bytes arrived from d's source: the idle timeouts start over (one store, no timer call).
+    void note_received(const Direction& d);
+    void arm_timeouts();
+    // The earliest deadline among the configured timeouts, and which one it is.
+    uint64_t next_deadline(upstream::CloseReason* which) const;
     void finish_direction(Direction& d);
     void fail(int err);
     void teardown();
@@ -94,20 +107,25 @@ class Session final : public engine::Handler {
 
     Shard& shard_;
     engine::Engine& engine_;
+    std::shared_ptr<const Snapshot> snapshot_;  // keeps listener_ and cluster_ alive
     const config::ListenerConfig& listener_;
-    const upstream::Cluster& cluster_;
-    size_t cluster_index_;
+    upstream::ClusterState& cluster_;
+    upstream::ConnectRequest request_;
+    upstream::BackendState* backend_ = nullptr;  // once connected; released at close
+    common::Address client_address_;             // only filled when the balancer hashes it
     Leg client_;
     Leg upstream_;
-    engine::Op connect_op_;
-    engine::Op fd_retry_timer_;  // out of fds for the upstream socket: try again shortly
     Direction c2u_;
     Direction u2c_;
     BufferedPump buffered_;
     SplicePump splice_;
-    uint64_t tried_ = 0;
-    unsigned attempts_ = 0;
-    unsigned fd_retries_ = 0;
+    upstream::CloseReason close_reason_ = upstream::CloseReason::k_done;
+    // Every timeout of the session shares one wheel timer, set to the earliest deadline; bytes
+    // only stamp these (coarse clock, ms) and the timer re-arms itself when it finds activity.
+    Timer timeout_;
+    uint64_t last_client_rx_ms_ = 0;
+    uint64_t last_server_rx_ms_ = 0;
+    uint64_t end_ms_ = 0;  // max_duration (+ jitter) deadline; 0: none
     Phase phase_ = Phase::kPrelude;
 };
 

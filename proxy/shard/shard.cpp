@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,19 +20,25 @@ constexpr engine::Millis kLoopWait{1000};
 constexpr int kStarting = 0;
 constexpr int kRunning = 1;
 constexpr int kFailed = 2;
+
+uint64_t coarse_ms() {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
 }  // namespace
 
 Shard::Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
              std::vector<common::Fd> listeners)
     : options_(std::move(options)),
       snapshot_(std::move(snapshot)),
-      pipes_(options_.pipe_pool, options_.pipe_size) {
+      pipes_(options_.pipe_pool, options_.pipe_size),
+      timers_(coarse_ms()),
+      random_state_(0x2545f4914f6cdd1dull ^ (uint64_t{options_.id} << 32) ^ coarse_ms()) {
     for (size_t i = 0; i < listeners.size(); ++i) {
         listeners_.push_back(std::make_unique<Listener>(*this, std::move(listeners[i]),
                                                         snapshot_->config->listeners[i]));
     }
-    balancers_.reserve(snapshot_->clusters.size());
-    for (const auto& cluster : snapshot_->clusters) balancers_.emplace_back(cluster);
     pause_timer_.bind(this, 0);
 }
 
@@ -70,35 +77,76 @@ void Shard::run(std::string& error, std::atomic<int>& state) {
         if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
             LOG_WARN("shard %u: cannot pin to CPU %d", options_.id, options_.cpu);
     }
+    std::unique_ptr<engine::Engine> engine;
     try {
         // Created on this thread: an io_uring with SINGLE_ISSUER/DEFER_TASKRUN belongs to the
         // thread that submits to it.
-        engine_ = engine::make_engine(options_.engine, options_.engine_params);
+        engine = engine::make_engine(options_.engine, options_.engine_params);
     } catch (const std::exception& e) {
         error = "shard " + std::to_string(options_.id) + ": cannot create engine: " + e.what();
         state.store(kFailed);
         state.notify_all();
         return;
     }
-    for (auto& l : listeners_) arm_accept(*l);
+    start_on(std::move(engine));
     state.store(kRunning);
     state.notify_all();
+    while (!stop_.load(std::memory_order_acquire)) run_once(kLoopWait);
+    stop_here();
+}
 
-    while (!stop_.load(std::memory_order_acquire)) engine_->run_once(kLoopWait);
+void Shard::start_on(std::unique_ptr<engine::Engine> engine) {
+    engine_ = std::move(engine);
+    connector_ = std::make_unique<upstream::Connector>(*engine_, *this, options_.shards,
+                                                       options_.id, snapshot_->clusters);
+    for (auto& l : listeners_)
+        l->cluster = &connector_->state_of(snapshot_->clusters[l->config->cluster_index]);
+    connector_->start();
+    for (auto& l : listeners_) arm_accept(*l);
+}
 
+void Shard::run_once(engine::Millis max_wait) {
+    uint64_t now = coarse_ms();
+    timers_.advance(now);
+    engine::Millis wait = max_wait;
+    if (auto next = timers_.next_expiry();
+        next && *next < now + static_cast<uint64_t>(wait.count()))
+        wait = engine::Millis(*next > now ? *next - now : 0);
+    engine_->run_once(wait);
+}
+
+void Shard::stop_here() {
     stopping_ = true;
     for (auto& l : listeners_) engine_->cancel(l->accept_op);
     engine_->cancel(pause_timer_);
     shutdown_sessions();
+    connector_->stop();
     // Bounded: every op was cancelled, so completions arrive promptly.
     for (int i = 0; i < 500; ++i) {
-        bool busy = sessions_ != nullptr || pause_timer_.armed() ||
+        bool busy = sessions_ != nullptr || pause_timer_.armed() || connector_->busy() ||
                     std::any_of(listeners_.begin(), listeners_.end(),
                                 [](const auto& l) { return l->accept_op.armed(); });
         if (!busy) break;
         engine_->run_once(engine::Millis{10});
     }
     for (auto& l : listeners_) l->fd.reset();
+}
+
+uint64_t Shard::now_ms() const {
+    return coarse_ms();
+}
+
+size_t Shard::session_count() const {
+    size_t n = 0;
+    for (const Session* s = sessions_; s != nullptr; s = s->next) ++n;
+    return n;
+}
+
+uint64_t Shard::random() {
+    random_state_ ^= random_state_ >> 12;
+    random_state_ ^= random_state_ << 25;
+    random_state_ ^= random_state_ >> 27;
+    return random_state_ * 0x2545f4914f6cdd1dull;
 }
 
 void Shard::arm_accept(Listener& l) {
@@ -115,9 +163,10 @@ void Shard::on_accept(Listener& l, const engine::Completion& c) {
         common::Fd client(c.res);
         if (stopping_) return;
         counters_.accepted.add();
-        size_t cluster_index = l.config->cluster_index;
-        auto owned = std::make_unique<Session>(*this, std::move(client), *l.config,
-                                               snapshot_->clusters[cluster_index], cluster_index);
+        upstream::apply_tcp_options(client.get(), l.config->tcp_keepalive,
+                                    l.config->tcp_user_timeout);
+        auto owned =
+            std::make_unique<Session>(*this, std::move(client), snapshot_, *l.config, *l.cluster);
         Session* session = owned.release();  // owned by the intrusive list until session_closed
         session->next = sessions_;
         if (sessions_) sessions_->prev = session;

@@ -12,7 +12,8 @@
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/pipe_pool.hpp"
 #include "proxy/shard/snapshot.hpp"
-#include "proxy/upstream/cluster.hpp"
+#include "proxy/shard/timer_wheel.hpp"
+#include "proxy/upstream/connector.hpp"
 
 namespace ringlb::shard {
 
@@ -25,15 +26,17 @@ struct ShardOptions {
     engine::EngineParams engine_params;
     uint32_t pipe_pool = 256;
     uint32_t pipe_size = 64 * 1024;
+    unsigned shards = 1;  // how many shards share the configured limits (max_connections)
 };
 
 // One worker thread: its own engine, its own listening sockets (SO_REUSEPORT), its sessions,
 // pools and counters. Nothing it mutates is shared with other shards.
-class Shard final : public engine::Handler {
+class Shard final : public engine::Handler, public upstream::ConnectorHost {
   public:
     // `listeners[i]` is this shard's socket for snapshot->config->listeners[i].
     Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
           std::vector<common::Fd> listeners);
+    // `shards`: how many shards share the configured limits (max_connections).
     ~Shard();
     Shard(const Shard&) = delete;
     Shard& operator=(const Shard&) = delete;
@@ -44,18 +47,35 @@ class Shard final : public engine::Handler {
     void request_stop();
     void join();
 
+    // Runs the shard on the calling thread instead (unit tests drive it with a scripted engine):
+    // start_on() arms the listeners and pools, run_once() is one loop iteration, stop_here()
+    // closes every session and waits for their ops. start() uses the same three.
+    void start_on(std::unique_ptr<engine::Engine> engine);
+    void run_once(engine::Millis max_wait);
+    void stop_here();
+    size_t session_count() const;
+
     unsigned id() const { return options_.id; }
     const ShardCounters& counters() const { return counters_; }
+    // Per-cluster and per-backend state; its shape is fixed once start() has returned, and its
+    // counters may be read from any thread.
+    const upstream::Connector& connector() const { return *connector_; }
 
     // For sessions, on the shard's own thread only.
     engine::Engine& engine() { return *engine_; }
     PipePool& pipes() { return pipes_; }
     uint32_t buffer_count() const { return options_.engine_params.buffer_count; }
     ShardCounters& stats() { return counters_; }
-    upstream::RoundRobin& balancer(size_t cluster_index) { return balancers_[cluster_index]; }
+    upstream::Connector& connector() { return *connector_; }
     void session_closed(Session* session);
     // Out of fds (EMFILE/ENFILE): stop accepting until a session closes or a short pause ends.
-    void pause_accepting();
+    void pause_accepting() override;
+    // CLOCK_MONOTONIC_COARSE (vDSO, a few ns, 1-4 ms resolution): read per event rather than
+    // cached per loop iteration, since a completion may arrive after a long wait.
+    uint64_t now_ms() const override;
+    TimerWheel& timers() { return timers_; }
+    // A shard-local pseudo-random number (xorshift64*), e.g. for max_duration_jitter.
+    uint64_t random();
     void wait_for_buffers(Session* session);
     void release_buffer(uint16_t buffer_id);
 
@@ -75,6 +95,7 @@ class Shard final : public engine::Handler {
         Shard& shard;
         common::Fd fd;
         const config::ListenerConfig* config = nullptr;
+        upstream::ClusterState* cluster = nullptr;  // set once the connector exists
         engine::Op accept_op;
     };
 
@@ -87,9 +108,11 @@ class Shard final : public engine::Handler {
     ShardOptions options_;
     std::shared_ptr<const Snapshot> snapshot_;
     std::vector<std::unique_ptr<Listener>> listeners_;  // stable addresses: ops point at them
-    std::vector<upstream::RoundRobin> balancers_;
     std::unique_ptr<engine::Engine> engine_;
+    std::unique_ptr<upstream::Connector> connector_;
     PipePool pipes_;
+    TimerWheel timers_;
+    uint64_t random_state_;
     ShardCounters counters_;
     engine::Op pause_timer_;
     bool accept_paused_ = false;

@@ -66,6 +66,7 @@ bool SplicePump::pump(Direction& d) {
                              d.pipe->capacity, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
             d.in_pipe = static_cast<size_t>(n);
+            s.note_received(d);
             continue;
         }
         if (n == 0) {

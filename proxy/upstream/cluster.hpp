@@ -13,7 +13,6 @@
 namespace ringlb::upstream {
 
 class MaglevTable;
-class RoundRobinBalancer;
 
 struct Backend {
     common::Address address;
@@ -29,31 +28,15 @@ struct Cluster {
     // (the config loader rejects that first).
     explicit Cluster(const config::ClusterConfig& config);
 
+    // The cluster's configuration (retries, queue, pool, socket options, ...), inside the same
+    // snapshot as this Cluster, so it lives exactly as long.
+    const config::ClusterConfig* settings;
     std::string name;
     std::vector<Backend> backends;
     std::chrono::milliseconds connect_timeout;
     config::Balance balance;
     config::HashKey hash_key;
     std::shared_ptr<const MaglevTable> maglev;  // only when balance == kMaglev; shared by shards
-};
-
-// Legacy interface of the current shard code: smooth weighted round-robin behind a 64-bit
-// exclusion mask (bit i set: skip backend i; backends past index 63 cannot be excluded). It runs
-// RoundRobinBalancer (balancer.hpp), which new code should use directly. Not thread-safe by
-// design: each shard owns one per cluster.
-class RoundRobin {
-  public:
-    explicit RoundRobin(const Cluster& cluster);
-    RoundRobin(RoundRobin&&) noexcept;
-    RoundRobin& operator=(RoundRobin&&) noexcept;
-    ~RoundRobin();
-
-    // Index of the next backend, skipping those whose bit is set in `exclude` (the backends a
-    // session already tried). Returns -1 when every backend is excluded.
-    int pick(uint64_t exclude = 0);
-
-  private:
-    std::unique_ptr<RoundRobinBalancer> impl_;
 };
 
 }  // namespace ringlb::upstream

@@ -14,7 +14,6 @@ using ringlb::config::HashKey;
 using ringlb::upstream::Cluster;
 using ringlb::upstream::make_balancer;
 using ringlb::upstream::PickContext;
-using ringlb::upstream::RoundRobin;
 using ringlb::upstream::RoundRobinBalancer;
 using ringlb::upstream::TriedSet;
 
@@ -73,19 +72,6 @@ TEST(RoundRobinTest, ExcludedBackendsAreSkipped) {
     RoundRobinBalancer rr(cluster);
     for (int i = 0; i < 10; ++i) EXPECT_EQ(rr.pick(PickContext{}, tried({0, 2})), 1);
     EXPECT_EQ(rr.pick(PickContext{}, tried({0, 1, 2})), -1);
-}
-
-// The mask API the current shard code still calls runs the same algorithm.
-TEST(LegacyRoundRobinTest, MaskApiRotatesWeighsAndExcludes) {
-    Cluster cluster(make_cluster({5, 1, 1}));
-    RoundRobin rr(cluster);
-    std::vector<int> picks;
-    for (int i = 0; i < 7; ++i) picks.push_back(rr.pick());
-    EXPECT_EQ(picks, (std::vector<int>{0, 0, 1, 0, 2, 0, 0}));
-    for (int i = 0; i < 10; ++i) EXPECT_EQ(rr.pick(0b101), 1);
-    EXPECT_EQ(rr.pick(0b111), -1);
-    RoundRobin moved(std::move(rr));
-    EXPECT_NE(moved.pick(), -1);
 }
 
 TEST(ClusterTest, CopiesBackendsAndTimeout) {

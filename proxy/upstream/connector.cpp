@@ -1,0 +1,403 @@
+#include "proxy/upstream/connector.hpp"
+
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.hpp"
+#include "common/socket.hpp"
+
+namespace ringlb::upstream {
+
+namespace {
+
+// Waiting for a free fd: 40 x 50 ms, then the client is closed.
+constexpr unsigned kMaxFdRetries = 40;
+constexpr engine::Millis kFdRetryDelay{50};
+constexpr uint64_t kAddrWarningIntervalMs = 10000;
+
+uint64_t monotonic_ns() {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+void apply_tcp_options(int fd, const config::TcpKeepalive& keepalive, config::Millis user_timeout) {
+    // Best effort: the values were validated at load time, and a refused option must not cost
+    // the client its connection.
+    if (keepalive.enabled) {
+        using std::chrono::duration_cast;
+        using std::chrono::seconds;
+        common::set_keepalive(fd, static_cast<int>(duration_cast<seconds>(keepalive.idle).count()),
+                              static_cast<int>(duration_cast<seconds>(keepalive.interval).count()),
+                              static_cast<int>(keepalive.count));
+    }
+    if (user_timeout.count() > 0)
+        common::set_user_timeout(fd, static_cast<unsigned>(user_timeout.count()));
+}
+
+ClusterState::ClusterState(const Cluster& c, unsigned shards, uint64_t seed)
+    : cluster(&c), balancer(make_balancer(c, seed)), backends(c.backends.size()) {
+    for (size_t i = 0; i < backends.size(); ++i) {
+        BackendState& b = backends[i];
+        b.backend = &c.backends[i];
+        b.index = i;
+        b.cluster = this;
+        uint32_t max = c.settings->backends[i].max_connections;
+        // Each shard takes an equal share, rounded up so a limit below the shard count still
+        // admits one session per shard: the total may exceed max by at most shards - 1.
+        b.limit = max == 0 ? 0 : (max + shards - 1) / shards;
+        if (b.limit != 0) has_limits = true;
+    }
+}
+
+Connector::Connector(engine::Engine& engine, ConnectorHost& host, unsigned shards,
+                     unsigned shard_id, const std::vector<Cluster>& clusters)
+    : engine_(engine), host_(host), shards_(shards == 0 ? 1 : shards) {
+    clusters_.reserve(clusters.size());
+    for (size_t i = 0; i < clusters.size(); ++i) {
+        // Per-shard seeds: random policies on different shards must not move in lockstep.
+        uint64_t seed = 0x9e3779b97f4a7c15ull * (shard_id + 1) + i;
+        clusters_.push_back(std::make_unique<ClusterState>(clusters[i], shards_, seed));
+    }
+}
+
+Connector::~Connector() = default;
+
+ClusterState& Connector::state_of(const Cluster& cluster) {
+    for (auto& c : clusters_)
+        if (c->cluster == &cluster) return *c;
+    // Clusters come from the snapshot the connector was built from; anything else is a bug.
+    LOG_ERROR("connector: unknown cluster %s", cluster.name.c_str());
+    return *clusters_.front();
+}
+
+void Connector::acquire(ConnectRequest& req, ClusterState& cluster, const PickContext& context,
+                        ConnectCallbacks& callbacks) {
+    req.cluster_ = &cluster;
+    req.callbacks_ = &callbacks;
+    req.context_ = context;
+    req.tried_ = TriedSet(cluster.backends.size());
+    req.attempts_ = 0;
+    req.fd_retries_ = 0;
+    req.state_ = ConnectRequest::State::kPicking;
+    try_next(req);
+}
+
+void Connector::try_next(ConnectRequest& req) {
+    ClusterState& cs = *req.cluster_;
+    const config::ClusterConfig& cluster = *cs.cluster->settings;
+    size_t count = cs.backends.size();
+    if (req.attempts_ > cluster.retries || req.tried_.count() >= count) {
+        fail(req, CloseReason::k_no_backend);
+        return;
+    }
+    // Backends at their limit are excluded from this pick, like those already tried.
+    TriedSet exclude = req.tried_;
+    bool any_full = false;
+    if (cs.has_limits) {
+        for (BackendState& b : cs.backends) {
+            if (b.full() && !req.tried_.contains(b.index)) {
+                exclude.insert(b.index);
+                any_full = true;
+            }
+        }
+    }
+    int index = cs.balancer->pick(req.context_, exclude);
+    if (index < 0) {
+        if (!any_full) {
+            fail(req, CloseReason::k_no_backend);
+        } else if (cluster.queue.size > 0 && cs.queue_length < cluster.queue.size &&
+                   !req.timer_op.armed()) {
+            enqueue(req);
+        } else {
+            cs.counters.queue_full.add();
+            fail(req, CloseReason::k_queue_full);
+        }
+        return;
+    }
+    BackendState& b = cs.backends[static_cast<size_t>(index)];
+    if (b.pool) {
+        if (b.pool->take(req)) {
+            // The connect is off the client's path; the hand-over completes from the loop.
+            req.tried_.insert(b.index);
+            ++req.attempts_;
+            if (req.attempts_ > 1) cs.counters.retries.add();
+            attach(cs, b);
+            req.backend = &b;
+            req.state_ = ConnectRequest::State::kPoolWait;
+            return;
+        }
+        b.counters.pool_misses.add();
+    }
+    start_connect(req, b);
+}
+
+void Connector::start_connect(ConnectRequest& req, BackendState& b) {
+    ClusterState& cs = *req.cluster_;
+    const config::ClusterConfig& cluster = *cs.cluster->settings;
+    const Backend& backend = *b.backend;
+    req.tried_.insert(b.index);
+    ++req.attempts_;
+    std::error_code ec;
+    common::Fd fd = open_socket(b, ec);
+    if (!fd) {
+        if ((ec.value() == EMFILE || ec.value() == ENFILE) && req.fd_retries_ < kMaxFdRetries &&
+            !req.timer_op.armed()) {
+            // The client is already ours: keep it and try again once fds free up, instead of
+            // dropping it. Accepting pauses meanwhile, so no further client meets the same fate.
+            ++req.fd_retries_;
+            --req.attempts_;
+            req.tried_.erase(b.index);
+            req.state_ = ConnectRequest::State::kWaitingFd;
+            host_.pause_accepting();
+            engine_.timer(req.timer_op, kFdRetryDelay);
+            return;
+        }
+        ConnectFailure failure = classify_connect_error(ec.value());
+        b.counters.connect_failures[static_cast<size_t>(failure)].add();
+        if (failure == ConnectFailure::k_addr_not_avail) {
+            // A source address that cannot be bound: another backend may still work.
+            warn_addr_not_avail(cs, b);
+            try_next(req);
+            return;
+        }
+        fail(req, CloseReason::k_no_backend);
+        return;
+    }
+    // Counted only when another backend is really tried, not for the attempt that gives up.
+    if (req.attempts_ > 1) cs.counters.retries.add();
+    cs.counters.connects.add();
+    attach(cs, b);
+    req.backend = &b;
+    req.fd = std::move(fd);
+    req.state_ = ConnectRequest::State::kConnecting;
+    req.started_ns_ = monotonic_ns();
+    engine_.connect(req.connect_op, req.fd.get(), backend.address.sa(), backend.address.length,
+                    cluster.connect_timeout);
+}
+
+common::Fd Connector::open_socket(BackendState& b, std::error_code& ec) {
+    const config::ClusterConfig& cluster = *b.cluster->cluster->settings;
+    const Backend& backend = *b.backend;
+    common::Fd fd = common::tcp_socket(backend.address.family(), ec);
+    if (!fd) return fd;
+    common::set_nodelay(fd.get());
+    apply_tcp_options(fd.get(), cluster.tcp_keepalive, cluster.tcp_user_timeout);
+    if (cluster.source_port_min != 0)
+        common::set_local_port_range(fd.get(), cluster.source_port_min, cluster.source_port_max);
+    if (!cluster.source_addresses.empty()) {
+        // Round-robin over the source addresses of the backend's family (the config guarantees
+        // there is one).
+        ClusterState& cs = *b.cluster;
+        size_t n = cluster.source_addresses.size();
+        for (size_t k = 0; k < n; ++k) {
+            const common::Address& a = cluster.source_addresses[(cs.next_source + k) % n];
+            if (a.family() != backend.address.family()) continue;
+            cs.next_source = (cs.next_source + k + 1) % n;
+            ec = common::bind_source(fd.get(), a);
+            if (ec) fd.reset();
+            break;
+        }
+    }
+    return fd;
+}
+
+void Connector::pool_ready(ConnectRequest& req, common::Fd fd) {
+    req.fd = std::move(fd);
+    req.backend->counters.connections.add();
+    req.state_ = ConnectRequest::State::kReady;
+    req.callbacks_->on_upstream_ready(req);
+}
+
+void Connector::start() {
+    for (auto& cs : clusters_) {
+        const config::PoolConfig& pool = cs->cluster->settings->pool;
+        if (pool.warm == 0) continue;
+        for (BackendState& b : cs->backends) {
+            b.pool = std::make_unique<WarmPool>(*this, b, pool.warm,
+                                                static_cast<uint64_t>(pool.max_idle.count()));
+            b.pool->fill();
+        }
+    }
+}
+
+void Connector::stop() {
+    for (auto& cs : clusters_)
+        for (BackendState& b : cs->backends)
+            if (b.pool) b.pool->stop();
+}
+
+bool Connector::busy() const {
+    for (const auto& cs : clusters_)
+        for (const BackendState& b : cs->backends)
+            if (b.pool && b.pool->busy()) return true;
+    return false;
+}
+
+void Connector::on_request_op(ConnectRequest& req, engine::Op& op, const engine::Completion& c) {
+    if (&op == &req.connect_op) {
+        on_connect_result(req, c.res);
+        return;
+    }
+    // The timer: a queue timeout, an fd retry, or a queued request woken by a freed slot (its
+    // timer is cancelled so that it resumes here, from the event loop).
+    if (req.abandoned_) return;
+    if (req.state_ == ConnectRequest::State::kDispatched) {
+        req.state_ = ConnectRequest::State::kPicking;
+        try_next(req);
+        return;
+    }
+    if (c.res != 0) return;
+    if (req.state_ == ConnectRequest::State::kQueued) {
+        dequeue(req);
+        req.cluster_->counters.queue_timeouts.add();
+        fail(req, CloseReason::k_queue_timeout);
+    } else if (req.state_ == ConnectRequest::State::kWaitingFd) {
+        req.state_ = ConnectRequest::State::kPicking;
+        try_next(req);
+    }
+}
+
+void Connector::on_connect_result(ConnectRequest& req, int res) {
+    BackendState& b = *req.backend;
+    ClusterState& cs = *req.cluster_;
+    if (res == 0 && !req.abandoned_) {
+        uint64_t elapsed = monotonic_ns() - req.started_ns_;
+        cs.counters.connect_duration.observe_ns(elapsed);
+        cs.balancer->observe_connect(b.index, std::chrono::nanoseconds(elapsed));
+        b.counters.connections.add();
+        req.state_ = ConnectRequest::State::kReady;
+        req.callbacks_->on_upstream_ready(req);
+        return;
+    }
+    if (res != 0) {
+        ConnectFailure failure = classify_connect_error(-res);
+        // A connect cancelled because its owner left is not the backend's fault.
+        if (!(req.abandoned_ && res == -ECANCELED))
+            b.counters.connect_failures[static_cast<size_t>(failure)].add();
+        LOG_DEBUG("cluster %s: connect to %s failed: %s", cs.cluster->name.c_str(),
+                  b.backend->name.c_str(), std::strerror(-res));
+        if (failure == ConnectFailure::k_addr_not_avail) warn_addr_not_avail(cs, b);
+    }
+    if (req.fd) engine_.close_fd(req.fd.release());
+    req.backend = nullptr;
+    detach(cs, b);
+    if (req.abandoned_) return;
+    // No byte has moved yet, so another backend is safe to try.
+    req.state_ = ConnectRequest::State::kPicking;
+    try_next(req);
+}
+
+void Connector::abandon(ConnectRequest& req) {
+    if (req.abandoned_ || req.state_ == ConnectRequest::State::kIdle) return;
+    req.abandoned_ = true;
+    if (req.state_ == ConnectRequest::State::kQueued) dequeue(req);
+    if (req.state_ == ConnectRequest::State::kPoolWait && req.backend) {
+        req.backend->pool->forget(req);
+        detach(*req.cluster_, *req.backend);
+        req.backend = nullptr;
+    }
+    if (req.connect_op.armed()) engine_.cancel(req.connect_op);
+    if (req.timer_op.armed()) engine_.cancel(req.timer_op);
+}
+
+void Connector::release(BackendState& b, CloseReason reason) {
+    b.counters.closes[static_cast<size_t>(reason)].add();
+    detach(*b.cluster, b);
+}
+
+void Connector::attach(ClusterState& cs, BackendState& b) {
+    ++b.active;
+    b.counters.active_connections.add();
+    cs.balancer->attach(b.index);
+}
+
+void Connector::detach(ClusterState& cs, BackendState& b) {
+    --b.active;
+    b.counters.active_connections.sub();
+    cs.balancer->detach(b.index);
+    if (cs.queue_length > 0 && !b.full()) dispatch_queue(cs);
+}
+
+void Connector::fail(ConnectRequest& req, CloseReason reason) {
+    ClusterState& cs = *req.cluster_;
+    if (reason == CloseReason::k_no_backend) {
+        cs.counters.no_backend.add();
+        LOG_DEBUG("cluster %s: no backend could be connected after %u attempts",
+                  cs.cluster->name.c_str(), req.attempts_);
+    }
+    req.state_ = ConnectRequest::State::kFailed;
+    req.callbacks_->on_upstream_failed(req, reason);
+}
+
+void Connector::enqueue(ConnectRequest& req) {
+    ClusterState& cs = *req.cluster_;
+    req.state_ = ConnectRequest::State::kQueued;
+    req.queue_prev_ = cs.queue_tail;
+    req.queue_next_ = nullptr;
+    if (cs.queue_tail)
+        cs.queue_tail->queue_next_ = &req;
+    else
+        cs.queue_head = &req;
+    cs.queue_tail = &req;
+    ++cs.queue_length;
+    cs.counters.queued.add();
+    cs.counters.queue_length.add();
+    engine_.timer(req.timer_op, cs.cluster->settings->queue.timeout);
+}
+
+void Connector::dequeue(ConnectRequest& req) {
+    ClusterState& cs = *req.cluster_;
+    if (req.queue_prev_)
+        req.queue_prev_->queue_next_ = req.queue_next_;
+    else
+        cs.queue_head = req.queue_next_;
+    if (req.queue_next_)
+        req.queue_next_->queue_prev_ = req.queue_prev_;
+    else
+        cs.queue_tail = req.queue_prev_;
+    req.queue_next_ = req.queue_prev_ = nullptr;
+    --cs.queue_length;
+    cs.counters.queue_length.sub();
+    req.state_ = ConnectRequest::State::kPicking;
+}
+
+void Connector::dispatch_queue(ClusterState& cs) {
+    // As many waiters as there are free slots, oldest first. They are not answered from here
+    // (this runs inside another session's teardown): cancelling a waiter's timer makes it resume
+    // from its own completion, on the event loop.
+    uint64_t free = 0;
+    for (const BackendState& b : cs.backends) {
+        if (b.limit == 0) {
+            free = cs.queue_length;
+            break;
+        }
+        if (b.active < b.limit) free += b.limit - b.active;
+    }
+    for (ConnectRequest* req = cs.queue_head; req && free > 0; --free) {
+        ConnectRequest* next = req->queue_next_;
+        dequeue(*req);
+        req->state_ = ConnectRequest::State::kDispatched;
+        engine_.cancel(req->timer_op);
+        req = next;
+    }
+}
+
+void Connector::warn_addr_not_avail(ClusterState& cs, const BackendState& b) {
+    uint64_t now = host_.now_ms();
+    if (cs.last_addr_warning_ms != 0 && now - cs.last_addr_warning_ms < kAddrWarningIntervalMs)
+        return;
+    cs.last_addr_warning_ms = now;
+    LOG_WARN(
+        "cluster %s: no free source port to reach %s (EADDRNOTAVAIL): connections in TIME_WAIT "
+        "hold the ports. Widen net.ipv4.ip_local_port_range or source_port_range, add "
+        "source_addresses, set net.ipv4.tcp_tw_reuse = 1, or use close = \"reset\" (see "
+        "deploy/sysctl/ringlb.conf); logged at most every 10 s",
+        cs.cluster->name.c_str(), b.backend->name.c_str());
+}
+
+}  // namespace ringlb::upstream

@@ -1,0 +1,186 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/fd.hpp"
+#include "config/config.hpp"
+#include "proxy/engine/engine.hpp"
+#include "proxy/upstream/balancer.hpp"
+#include "proxy/upstream/cluster.hpp"
+#include "proxy/upstream/counters.hpp"
+#include "proxy/upstream/tried_set.hpp"
+#include "proxy/upstream/warm_pool.hpp"
+
+namespace ringlb::upstream {
+
+struct ClusterState;
+class Connector;
+
+// TCP keepalive and TCP_USER_TIMEOUT as configured (listener keys for the client leg, cluster
+// keys for the upstream leg); zero values keep the kernel's defaults.
+void apply_tcp_options(int fd, const config::TcpKeepalive& keepalive, config::Millis user_timeout);
+class ConnectRequest;
+
+// One backend as one shard sees it: its share of the connection limit, what is attached to it
+// now, and its counters. Written only by the owning shard.
+struct BackendState {
+    const Backend* backend = nullptr;
+    ClusterState* cluster = nullptr;
+    size_t index = 0;
+    uint32_t active = 0;  // sessions connecting or connected (what max_connections limits)
+    uint32_t limit = 0;   // this shard's share of max_connections; 0 = unlimited
+    BackendCounters counters;
+    std::unique_ptr<WarmPool> pool;  // when the cluster has pool.warm > 0
+
+    bool full() const { return limit != 0 && active >= limit; }
+};
+
+// One cluster as one shard sees it: the balancer (shard-local view of the immutable Cluster),
+// the backends' states and the queue of clients waiting for a slot.
+struct ClusterState {
+    ClusterState(const Cluster& cluster, unsigned shards, uint64_t seed);
+
+    const Cluster* cluster;
+    std::unique_ptr<Balancer> balancer;
+    std::vector<BackendState> backends;
+    ClusterCounters counters;
+    bool has_limits = false;  // some backend has max_connections
+    // Waiting clients, oldest first (intrusive).
+    ConnectRequest* queue_head = nullptr;
+    ConnectRequest* queue_tail = nullptr;
+    uint32_t queue_length = 0;
+    size_t next_source = 0;  // round-robin over cluster->source_addresses
+    uint64_t last_addr_warning_ms = 0;
+};
+
+// What the owner of a ConnectRequest hears back, exactly once per acquire() unless it abandons
+// the request first.
+class ConnectCallbacks {
+  public:
+    // req.fd is a connected socket to req.backend; the owner takes the fd.
+    virtual void on_upstream_ready(ConnectRequest& req) = 0;
+    // No backend could be connected; `reason` is what the session's close is counted as.
+    virtual void on_upstream_failed(ConnectRequest& req, CloseReason reason) = 0;
+
+  protected:
+    ~ConnectCallbacks() = default;
+};
+
+// A client's request for an upstream socket, embedded in its owner (a session). The owner binds
+// the two ops to itself (they are part of its op list, so its teardown waits for them) and
+// forwards their completions to Connector::on_complete().
+class ConnectRequest {
+  public:
+    engine::Op connect_op;
+    engine::Op timer_op;  // out of fds: retry shortly; queued: the queue timeout
+
+    // Valid after on_upstream_ready: the connected socket (owner takes it) and its backend.
+    common::Fd fd;
+    BackendState* backend = nullptr;
+
+    bool armed() const { return connect_op.armed() || timer_op.armed(); }
+
+  private:
+    friend class Connector;
+    enum class State : uint8_t {
+        kIdle,
+        kPicking,
+        kConnecting,
+        kPoolWait,    // a pooled socket is being handed over
+        kWaitingFd,   // timer_op: retry once fds free up
+        kQueued,      // timer_op: the queue timeout
+        kDispatched,  // left the queue; resumes when timer_op's cancel completes
+        kReady,
+        kFailed,
+    };
+
+    ClusterState* cluster_ = nullptr;
+    ConnectCallbacks* callbacks_ = nullptr;
+    PickContext context_;
+    TriedSet tried_;
+    unsigned attempts_ = 0;
+    unsigned fd_retries_ = 0;
+    uint64_t started_ns_ = 0;
+    State state_ = State::kIdle;
+    bool abandoned_ = false;
+    ConnectRequest* queue_next_ = nullptr;
+    ConnectRequest* queue_prev_ = nullptr;
+};
+
+// The shard's side of the host: what the connector needs from its shard.
+class ConnectorHost {
+  public:
+    // Out of fds: stop accepting new clients for a while.
+    virtual void pause_accepting() = 0;
+    // The shard's coarse clock (ms), read once per loop iteration.
+    virtual uint64_t now_ms() const = 0;
+
+  protected:
+    ~ConnectorHost() = default;
+};
+
+// Hands sessions connected upstream sockets (Envoy's TcpConnPool idea): picks a backend with the
+// cluster's balancer, connects with the cluster's socket options, retries another backend on a
+// refused, reset or timed-out connect (the owner only asks while no byte has been forwarded),
+// enforces per-backend limits with a bounded wait queue, and counts every outcome per backend.
+// One per shard, used only on the shard's thread.
+class Connector {
+  public:
+    Connector(engine::Engine& engine, ConnectorHost& host, unsigned shards, unsigned shard_id,
+              const std::vector<Cluster>& clusters);
+    ~Connector();
+    Connector(const Connector&) = delete;
+    Connector& operator=(const Connector&) = delete;
+
+    // Starts the warm pools (on the shard's thread, once its engine runs).
+    void start();
+    // Shutdown: closes pooled sockets; busy() until their ops have completed.
+    void stop();
+    bool busy() const;
+
+    // The shard-local state of `cluster` (one of the clusters given at construction).
+    ClusterState& state_of(const Cluster& cluster);
+    const std::vector<std::unique_ptr<ClusterState>>& clusters() const { return clusters_; }
+
+    // Starts finding an upstream socket for `req`. The answer comes through `callbacks`: from a
+    // later completion of one of req's ops, or at once from inside this call when it fails
+    // without trying (no backend, queue full).
+    void acquire(ConnectRequest& req, ClusterState& cluster, const PickContext& context,
+                 ConnectCallbacks& callbacks);
+    // The owner forwards completions of req.connect_op and req.timer_op here.
+    void on_request_op(ConnectRequest& req, engine::Op& op, const engine::Completion& c);
+    // The owner gives up before an answer (client gone, shutdown): cancels what is armed and
+    // leaves the queue. The ops' final completions still arrive through on_request_op(); the
+    // owner closes req.fd once they have.
+    void abandon(ConnectRequest& req);
+    // The owner is done with the backend it was handed: frees its slot and may wake a waiter.
+    void release(BackendState& backend, CloseReason reason);
+
+  private:
+    friend class WarmPool;
+
+    void try_next(ConnectRequest& req);
+    void start_connect(ConnectRequest& req, BackendState& backend);
+    // A socket to `backend` with the cluster's options (source address, port range, keepalive).
+    common::Fd open_socket(BackendState& backend, std::error_code& ec);
+    // A pooled socket for req, from WarmPool.
+    void pool_ready(ConnectRequest& req, common::Fd fd);
+    void on_connect_result(ConnectRequest& req, int res);
+    void attach(ClusterState& cluster, BackendState& backend);
+    void detach(ClusterState& cluster, BackendState& backend);
+    void fail(ConnectRequest& req, CloseReason reason);
+    void enqueue(ConnectRequest& req);
+    void dequeue(ConnectRequest& req);
+    void dispatch_queue(ClusterState& cluster);
+    void warn_addr_not_avail(ClusterState& cluster, const BackendState& backend);
+
+    engine::Engine& engine_;
+    ConnectorHost& host_;
+    unsigned shards_;
+    std::vector<std::unique_ptr<ClusterState>> clusters_;
+};
+
+}  // namespace ringlb::upstream

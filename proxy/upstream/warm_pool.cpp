@@ -1,0 +1,245 @@
+#include "proxy/upstream/warm_pool.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <vector>
+
+#include "common/log.hpp"
+#include "proxy/upstream/connector.hpp"
+
+namespace ringlb::upstream {
+
+namespace {
+
+constexpr uint32_t kDeadMask = POLLRDHUP | POLLHUP | POLLERR;
+// Backoff between fill attempts while the backend refuses: 100 ms, doubling up to 10 s.
+constexpr uint64_t kFirstBackoffMs = 100;
+constexpr uint64_t kMaxBackoffMs = 10000;
+
+}  // namespace
+
+WarmPool::WarmPool(Connector& connector, BackendState& backend, uint32_t warm, uint64_t max_idle_ms)
+    : connector_(connector), backend_(backend), warm_(warm), max_idle_ms_(max_idle_ms) {
+    timer_.bind(this, 0);
+}
+
+WarmPool::~WarmPool() = default;
+
+void WarmPool::fill() {
+    if (stopping_) return;
+    if (connector_.host_.now_ms() >= retry_at_ms_) {
+        while (idle_count_ + connecting_ < warm_) {
+            if (!start_connect()) break;
+        }
+    }
+    arm_timer();
+}
+
+bool WarmPool::start_connect() {
+    std::error_code ec;
+    common::Fd fd = connector_.open_socket(backend_, ec);
+    if (!fd) {
+        backend_.counters.connect_failures[static_cast<size_t>(classify_connect_error(ec.value()))]
+            .add();
+        backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, kMaxBackoffMs) : kFirstBackoffMs;
+        retry_at_ms_ = connector_.host_.now_ms() + backoff_ms_;
+        return false;
+    }
+    auto conn = std::make_unique<Conn>(*this);
+    conn->fd = std::move(fd);
+    ++connecting_;
+    backend_.counters.pool_connects.add();
+    const Backend& b = *backend_.backend;
+    connector_.engine_.connect(conn->connect_op, conn->fd.get(), b.address.sa(), b.address.length,
+                               backend_.cluster->cluster->settings->connect_timeout);
+    conns_.push_back(std::move(conn));
+    return true;
+}
+
+void WarmPool::on_conn_op(Conn& conn, engine::Op& op, const engine::Completion& c) {
+    if (&op == &conn.connect_op)
+        on_connected(conn, c.res);
+    else
+        on_poll(conn, c);
+}
+
+void WarmPool::on_connected(Conn& conn, int res) {
+    --connecting_;
+    if (stopping_ || res != 0) {
+        if (res != 0 && !stopping_) {
+            backend_.counters.connect_failures[static_cast<size_t>(classify_connect_error(-res))]
+                .add();
+            backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, kMaxBackoffMs) : kFirstBackoffMs;
+            retry_at_ms_ = connector_.host_.now_ms() + backoff_ms_;
+            LOG_DEBUG("pool %s: fill connect failed (%d); next try in %llu ms",
+                      backend_.backend->name.c_str(), -res,
+                      static_cast<unsigned long long>(backoff_ms_));
+        }
+        close_conn(conn, false);
+        arm_timer();
+        return;
+    }
+    backoff_ms_ = 0;
+    conn.state = Conn::State::kIdle;
+    conn.idle_since_ms = connector_.host_.now_ms();
+    ++idle_count_;
+    backend_.counters.pool_idle.add();
+    // Only the backend's FIN or an error matters; a greeting (POLLIN) stays for the client.
+    connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLRDHUP);
+    arm_timer();
+}
+
+void WarmPool::on_poll(Conn& conn, const engine::Completion& c) {
+    switch (conn.state) {
+        case Conn::State::kIdle:
+            if (c.res < 0 || (static_cast<uint32_t>(c.res) & kDeadMask)) {
+                // The backend closed or reset it while it waited here: never a client's.
+                --idle_count_;
+                backend_.counters.pool_idle.sub();
+                close_conn(conn, true);
+                fill();
+                return;
+            }
+            // The engine stopped watching (a final completion): keep watching.
+            if (!c.more() && !conn.poll_op.armed())
+                connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLRDHUP);
+            return;
+        case Conn::State::kHandingOver: {
+            if (conn.poll_op.armed()) return;  // the cancel's final completion is still ahead
+            ConnectRequest* waiter = conn.waiter;
+            conn.waiter = nullptr;
+            if (waiter == nullptr) {
+                // The client left meanwhile: the socket goes back to the pool.
+                conn.state = Conn::State::kIdle;
+                ++idle_count_;
+                backend_.counters.pool_idle.add();
+                connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLRDHUP);
+                return;
+            }
+            common::Fd fd = std::move(conn.fd);
+            conn.state = Conn::State::kClosing;
+            maybe_erase(conn);
+            connector_.pool_ready(*waiter, std::move(fd));
+            fill();
+            return;
+        }
+        case Conn::State::kClosing:
+            maybe_erase(conn);
+            return;
+        case Conn::State::kConnecting:
+            return;
+    }
+}
+
+bool WarmPool::take(ConnectRequest& req) {
+    // Newest first: the socket least likely to have met the backend's own idle timeout.
+    Conn* found = nullptr;
+    std::vector<Conn*> dead;
+    for (auto it = conns_.rbegin(); it != conns_.rend() && !found; ++it) {
+        Conn& conn = **it;
+        if (conn.state != Conn::State::kIdle) continue;
+        --idle_count_;
+        backend_.counters.pool_idle.sub();
+        // The watch may not have reported a FIN that arrived just now: ask the kernel once more.
+        pollfd p{conn.fd.get(), POLLRDHUP, 0};
+        if (::poll(&p, 1, 0) < 0 || (static_cast<uint32_t>(p.revents) & kDeadMask))
+            dead.push_back(&conn);
+        else
+            found = &conn;
+    }
+    for (Conn* conn : dead) close_conn(*conn, true);  // after the walk: this may erase
+    if (found) {
+        Conn& conn = *found;
+        conn.state = Conn::State::kHandingOver;
+        conn.waiter = &req;
+        // The socket changes hands once its watch has really ended (engine contract: one
+        // owner of an fd's ops at a time).
+        if (conn.poll_op.armed()) connector_.engine_.cancel(conn.poll_op);
+        backend_.counters.pool_hits.add();
+    }
+    fill();
+    return found != nullptr;
+}
+
+void WarmPool::forget(ConnectRequest& req) {
+    for (auto& conn : conns_)
+        if (conn->waiter == &req) conn->waiter = nullptr;
+}
+
+void WarmPool::close_conn(Conn& conn, bool discarded) {
+    if (discarded) backend_.counters.pool_discarded.add();
+    conn.state = Conn::State::kClosing;
+    if (conn.connect_op.armed()) connector_.engine_.cancel(conn.connect_op);
+    if (conn.poll_op.armed()) connector_.engine_.cancel(conn.poll_op);
+    maybe_erase(conn);
+}
+
+void WarmPool::maybe_erase(Conn& conn) {
+    if (conn.connect_op.armed() || conn.poll_op.armed()) return;
+    if (conn.fd) connector_.engine_.close_fd(conn.fd.release());
+    auto it = std::find_if(conns_.begin(), conns_.end(),
+                           [&](const std::unique_ptr<Conn>& c) { return c.get() == &conn; });
+    if (it != conns_.end()) conns_.erase(it);  // destroys conn
+}
+
+void WarmPool::arm_timer() {
+    if (stopping_) return;
+    uint64_t next = UINT64_MAX;
+    for (const auto& conn : conns_) {
+        if (conn->state == Conn::State::kIdle) {
+            next = conn->idle_since_ms + max_idle_ms_;  // oldest idle first in the list
+            break;
+        }
+    }
+    if (idle_count_ + connecting_ < warm_) next = std::min(next, retry_at_ms_);
+    if (next == UINT64_MAX) return;
+    if (timer_.armed()) {
+        // A later wake-up is pending: cancel it; its completion re-arms for the earlier one.
+        if (next < timer_at_ms_ && !timer_.cancelling()) connector_.engine_.cancel(timer_);
+        return;
+    }
+    uint64_t now = connector_.host_.now_ms();
+    timer_at_ms_ = next;
+    connector_.engine_.timer(timer_, engine::Millis(next > now ? next - now : 0));
+}
+
+void WarmPool::on_complete(engine::Op&, const engine::Completion&) {
+    on_timer();
+}
+
+void WarmPool::on_timer() {
+    if (stopping_) return;
+    uint64_t now = connector_.host_.now_ms();
+    for (auto it = conns_.begin(); it != conns_.end();) {
+        Conn& conn = **it;
+        ++it;
+        if (conn.state == Conn::State::kIdle && now - conn.idle_since_ms >= max_idle_ms_) {
+            --idle_count_;
+            backend_.counters.pool_idle.sub();
+            close_conn(conn, true);
+        }
+    }
+    fill();
+}
+
+void WarmPool::stop() {
+    stopping_ = true;
+    if (timer_.armed()) connector_.engine_.cancel(timer_);
+    for (auto it = conns_.begin(); it != conns_.end();) {
+        Conn& conn = **it;
+        ++it;
+        if (conn.state == Conn::State::kIdle) {
+            --idle_count_;
+            backend_.counters.pool_idle.sub();
+        }
+        close_conn(conn, false);
+    }
+}
+
+bool WarmPool::busy() const {
+    return timer_.armed() || !conns_.empty();
+}
+
+}  // namespace ringlb::upstream
