@@ -92,6 +92,7 @@ Session::~Session() {
 }
 
 void Session::start() {
+    started_ms_ = shard_.now_ms();
     // No prelude yet: routing needs nothing from the client. The client socket inherited
     // TCP_NODELAY from the listener (see common::listen_tcp).
     enter(Phase::kConnecting);
@@ -142,8 +143,9 @@ void Session::arm_timeouts() {
     uint64_t now = shard_.now_ms();
     last_client_rx_ms_ = last_server_rx_ms_ = now;
     if (l.max_duration.count() > 0) {
+        // Counted from the accept, as documented: a slow connect eats into it.
         uint64_t jitter = static_cast<uint64_t>(l.max_duration_jitter.count());
-        end_ms_ = now + static_cast<uint64_t>(l.max_duration.count()) +
+        end_ms_ = started_ms_ + static_cast<uint64_t>(l.max_duration.count()) +
                   (jitter ? shard_.random() % (jitter + 1) : 0);
     }
     upstream::CloseReason which;

@@ -125,6 +125,7 @@ class Session final : public engine::Handler,
     Timer timeout_;
     uint64_t last_client_rx_ms_ = 0;
     uint64_t last_server_rx_ms_ = 0;
+    uint64_t started_ms_ = 0;
     uint64_t end_ms_ = 0;  // max_duration (+ jitter) deadline; 0: none
     Phase phase_ = Phase::kPrelude;
 };
