@@ -162,6 +162,12 @@ class Engine {
         op.cancelling_ = false;
         op.fd_ = fd;
     }
+    // Ends an operation: called just before its final completion is delivered.
+    static void clear_armed(Op& op) {
+        op.armed_ = false;
+        op.cancelling_ = false;
+    }
+    static void set_cancelling(Op& op) { op.cancelling_ = true; }
 };
 
 enum class EngineChoice { kAuto, kIoUring, kEpoll };

@@ -147,6 +147,7 @@ size_t TimerWheel::fire_due() {
     // One at a time from the head: a callback may cancel or re-schedule any timer still here.
     while (Timer* t = heads_[kDue]) {
         cancel(*t);
+        if (t->handler_ == nullptr) continue;  // never bound (schedule() asserts in debug)
         ++fired;
         t->handler_->on_timer(*t);  // may destroy *t: not touched afterwards
     }

@@ -106,7 +106,8 @@ class TimerWheel {
     std::optional<uint64_t> next_expiry() const;
 
     size_t size() const { return size_; }
-    // Timers moved between levels so far: at most kLevels per timer scheduled (see the tests).
+    // Timers moved between levels so far: at most kLevels per timer scheduled, plus one per
+    // top-level span (124 days) for deadlines beyond it. Lets tests bound the work without clocks.
     uint64_t cascaded() const { return cascaded_; }
 
   private:

@@ -429,18 +429,25 @@ class NginxStream(Target):
 
 
 class Ringlb(Target):
-    def __init__(self, env, binary, engine, forward):
-        super().__init__("ringlb-%s" % engine, env)
+    def __init__(self, env, binary, engine, forward, pool=0, suffix=""):
+        name = "ringlb-%s" % engine
+        if pool:
+            name += "-pool%d" % pool
+        super().__init__(name + suffix, env)
         self.binary = binary
         self.engine = engine
         self.forward = forward
+        self.pool = pool
 
     def start(self):
         self.http_port, self.bulk_port = free_port(), free_port()
+        # The warm pool only on the HTTP cluster: the churn scenario is where a pre-connected
+        # upstream socket can take the connect off the client's path.
+        pool_line = "pool = { warm = %d }" % self.pool if self.pool else ""
         conf = render("ringlb.toml", os.path.join(self.env.run_dir, "%s.toml" % self.name),
                       engine=self.engine, forward=self.forward, http_port=self.http_port,
                       bulk_port=self.bulk_port, backend_port=self.env.backend_port,
-                      iperf_port=self.env.iperf_port)
+                      iperf_port=self.env.iperf_port, pool_line=pool_line)
         check = subprocess.run([self.binary, "check", conf], capture_output=True, text=True)
         if check.returncode != 0:
             raise ScenarioError("ringlb check %s failed: %s" % (conf, check.stderr.strip()))
@@ -651,7 +658,7 @@ def scenario_keepalive(env, target, diag):
 def scenario_churn(env, target, diag):
     w = run_wrk(env, target, 64, env.dur_main, close=True)
     diag["churn"] = w
-    res = {"churn_cps": w["rate"], "churn_p99_us": w["p99_us"],
+    res = {"churn_cps": w["rate"], "churn_p50_us": w["p50_us"], "churn_p99_us": w["p99_us"],
            "_mach_us_per_conn": w["machine_us_per_req"]}
     if target.is_proxy:
         res["cpu_us_per_conn"] = w["proxy_us_per_req"]
@@ -793,6 +800,7 @@ def metric_table(scale_levels):
             ("ka_p50_us", "keepalive p50 µs", "%.0f", False),
             ("ka_p99_us", "keepalive p99 µs", "%.0f", False),
             ("churn_cps", "churn conn/s", "%.0f", False),
+            ("churn_p50_us", "churn p50 µs", "%.0f", False),
             ("churn_p99_us", "churn p99 µs", "%.0f", False),
             ("bulk_1_up_gbps", "bulk 1→ Gbit/s", "%.2f", False),
             ("bulk_1_down_gbps", "bulk 1← Gbit/s", "%.2f", False),
@@ -1043,6 +1051,12 @@ def parse_args(argv):
                    help="idle proxied connections for the memory figure (default 5000; quick 200)")
     p.add_argument("--ringlb-bin", default=None,
                    help="measure this ringlb binary instead of building build/release/ringlb")
+    p.add_argument("--pool", type=int, default=0,
+                   help="also measure ringlb with pool = { warm = N } on the HTTP cluster "
+                        "(rows ringlb-ENGINE-poolN)")
+    p.add_argument("--baseline-bin", default=None,
+                   help="also measure this (older) ringlb binary, interleaved in the same run "
+                        "(rows ringlb-ENGINE-base)")
     p.add_argument("--scale", default=None,
                    help="comma list of concurrencies for the scaling figure "
                         "(default 100,1000,8000; quick 100,1000)")
@@ -1118,6 +1132,11 @@ def main(argv):
     engines = ["io_uring", "epoll"] if args.engine == "both" else [args.engine]
     if "ringlb" in args.only:
         targets += [Ringlb(env, ringlb_bin, e, args.forward) for e in engines]
+        if args.pool:
+            targets += [Ringlb(env, ringlb_bin, e, args.forward, pool=args.pool) for e in engines]
+        if args.baseline_bin:
+            base = os.path.abspath(args.baseline_bin)
+            targets += [Ringlb(env, base, e, args.forward, suffix="-base") for e in engines]
     if "haproxy" in args.only:
         targets.append(HAProxy(env))
     if "nginx" in args.only:
