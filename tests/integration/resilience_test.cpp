@@ -139,6 +139,42 @@ TEST_P(ResilienceTest, EmptyPipePoolFallsBackToBufferedForwarding) {
     EXPECT_EQ(proxy.stop(), 0);
 }
 
+// Accept completions used to carry the listener's index in an 8-bit op tag, with tag 255 taken by
+// the pause timer: a 256th listener's clients went to listener 0's cluster (or were never
+// served). Listeners now handle their own accepts. 300 listeners alternate between two clusters
+// whose backends greet differently, so a client that lands on the wrong cluster shows.
+TEST_P(ResilienceTest, ListenersPast255RouteToTheirOwnCluster) {
+    BackendOptions a_options;
+    a_options.greeting = "A\n";
+    BackendOptions b_options;
+    b_options.greeting = "B\n";
+    BackendProcess a, b;
+    ASSERT_TRUE(a.start(a_options));
+    ASSERT_TRUE(b.start(b_options));
+    constexpr int kListeners = 300;
+    std::string text = "[runtime]\nworkers = 1\nengine = \"" + engine() + "\"\n";
+    std::vector<uint16_t> ports;
+    for (int i = 0; i < kListeners; ++i) {
+        ports.push_back(free_port());
+        text += "[[listener]]\nname = \"l" + std::to_string(i) +
+                "\"\nbind = \"127.0.0.1:" + std::to_string(ports.back()) + "\"\ncluster = \"" +
+                (i % 2 ? "b" : "a") + "\"\n";
+    }
+    text += "[[cluster]]\nname = \"a\"\nbackends = [ { address = \"" + a.address() +
+            "\" } ]\n[[cluster]]\nname = \"b\"\nbackends = [ { address = \"" + b.address() +
+            "\" } ]\n";
+    ProxyProcess proxy;
+    RINGLB_START_PROXY(proxy, text, engine());
+    for (int i : {0, 1, 2, 254, 255, 256, 257, 298, 299}) {
+        ClientSession client;
+        ASSERT_TRUE(client.connect(ports[static_cast<size_t>(i)])) << client.error();
+        EXPECT_TRUE(client.expect(i % 2 ? "B\n" : "A\n"))
+            << "listener " << i << ": " << client.error();
+        ASSERT_TRUE(client.send("ping"));
+        EXPECT_TRUE(client.expect("ping")) << "listener " << i << ": " << client.error();
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, ResilienceTest, ::testing::ValuesIn(kEngines), engine_name);
 
 }  // namespace
