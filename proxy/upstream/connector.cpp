@@ -277,8 +277,10 @@ void Connector::on_connect_result(ConnectRequest& req, int res) {
     if (res != 0) {
         ConnectFailure failure = classify_connect_error(-res);
         // A connect cancelled because its owner left is not the backend's fault.
-        if (!(req.abandoned_ && res == -ECANCELED))
+        if (!(req.abandoned_ && res == -ECANCELED)) {
             b.counters.connect_failures[static_cast<size_t>(failure)].add();
+            cs.balancer->observe_connect_failure(b.index);
+        }
         LOG_DEBUG("cluster %s: connect to %s failed: %s", cs.cluster->name.c_str(),
                   b.backend->name.c_str(), std::strerror(-res));
         if (failure == ConnectFailure::k_addr_not_avail) warn_addr_not_avail(cs, b);
