@@ -31,6 +31,7 @@ void BufferedPump::on_recv(Direction& d, const engine::Completion& c) {
     if (c.res == 0) {
         d.src_eof = true;
         d.src->fin_received = true;
+        s.note_received(d);  // a FIN is activity: half_closed_timeout counts from it
         if (d.queued() == 0 && !d.send_op().armed()) s.finish_direction(d);
         return;
     }

@@ -72,6 +72,7 @@ bool SplicePump::pump(Direction& d) {
         if (n == 0) {
             d.src_eof = true;
             d.src->fin_received = true;
+            s.note_received(d);  // a FIN is activity: half_closed_timeout counts from it
             continue;
         }
         if (errno == EAGAIN) {
