@@ -193,8 +193,7 @@ std::string render_metrics(const std::vector<ShardView>& shards, const std::stri
         prometheus::MetricFamily family{
             "ringlb_cluster_port_forecast_connections_per_second",
             "New connections per second the cluster's source ports sustain while closed ones sit "
-            "in TIME_WAIT for 60 s (usable ports x source addresses x backends / 60); +Inf with "
-            "close = \"reset\".",
+            "in TIME_WAIT for 60 s (usable ports x source addresses x backends / 60).",
             prometheus::MetricType::Gauge,
             {}};
         for (size_t c = 0; c < clusters.size(); ++c) {

@@ -200,10 +200,11 @@ void check_source_ports(const HostLimits& h, const config::Config& config,
 
 void check_tw_reuse(const HostLimits& h, const config::Config& config,
                     std::vector<HostAdvice>& out) {
-    std::string graceful;  // clusters whose closes leave TIME_WAIT on ringlb's side
+    // Every cluster: even with close = "reset", a client that half-closes first makes ringlb's
+    // FIN reach the backend first, and TIME_WAIT follows on ringlb's side.
+    std::string graceful;  // clusters whose closes can leave TIME_WAIT on ringlb's side
     std::string remote;    // those of them with a non-loopback backend
     for (const auto& c : config.clusters) {
-        if (c.close != config::ClosePolicy::kGraceful) continue;
         graceful += (graceful.empty() ? "" : ", ") + c.name;
         bool any_remote = std::any_of(c.backends.begin(), c.backends.end(),
                                       [](const auto& b) { return !is_loopback(b.address); });
@@ -216,7 +217,8 @@ void check_tw_reuse(const HostLimits& h, const config::Config& config,
                 graceful +
                 " can run out of source ports under connection churn. Set it to 1 (reuse for all "
                 "outgoing connections, when TCP timestamps show it is safe) or 2 (loopback only, "
-                "the kernel default), or use close = \"reset\"");
+                "the kernel default), or use close = \"reset\" where ringlb or the backend ends "
+                "sessions");
     } else if (h.tcp_tw_reuse == 2 && !remote.empty()) {
         add(out, AdviceLevel::kInfo,
             "net.ipv4.tcp_tw_reuse = 2 reuses TIME_WAIT source ports for loopback connections "
@@ -273,9 +275,10 @@ void forecasts(const HostLimits& h, const config::Config& config, std::vector<Ho
         if (c.close == config::ClosePolicy::kReset) {
             add(out, AdviceLevel::kInfo,
                 "cluster " + c.name +
-                    ": close = reset leaves no TIME_WAIT on ringlb's side; source ports do not "
-                    "limit the new-connection rate");
-            continue;
+                    ": close = reset leaves no TIME_WAIT where ringlb ends a session (timeouts, "
+                    "errors); a client that half-closes first still "
+                    "makes ringlb's FIN reach the backend first (TIME_WAIT follows), so the "
+                    "forecast below still bounds that traffic");
         }
         double rate = sustainable_new_conn_rate(c, h);
         if (std::isnan(rate)) continue;
@@ -346,8 +349,6 @@ PortRange effective_source_port_range(const config::ClusterConfig& cluster,
 }
 
 double sustainable_new_conn_rate(const config::ClusterConfig& cluster, const HostLimits& limits) {
-    if (cluster.close == config::ClosePolicy::kReset)
-        return std::numeric_limits<double>::infinity();
     PortRange ports = effective_source_port_range(cluster, limits);
     if (!ports.known()) return std::numeric_limits<double>::quiet_NaN();
     double tuples = 0;

@@ -74,7 +74,9 @@ inline constexpr int kTimeWaitSeconds = 60;
 // IP_BIND_ADDRESS_NO_PORT lets one source port serve every destination).
 // Usable ports are effective_source_port_range(); ports listed in ip_local_reserved_ports and
 // ports other sockets hold are not subtracted.
-// - close = "reset": ringlb's sockets close with RST and keep no TIME_WAIT: +infinity.
+// - close = "reset" does not change the figure: it avoids TIME_WAIT only where ringlb ends a
+//   session or the backend closes first; when a client half-closes first, ringlb's FIN reaches
+//   the backend first and TIME_WAIT follows on ringlb's side, as TCP requires.
 // - tcp_tw_reuse = 1 (or 2 with loopback backends) lets connect() reuse a TIME_WAIT port once
 //   TCP timestamps show it is safe (about a second after the old connection's last segment), so
 //   the real ceiling is far higher; the figure stays the conservative one.
