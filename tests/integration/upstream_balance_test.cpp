@@ -265,7 +265,8 @@ TEST_P(UpstreamBalanceTest, SourceAddressesAreUsedInTurn) {
     }
 
     // Each shard keeps its own turn over the list, starting at the first address: with n_s
-    // sessions on shard s an address gets floor or ceil of n_s / 3 there, 9..11 of 30 in all.
+    // sessions on shard s an address gets floor or ceil of n_s / 3 there, 9..11 of 30 in all;
+    // the bounds below leave one more either way.
     std::string seen;
     for (const auto& [source, count] : by_source)
         seen += source + "=" + std::to_string(count) + " ";
