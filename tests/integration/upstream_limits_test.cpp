@@ -333,8 +333,8 @@ class UpstreamLimitsTimeoutTest : public ::testing::TestWithParam<std::string> {
   protected:
     const std::string& engine() const { return GetParam(); }
 
-    // Starts `backend` (given options) and a proxy in front of it with the extra TOML lines;
-    // returns false (with a failure recorded) when either does not come up.
+    // Starts the backend with `options` and a proxy in front of it with the extra TOML lines; a
+    // fatal failure (or a skip, without io_uring) when either does not come up.
     void start(const BackendOptions& options, const std::string& listener_extra,
                const std::string& cluster_extra = "") {
         ASSERT_TRUE(backend_.start(options));
