@@ -694,6 +694,10 @@ const char* echo_mode_text(EchoMode mode) {
             return "http";
         case EchoMode::kPeer:
             return "peer";
+        case EchoMode::kDrip:
+            return "drip";
+        case EchoMode::kSink:
+            return "sink";
     }
     return "echo";
 }
@@ -749,6 +753,8 @@ std::vector<std::string> log_values(const std::string& log, std::string_view mar
     if (options.accept_delay.count() > 0)
         add("--accept-delay", std::to_string(options.accept_delay.count()));
     if (options.backlog > 0) add("--backlog", std::to_string(options.backlog));
+    if (options.drip_interval.count() > 0)
+        add("--drip-ms", std::to_string(options.drip_interval.count()));
     if (options.log_connections) argv.push_back("--log-connections");
     std::string error;
     if (!process_.spawn(argv, log_path_, &error)) return ::testing::AssertionFailure() << error;

@@ -171,8 +171,10 @@ class ProxyProcess {
 };
 
 // The ringlb-echo modes (see tests/tools/ringlb_echo.cpp). kPeer: writes "IP:PORT\n" of the
-// connection's peer (the address the client connected from), then echoes.
-enum class EchoMode { kEcho, kHash, kHttp, kPeer };
+// connection's peer (the address the client connected from), then echoes. kDrip: writes the
+// backend pattern (tests/tools/pattern.hpp) one byte every drip_interval, discards input. kSink:
+// discards input, never writes, stays open after the client's EOF.
+enum class EchoMode { kEcho, kHash, kHttp, kPeer, kDrip, kSink };
 
 // Everything ringlb-echo can be started with; the defaults give the plain backend.
 struct BackendOptions {
@@ -184,6 +186,7 @@ struct BackendOptions {
     Millis idle_close{0};            // --idle-close; 0: off
     Millis accept_delay{0};          // --accept-delay; 0: off
     int backlog = 0;                 // --backlog; 0: ringlb-echo's default (4096)
+    Millis drip_interval{0};         // --drip-ms (kDrip); 0: ringlb-echo's default (100 ms)
     bool log_connections = false;    // --log-connections
 };
 

@@ -1,8 +1,8 @@
 // ringlb-echo: the test and demo backend.
 //
-//   ringlb-echo --listen IP:PORT [--mode echo|hash|http|peer] [--name NAME] [--threads N]
-//               [--greeting TEXT] [--idle-close MS] [--accept-delay MS] [--backlog N]
-//               [--log-connections]
+//   ringlb-echo --listen IP:PORT [--mode echo|hash|http|peer|drip|sink] [--name NAME]
+//               [--threads N] [--greeting TEXT] [--idle-close MS] [--accept-delay MS]
+//               [--backlog N] [--drip-ms MS] [--log-connections]
 //
 // Modes:
 //   echo: echoes every byte; on the client's EOF it flushes, shuts its write side and closes.
@@ -10,6 +10,13 @@
 //   http: a minimal HTTP/1.1 keepalive server answering "hello from NAME\n" (quick start, wrk).
 //   peer: first writes the connection's peer address as "IP:PORT\n" (IPv6: "[IP]:PORT\n"), then
 //         behaves as echo. Tells a test which source address a proxy connected from.
+//   drip: a backend that keeps talking while the client is silent: writes the backend pattern of
+//         tests/tools/pattern.hpp one byte every --drip-ms milliseconds (a byte the socket cannot
+//         take is tried again at the next tick), discards what it receives, and on the client's
+//         EOF shuts its write side and closes.
+//   sink: a backend that listens but never answers: discards what it receives and never
+//         writes. On the client's EOF it stays open and silent (a peer that never finishes its
+//         side); it closes on a socket error only.
 //
 // Options:
 //   --name NAME         the name in http replies and the startup line (default "ringlb-echo").
@@ -26,6 +33,7 @@
 //                       handshake), so a client sees a silent but connected backend.
 //   --backlog N         listen(2) backlog (1..65535, default 4096; the kernel caps it at
 //                       net.core.somaxconn).
+//   --drip-ms MS        drip mode: milliseconds between two bytes (1..86400000, default 100).
 //   --log-connections   logs "accepted from IP:PORT" to stderr for every accepted connection, and
 //                       "idle-closed IP:PORT" for every --idle-close close.
 //
@@ -70,7 +78,7 @@ namespace {
 
 using common::Fd;
 
-enum class Mode { kEcho, kHash, kHttp, kPeer };
+enum class Mode { kEcho, kHash, kHttp, kPeer, kDrip, kSink };
 
 constexpr size_t kScratchSize = 64 * 1024;
 constexpr size_t kMaxHttpHeader = 64 * 1024;
@@ -86,6 +94,7 @@ struct Options {
     std::chrono::milliseconds idle_close{0};    // 0: off
     std::chrono::milliseconds accept_delay{0};  // 0: off
     int backlog = 4096;
+    std::chrono::milliseconds drip_interval{100};
     bool log_connections = false;
 };
 
@@ -173,6 +182,14 @@ class Worker {
                     resume_accepting();
                 else
                     timeout = ms_until(accept_resume_, now);
+            }
+            if (options_.mode == Mode::kDrip && drip_conns_ > 0) {
+                if (now >= next_drip_) {
+                    drip_all();
+                    next_drip_ = now + options_.drip_interval;
+                }
+                int drip_timeout = ms_until(next_drip_, now);
+                timeout = timeout < 0 ? drip_timeout : std::min(timeout, drip_timeout);
             }
             if (options_.idle_close.count() > 0) {
                 expire_idle(now);
@@ -286,6 +303,11 @@ class Worker {
             }
             Conn& c = *conn;
             conns_[fd] = std::move(conn);
+            if (options_.mode == Mode::kDrip) {
+                // The first byte goes out one interval after the first drip connection arrives.
+                if (drip_conns_++ == 0)
+                    next_drip_ = std::chrono::steady_clock::now() + options_.drip_interval;
+            }
             if (options_.idle_close.count() > 0) {
                 c.last_receive = std::chrono::steady_clock::now();
                 c.idle_pos = idle_list_.insert(idle_list_.end(), fd);
@@ -321,7 +343,27 @@ class Worker {
     void close_conn(int fd) {
         Conn& c = *conns_[fd];
         if (c.in_idle_list) idle_list_.erase(c.idle_pos);
+        if (options_.mode == Mode::kDrip) --drip_conns_;
         conns_[fd].reset();
+    }
+
+    // One pattern byte to every drip connection whose greeting has gone out.
+    void drip_all() {
+        for (size_t fd = 0; fd < conns_.size(); ++fd) {
+            if (!conns_[fd]) continue;
+            Conn& c = *conns_[fd];
+            if (c.has_out()) {
+                if (flush(c) == Flush::kError) close_conn(static_cast<int>(fd));
+                continue;
+            }
+            uint8_t byte = 0;
+            pattern_fill(kBackendPatternSeed, c.sent, &byte, 1);
+            ssize_t n = ::send(c.fd.get(), &byte, 1, MSG_NOSIGNAL);
+            if (n == 1)
+                ++c.sent;
+            else if (n < 0 && !is_again(errno) && errno != EINTR)
+                close_conn(static_cast<int>(fd));
+        }
     }
 
     // Shuts the write side first so the peer sees a clean EOF after everything we sent.
@@ -392,6 +434,28 @@ class Worker {
             case Mode::kHttp:
                 drive_http(fd);
                 break;
+            case Mode::kDrip:
+            case Mode::kSink:
+                drive_discard(fd);
+                break;
+        }
+    }
+
+    // drip and sink: everything received is dropped. The bytes drip sends go out from its tick.
+    void drive_discard(int fd) {
+        Conn& c = *conns_[fd];
+        if (c.has_out() && flush(c) == Flush::kError) return close_conn(fd);
+        // Also after EOF: a later reset shows as a receive error, and closes the connection.
+        for (;;) {
+            ssize_t n = receive(c);
+            if (n == -1) return;
+            if (n == -2) return close_conn(fd);
+            if (n == 0) {
+                c.read_eof = true;
+                // sink: a silent peer that keeps its side open.
+                if (options_.mode == Mode::kDrip) finish_conn(fd);
+                return;
+            }
         }
     }
 
@@ -556,19 +620,24 @@ class Worker {
     PauseReason pause_reason_ = PauseReason::kEmfile;
     std::chrono::steady_clock::time_point accept_resume_;
     std::list<int> idle_list_;  // --idle-close: fds, oldest last receive first
+    size_t drip_conns_ = 0;     // drip mode: open connections
+    std::chrono::steady_clock::time_point next_drip_;
     uint8_t scratch_[kScratchSize];
 };
 
 void usage() {
     std::fprintf(
         stderr,
-        "usage: ringlb-echo --listen IP:PORT [--mode echo|hash|http|peer] [--name NAME]\n"
-        "                   [--threads N] [--greeting TEXT] [--idle-close MS]\n"
-        "                   [--accept-delay MS] [--backlog N] [--log-connections]\n"
+        "usage: ringlb-echo --listen IP:PORT [--mode echo|hash|http|peer|drip|sink]\n"
+        "                   [--name NAME] [--threads N] [--greeting TEXT] [--idle-close MS]\n"
+        "                   [--accept-delay MS] [--backlog N] [--drip-ms MS]\n"
+        "                   [--log-connections]\n"
         "  --mode echo        echo every byte; close after the client's EOF (default)\n"
         "  --mode hash        the hash protocol of tests/tools/pattern.hpp\n"
         "  --mode http        HTTP/1.1 keepalive server answering \"hello from NAME\"\n"
         "  --mode peer        send the client's address as \"IP:PORT\\n\", then echo\n"
+        "  --mode drip        send one pattern byte every --drip-ms ms; discard input\n"
+        "  --mode sink        discard input, never write, stay open after the client's EOF\n"
         "  --name NAME        name in http replies and the startup line\n"
         "  --threads N        accepting threads, 1..256 (default 1)\n"
         "  --greeting TEXT    send TEXT on accept, before anything else (escapes: \\n \\r \\t\n"
@@ -576,6 +645,7 @@ void usage() {
         "  --idle-close MS    close a connection that received nothing for MS ms\n"
         "  --accept-delay MS  wait MS ms before each accept (connections queue in the kernel)\n"
         "  --backlog N        listen(2) backlog, 1..65535 (default 4096)\n"
+        "  --drip-ms MS       drip mode: ms between two bytes (default 100)\n"
         "  --log-connections  log \"accepted from IP:PORT\" per connection (and idle closes)\n");
 }
 
@@ -663,6 +733,10 @@ bool parse_options(int argc, char** argv, Options& options) {
                 options.mode = Mode::kHttp;
             else if (value == "peer")
                 options.mode = Mode::kPeer;
+            else if (value == "drip")
+                options.mode = Mode::kDrip;
+            else if (value == "sink")
+                options.mode = Mode::kSink;
             else
                 return false;
         } else if (arg == "--name") {
@@ -684,6 +758,10 @@ bool parse_options(int argc, char** argv, Options& options) {
             auto ms = parse_number(value, 1, 86400000);
             if (!ms) return false;
             options.accept_delay = std::chrono::milliseconds(*ms);
+        } else if (arg == "--drip-ms") {
+            auto ms = parse_number(value, 1, 86400000);
+            if (!ms) return false;
+            options.drip_interval = std::chrono::milliseconds(*ms);
         } else if (arg == "--backlog") {
             auto backlog = parse_number(value, 1, 65535);
             if (!backlog) return false;
@@ -705,6 +783,10 @@ const char* mode_name(Mode mode) {
             return "http";
         case Mode::kPeer:
             return "peer";
+        case Mode::kDrip:
+            return "drip";
+        case Mode::kSink:
+            return "sink";
     }
     return "?";
 }
