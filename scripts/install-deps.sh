@@ -5,7 +5,7 @@ set -euo pipefail
 what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-system-dev
             libtomlplusplus-dev prometheus-cpp-dev libssl-dev curl)
-test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3 iproute2)
+test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3 prometheus iproute2)
 bench_pkgs=(wrk iperf3 haproxy nginx libnginx-mod-stream linux-perf procps)
 pkgs=("${build_pkgs[@]}")
 case "$what" in

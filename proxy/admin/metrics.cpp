@@ -134,11 +134,12 @@ void add_upstream_families(const std::vector<ShardView>& shards,
     // Counters with a `reason` label, one sample per declared reason (zeros included, so a
     // dashboard sees every series from the first scrape).
     auto by_reason = [&](const char* name, const char* help, size_t count, auto reason_name,
-                         auto read) {
+                         auto read, auto applies) {
         prometheus::MetricFamily family{name, help, counter, {}};
         for (size_t c = 0; c < clusters.size(); ++c) {
             for (size_t b = 0; b < clusters[c]->backends.size(); ++b) {
                 for (size_t r = 0; r < count; ++r) {
+                    if (!applies(r)) continue;
                     auto metric = labelled({{"cluster", clusters[c]->cluster->name},
                                             {"backend", clusters[c]->backends[b].backend->name},
                                             {"reason", reason_name(r)}});
@@ -155,12 +156,18 @@ void add_upstream_families(const std::vector<ShardView>& shards,
         "ringlb_backend_connect_failures_total", "Failed connect attempts by reason.",
         static_cast<size_t>(upstream::ConnectFailure::kCount),
         [](size_t r) { return upstream::to_string(static_cast<upstream::ConnectFailure>(r)); },
-        [](const upstream::BackendCounters& k, size_t r) { return k.connect_failures[r].get(); });
+        [](const upstream::BackendCounters& k, size_t r) { return k.connect_failures[r].get(); },
+        [](size_t) { return true; });
     by_reason(
         "ringlb_backend_closes_total", "Sessions to this backend that ended, by reason.",
         static_cast<size_t>(upstream::CloseReason::kCount),
         [](size_t r) { return upstream::to_string(static_cast<upstream::CloseReason>(r)); },
-        [](const upstream::BackendCounters& k, size_t r) { return k.closes[r].get(); });
+        [](const upstream::BackendCounters& k, size_t r) { return k.closes[r].get(); },
+        // Sessions that never got a backend (no_backend, queue_full, queue_timeout) are counted
+        // per cluster instead.
+        [](size_t r) {
+            return upstream::close_reason_has_backend(static_cast<upstream::CloseReason>(r));
+        });
 }
 
 }  // namespace

@@ -50,6 +50,11 @@ enum class CloseReason : uint8_t {
         kCount
 };
 const char* to_string(CloseReason reason);
+// Whether a session closing for `reason` had a backend (the others never got one).
+constexpr bool close_reason_has_backend(CloseReason reason) {
+    return reason != CloseReason::k_no_backend && reason != CloseReason::k_queue_full &&
+           reason != CloseReason::k_queue_timeout;
+}
 
 // Per-shard counters of one backend, written only by that shard, summed at scrape time.
 // X(name, kind, help)

@@ -475,13 +475,9 @@ TEST_P(UpstreamLimitsTimeoutTest, HalfClosedTimeoutAfterTheClientsFin) {
     finish();
 }
 
-// DISABLED: ringlb bug, half_closed_timeout counts from the last byte, not from the FIN. The FIN
-// is no activity (buffered_pump.cpp:33 and splice_pump.cpp:74 only set fin_received), so
-// next_deadline() (session.cpp:173) puts the deadline at last byte + half_closed_timeout, and
-// finish_direction() (session.cpp:267-271) schedules that deadline even when it has passed: a pair
-// that was quiet for longer than the timeout is closed within one wheel tick of the FIN (measured:
-// 0-4 ms), and the other direction never gets the time the README promises it to answer.
-TEST_P(UpstreamLimitsTimeoutTest, DISABLED_HalfClosedTimeoutCountsFromTheFin) {
+// half_closed_timeout counts from the FIN, not from the last byte before it: a pair quiet for
+// longer than the timeout before the FIN still gives the other direction the full timeout.
+TEST_P(UpstreamLimitsTimeoutTest, HalfClosedTimeoutCountsFromTheFin) {
     // Quiet for 1.5 s (idle_timeout is 10 s), then the client's FIN: the half-closed pair must
     // get its full second from the FIN, in which the other direction may still answer.
     start(EchoMode::kSink, "idle_timeout = \"10s\"\nhalf_closed_timeout = \"1s\"");
