@@ -173,7 +173,7 @@ TEST_F(SessionTest, DataArrivingAfterABackpressureCancelIsForwardedInOrder) {
     ASSERT_NE(recv, nullptr);
     ASSERT_TRUE(f.find(*recv)->multishot);
 
-    // "c" waits behind a stalled send... (hold the upstream's send by not completing it)
+    // The upstream stalls (its sends are not completed) while "c" and "d" arrive.
     f.hold_cancels(true);
     ASSERT_TRUE(f.recv_data(*recv, "c"));
     h.run();
@@ -561,6 +561,28 @@ TEST_F(SessionTest, ConnectFailureRetriesAnotherBackend) {
     EXPECT_EQ(close_count(h.backend(second), CloseReason::k_done), 1u);
 }
 
+TEST_F(SessionTest, ConnectTimeoutRetriesAnotherBackend) {
+    ShardHarness& h = start(config_for({kPortBase, kPortBase + 1}, "connect_timeout = \"1s\""));
+    engine::FakeEngine& f = h.fake();
+    ShardHarness::Client client = h.accept_client();
+    Op* connect = h.connect_op();
+    ASSERT_NE(connect, nullptr);
+    EXPECT_EQ(f.find(*connect)->timeout, 1000ms);
+    size_t first = h.port_of(*connect) - kPortBase;
+    f.advance_clock(999ms);
+    EXPECT_EQ(f.queued(), 0u);
+    f.advance_clock(1ms);  // the engine ends the connect with -ETIMEDOUT
+    h.run();
+    EXPECT_EQ(failure_count(h.backend(first), ConnectFailure::k_timeout), 1u);
+    connect = h.connect_op();
+    ASSERT_NE(connect, nullptr);
+    EXPECT_NE(h.port_of(*connect) - kPortBase, first);
+    int up = h.fd_of(*connect);
+    f.connect_ok(*connect);
+    h.run();
+    close_both(Pair{client, up, -1});
+}
+
 TEST_F(SessionTest, AllBackendsFailingClosesTheClient) {
     ShardHarness& h = start(config_for({kPortBase, kPortBase + 1}));
     engine::FakeEngine& f = h.fake();
@@ -653,12 +675,13 @@ TEST_F(SessionTest, ClientResetRightAfterTheConnectClosesBothLegs) {
     EXPECT_EQ(close_count(h.backend(0), CloseReason::k_error), 1u);
 }
 
-// BUG (proxy/shard/session.cpp:116-128, Session::start/on_connected): nothing watches the client
-// leg while the session is in kConnecting (or waits in the connector's queue): the client's
-// receive is armed only in on_connected(). A client that resets or closes while its connect is
-// pending is not noticed until the connect succeeds, fails on every backend or the queue times
-// out; meanwhile it holds a backend slot (max_connections) or a queue place. Expected: some op
-// on the client fd (a recv or a POLLRDHUP poll) whose error/hang-up cancels the connect.
+// GAP (proxy/shard/session.cpp:94-120 Session::start; the client's receive is first armed by
+// on_connected() at :122): nothing watches the client leg while the session connects or waits in
+// the connector's queue. A client that resets or closes meanwhile is not noticed until the connect
+// succeeds, fails on every backend or the queue times out, and until then it holds a backend
+// slot (max_connections) or a queue place. The README says a queued client waits "without being
+// read from", which a POLLRDHUP watch would not contradict. Expected: an op on the client fd (a
+// recv, or a poll for POLLRDHUP) whose error or hang-up cancels the connect.
 TEST_F(SessionTest, DISABLED_ClientResetWhileConnectingCancelsTheConnect) {
     ShardHarness& h = start(config_for({kPortBase}));
     engine::FakeEngine& f = h.fake();
@@ -761,6 +784,26 @@ TEST_F(SessionTest, IdleTimeoutClosesAndACancelledTimerStaysQuietDuringTeardown)
     EXPECT_EQ(h.closes_of(p.client.fd, mark), 1u);
     EXPECT_EQ(h.closes_of(p.up, mark), 1u);
     EXPECT_EQ(close_count(h.backend(0), CloseReason::k_idle_timeout), 1u);
+}
+
+TEST_F(SessionTest, HalfClosedTimeoutClosesAQuietHalfClosedSession) {
+    ShardHarness& h = start(config_for({kPortBase}, "", "half_closed_timeout = \"30ms\""));
+    engine::FakeEngine& f = h.fake();
+    Pair p = forward();
+    size_t mark = h.closes_so_far();
+    std::this_thread::sleep_for(60ms);
+    h.run_one();
+    EXPECT_EQ(h.shard().counters().timeouts.get(), 0u) << "not half-closed yet";
+    f.recv_eof(*h.recv_on(p.client.fd));
+    h.run();
+    std::this_thread::sleep_for(80ms);
+    h.run_one();
+    EXPECT_EQ(h.shard().counters().timeouts.get(), 1u);
+    h.run();
+    EXPECT_EQ(h.shard().session_count(), 0u);
+    EXPECT_EQ(h.closes_of(p.client.fd, mark), 1u);
+    EXPECT_EQ(h.closes_of(p.up, mark), 1u);
+    EXPECT_EQ(close_count(h.backend(0), CloseReason::k_half_closed_timeout), 1u);
 }
 
 TEST_F(SessionTest, ActivityPushesTheIdleTimeoutBack) {
