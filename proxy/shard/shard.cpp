@@ -142,6 +142,12 @@ size_t Shard::session_count() const {
     return n;
 }
 
+std::vector<Session*> Shard::sessions() const {
+    std::vector<Session*> out;
+    for (Session* s = sessions_; s != nullptr; s = s->next) out.push_back(s);
+    return out;
+}
+
 uint64_t Shard::random() {
     random_state_ ^= random_state_ >> 12;
     random_state_ ^= random_state_ << 25;

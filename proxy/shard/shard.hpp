@@ -54,6 +54,9 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     void run_once(engine::Millis max_wait);
     void stop_here();
     size_t session_count() const;
+    // The open sessions, newest first, so that unit tests can read their phases and call their
+    // public entry points; the shard still owns them.
+    std::vector<Session*> sessions() const;
 
     unsigned id() const { return options_.id; }
     const ShardCounters& counters() const { return counters_; }
