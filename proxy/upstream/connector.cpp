@@ -83,6 +83,7 @@ void Connector::acquire(ConnectRequest& req, ClusterState& cluster, const PickCo
     req.tried_ = TriedSet(cluster.backends.size());
     req.attempts_ = 0;
     req.fd_retries_ = 0;
+    req.from_queue_ = false;
     req.state_ = ConnectRequest::State::kPicking;
     try_next(req);
 }
@@ -93,6 +94,19 @@ void Connector::try_next(ConnectRequest& req) {
     size_t count = cs.backends.size();
     if (req.attempts_ > cluster.retries || req.tried_.count() >= count) {
         fail(req, CloseReason::k_no_backend);
+        return;
+    }
+    // Oldest first: while clients wait for a slot (queued, or woken and about to take one), a
+    // newcomer queues behind them instead of taking a slot that freed for them.
+    if (cs.has_limits && !req.from_queue_ && req.attempts_ == 0 &&
+        (cs.queue_length > 0 || cs.dispatched > 0)) {
+        if (cluster.queue.size > 0 && cs.queue_length < cluster.queue.size &&
+            !req.timer_op.armed()) {
+            enqueue(req);
+        } else {
+            cs.counters.queue_full.add();
+            fail(req, CloseReason::k_queue_full);
+        }
         return;
     }
     // Backends at their limit are excluded from this pick, like those already tried.
@@ -206,6 +220,18 @@ common::Fd Connector::open_socket(BackendState& b, std::error_code& ec) {
     return fd;
 }
 
+void Connector::pool_failed(ConnectRequest& req) {
+    // The pooled socket died during the hand-over: give back its slot and pick again, from the
+    // request's own timer (this runs inside the pool's completion, not the owner's).
+    BackendState& b = *req.backend;
+    req.backend = nullptr;
+    req.tried_.erase(b.index);
+    --req.attempts_;
+    detach(*req.cluster_, b);
+    req.state_ = ConnectRequest::State::kResume;
+    engine_.timer(req.timer_op, engine::Millis{0});
+}
+
 void Connector::pool_ready(ConnectRequest& req, common::Fd fd) {
     req.fd = std::move(fd);
     req.backend->counters.connections.add();
@@ -247,6 +273,13 @@ void Connector::on_request_op(ConnectRequest& req, engine::Op& op, const engine:
     // timer is cancelled so that it resumes here, from the event loop).
     if (req.abandoned_) return;
     if (req.state_ == ConnectRequest::State::kDispatched) {
+        --req.cluster_->dispatched;
+        req.from_queue_ = true;
+        req.state_ = ConnectRequest::State::kPicking;
+        try_next(req);
+        return;
+    }
+    if (req.state_ == ConnectRequest::State::kResume) {
         req.state_ = ConnectRequest::State::kPicking;
         try_next(req);
         return;
@@ -298,6 +331,12 @@ void Connector::abandon(ConnectRequest& req) {
     if (req.abandoned_ || req.state_ == ConnectRequest::State::kIdle) return;
     req.abandoned_ = true;
     if (req.state_ == ConnectRequest::State::kQueued) dequeue(req);
+    if (req.state_ == ConnectRequest::State::kDispatched) {
+        // The slot it was woken for goes to the next waiter.
+        --req.cluster_->dispatched;
+        req.state_ = ConnectRequest::State::kPicking;
+        dispatch_queue(*req.cluster_);
+    }
     if (req.state_ == ConnectRequest::State::kPoolWait && req.backend) {
         req.backend->pool->forget(req);
         detach(*req.cluster_, *req.backend);
@@ -375,15 +414,18 @@ void Connector::dispatch_queue(ClusterState& cs) {
     uint64_t free = 0;
     for (const BackendState& b : cs.backends) {
         if (b.limit == 0) {
-            free = cs.queue_length;
+            free = cs.queue_length + cs.dispatched;
             break;
         }
         if (b.active < b.limit) free += b.limit - b.active;
     }
+    // Slots already promised to woken waiters are not free.
+    free = free > cs.dispatched ? free - cs.dispatched : 0;
     for (ConnectRequest* req = cs.queue_head; req && free > 0; --free) {
         ConnectRequest* next = req->queue_next_;
         dequeue(*req);
         req->state_ = ConnectRequest::State::kDispatched;
+        ++cs.dispatched;
         engine_.cancel(req->timer_op);
         req = next;
     }

@@ -52,7 +52,8 @@ struct ClusterState {
     ConnectRequest* queue_head = nullptr;
     ConnectRequest* queue_tail = nullptr;
     uint32_t queue_length = 0;
-    size_t next_source = 0;  // round-robin over cluster->source_addresses
+    uint32_t dispatched = 0;  // waiters woken for a freed slot, not yet resumed
+    size_t next_source = 0;   // round-robin over cluster->source_addresses
     uint64_t last_addr_warning_ms = 0;
 };
 
@@ -93,6 +94,7 @@ class ConnectRequest {
         kWaitingFd,   // timer_op: retry once fds free up
         kQueued,      // timer_op: the queue timeout
         kDispatched,  // left the queue; resumes when timer_op's cancel completes
+        kResume,      // picks again when timer_op (0 ms) completes
         kReady,
         kFailed,
     };
@@ -106,6 +108,7 @@ class ConnectRequest {
     uint64_t started_ns_ = 0;
     State state_ = State::kIdle;
     bool abandoned_ = false;
+    bool from_queue_ = false;  // waited in the queue: first in line for a slot
     ConnectRequest* queue_next_ = nullptr;
     ConnectRequest* queue_prev_ = nullptr;
 };
@@ -166,8 +169,9 @@ class Connector {
     void start_connect(ConnectRequest& req, BackendState& backend);
     // A socket to `backend` with the cluster's options (source address, port range, keepalive).
     common::Fd open_socket(BackendState& backend, std::error_code& ec);
-    // A pooled socket for req, from WarmPool.
+    // A pooled socket for req, from WarmPool; or the socket died during the hand-over.
     void pool_ready(ConnectRequest& req, common::Fd fd);
+    void pool_failed(ConnectRequest& req);
     void on_connect_result(ConnectRequest& req, int res);
     void attach(ClusterState& cluster, BackendState& backend);
     void detach(ClusterState& cluster, BackendState& backend);

@@ -107,9 +107,22 @@ void WarmPool::on_poll(Conn& conn, const engine::Completion& c) {
                 connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLRDHUP);
             return;
         case Conn::State::kHandingOver: {
+            // The backend may close the socket while the watch's cancel is on its way.
+            if (c.res >= 0 && (static_cast<uint32_t>(c.res) & kDeadMask)) conn.dead = true;
             if (conn.poll_op.armed()) return;  // the cancel's final completion is still ahead
             ConnectRequest* waiter = conn.waiter;
             conn.waiter = nullptr;
+            if (!conn.dead) {
+                pollfd p{conn.fd.get(), POLLRDHUP, 0};
+                if (::poll(&p, 1, 0) < 0 || (static_cast<uint32_t>(p.revents) & kDeadMask))
+                    conn.dead = true;
+            }
+            if (conn.dead) {
+                close_conn(conn, true);
+                if (waiter) connector_.pool_failed(*waiter);
+                fill();
+                return;
+            }
             if (waiter == nullptr) {
                 // The client left meanwhile: the socket goes back to the pool.
                 conn.state = Conn::State::kIdle;

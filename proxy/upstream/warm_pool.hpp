@@ -58,6 +58,7 @@ class WarmPool final : public engine::Handler {
         State state = State::kConnecting;
         uint64_t idle_since_ms = 0;
         ConnectRequest* waiter = nullptr;
+        bool dead = false;  // the backend closed it during the hand-over
     };
     using ConnList = std::list<std::unique_ptr<Conn>>;
 

@@ -238,16 +238,11 @@ TEST_F(QueueTest, QueueTimerFiringAsTheWaiterIsAbandonedCountsNothing) {
     h.run();
 }
 
-// BUG (proxy/upstream/connector.cpp:369-388 dispatch_queue, with try_next at :110-119): a freed
-// slot is not reserved for the waiter it was dispatched to. The waiter resumes only on a later
-// loop iteration (when its cancelled timer completes); a client accepted meanwhile (in the same
-// completion batch as the first session's end, which io_uring delivers together) finds the
-// backend not full and takes the slot. When the oldest waiter then resumes it finds the backend
-// full again: it is put back at the tail of the queue with a fresh timeout (so it can wait
-// longer than queue.timeout), or, when newer clients filled the queue meanwhile, closed with
-// queue_full although it was first in line. Repro below: the second client (oldest waiter) is
-// closed with queue_full while the fifth (newest) keeps waiting.
-TEST_F(QueueTest, DISABLED_AFreedSlotGoesToTheOldestWaiterNotToANewcomer) {
+// A freed slot is reserved for the waiter it was dispatched to: the waiter resumes only on a
+// later loop iteration (when its cancelled timer completes), and a client accepted meanwhile (in
+// the same completion batch as the first session's end, which io_uring delivers together) queues
+// behind the waiters instead of taking the slot; the newest finds the queue full.
+TEST_F(QueueTest, AFreedSlotGoesToTheOldestWaiterNotToANewcomer) {
     ShardHarness& h = *h_;
     engine::FakeEngine& f = h.fake();
     upstream::ClusterState& cs = h.cluster();
@@ -277,13 +272,9 @@ TEST_F(QueueTest, DISABLED_AFreedSlotGoesToTheOldestWaiterNotToANewcomer) {
     h.stop();  // aborts whatever still waits
 }
 
-// Latent today (an abandoned request is only ever one that stop_here() aborts, and then every
-// waiter goes), a bug as soon as a client can leave while it waits (see
-// SessionTest.DISABLED_ClientResetWhileConnectingCancelsTheConnect): proxy/upstream/connector.cpp
-// on_request_op (:248) returns early for an abandoned request, and abandon() (:295-306) does
-// nothing for one in kDispatched, so the slot dispatch_queue() freed for it is not passed on:
-// the next waiter sits with a free slot until its queue timeout.
-TEST_F(QueueTest, DISABLED_ASlotDispatchedToAWaiterThatLeavesGoesToTheNext) {
+// A waiter woken for a freed slot that leaves before it resumes passes the slot to the next
+// waiter (today only stop_here() aborts a waiting request; a client reset while waiting will).
+TEST_F(QueueTest, ASlotDispatchedToAWaiterThatLeavesGoesToTheNext) {
     ShardHarness& h = *h_;
     upstream::ClusterState& cs = h.cluster();
     Forwarding first = connect_client();
@@ -400,13 +391,11 @@ TEST_F(PoolTest, AClientLeavingDuringTheHandOverGivesTheSocketBack) {
     EXPECT_NE(h.armed(OpType::kPoll, pool_fd_), nullptr) << "back in the pool but not watched";
 }
 
-// BUG (proxy/upstream/warm_pool.cpp:109-110, WarmPool::on_poll in kHandingOver): while the
-// hand-over waits for the watch's cancel to complete, a completion of that watch reporting
+// While the hand-over waits for the watch's cancel to complete, the watch may still report
 // POLLRDHUP (the backend closed the pooled socket; io_uring may post it before the cancel takes
-// effect) is ignored, and the dead socket is handed to the client anyway. take() polls the
-// socket once, but only before the cancel; the README promises a dead one is "never handed to
-// a client". Expected: the socket is discarded (pool_discarded) and the client connects anew.
-TEST_F(PoolTest, DISABLED_ASocketTheBackendClosesDuringTheHandOverIsNotHandedOut) {
+// effect). The socket is then discarded (pool_discarded), never handed out, and the client picks
+// again from its own zero-delay timer and connects anew.
+TEST_F(PoolTest, ASocketTheBackendClosesDuringTheHandOverIsNotHandedOut) {
     ShardHarness& h = *h_;
     engine::FakeEngine& f = h.fake();
     f.hold_cancels(true);
@@ -420,6 +409,8 @@ TEST_F(PoolTest, DISABLED_ASocketTheBackendClosesDuringTheHandOverIsNotHandedOut
     f.poll_ready(*watch, POLLIN | POLLRDHUP);
     release_held(f);
     f.hold_cancels(false);
+    h.run();
+    f.advance_clock(engine::Millis{0});  // the request's 0 ms resume timer
     h.run();
     EXPECT_EQ(h.recv_on(pool_fd_), nullptr)
         << "the session forwards on a socket the backend closed";
