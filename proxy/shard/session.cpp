@@ -99,10 +99,11 @@ void Session::start() {
     upstream::PickContext context;
     if (cluster_.cluster->settings->balance == config::Balance::kMaglev) {
         // Only hashing policies need the client's address: one getpeername() for them alone.
-        client_address_.length = sizeof(client_address_.storage);
-        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&client_address_.storage),
-                          &client_address_.length) == 0)
-            context.client = &client_address_;
+        client_address_ = std::make_unique<common::Address>();
+        client_address_->length = sizeof(client_address_->storage);
+        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&client_address_->storage),
+                          &client_address_->length) == 0)
+            context.client = client_address_.get();
     }
     shard_.connector().acquire(request_, cluster_, context, *this);
     maybe_destroy();

@@ -112,7 +112,8 @@ class Session final : public engine::Handler,
     upstream::ClusterState& cluster_;
     upstream::ConnectRequest request_;
     upstream::BackendState* backend_ = nullptr;  // once connected; released at close
-    common::Address client_address_;             // only filled when the balancer hashes it
+    // Only for balancers that hash it (maglev): 8 bytes per session instead of 136.
+    std::unique_ptr<common::Address> client_address_;
     Leg client_;
     Leg upstream_;
     Direction c2u_;
