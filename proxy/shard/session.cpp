@@ -149,9 +149,15 @@ void Session::arm_timeouts() {
         end_ms_ = started_ms_ + static_cast<uint64_t>(l.max_duration.count()) +
                   (jitter ? shard_.random() % (jitter + 1) : 0);
     }
+    rearm_timeout();
+}
+
+void Session::rearm_timeout() {
     upstream::CloseReason which;
     uint64_t deadline = next_deadline(&which);
-    if (deadline != UINT64_MAX) shard_.timers().schedule(timeout_, deadline);
+    // The timer only ever needs to move earlier here: a later deadline is found when it fires.
+    if (deadline != UINT64_MAX && (!timeout_.scheduled() || deadline < timeout_.deadline_ms()))
+        shard_.timers().schedule(timeout_, deadline);
 }
 
 uint64_t Session::next_deadline(upstream::CloseReason* which) const {
@@ -268,10 +274,7 @@ void Session::finish_direction(Direction& d) {
         return;
     }
     // half_closed_timeout may now come before the deadline the timer sleeps on.
-    upstream::CloseReason which;
-    uint64_t deadline = next_deadline(&which);
-    if (deadline != UINT64_MAX && (!timeout_.scheduled() || deadline < timeout_.deadline_ms()))
-        shard_.timers().schedule(timeout_, deadline);
+    rearm_timeout();
 }
 
 void Session::fail(int err) {
@@ -279,17 +282,22 @@ void Session::fail(int err) {
     shard_.stats().forward_errors.add();
     close_reason_ = upstream::CloseReason::k_error;
     LOG_DEBUG("listener %s: session ended: %s", listener_.name.c_str(), std::strerror(err));
-    if (client_.fd) common::set_linger_zero(client_.fd.get());
-    if (upstream_.fd) common::set_linger_zero(upstream_.fd.get());
+    reset_both_legs();
     teardown();
 }
 
 void Session::abort() {
     if (!closing()) close_reason_ = upstream::CloseReason::k_shutdown;
-    if (client_.fd) common::set_linger_zero(client_.fd.get());
-    if (upstream_.fd) common::set_linger_zero(upstream_.fd.get());
+    reset_both_legs();
     teardown();
     maybe_destroy();
+}
+
+void Session::reset_both_legs() {
+    // An error on one leg becomes a reset on the other, so neither peer mistakes a failure for
+    // a clean end of stream.
+    if (client_.fd) common::set_linger_zero(client_.fd.get());
+    if (upstream_.fd) common::set_linger_zero(upstream_.fd.get());
 }
 
 void Session::teardown() {

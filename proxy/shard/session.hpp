@@ -97,6 +97,9 @@ class Session final : public engine::Handler,
     // Bytes arrived from d's source: the idle timeouts start over (one store, no timer call).
     void note_received(const Direction& d);
     void arm_timeouts();
+    // Schedules the timer at the earliest deadline when that is earlier than where it sleeps.
+    void rearm_timeout();
+    void reset_both_legs();
     // The earliest deadline among the configured timeouts, and which one it is.
     uint64_t next_deadline(upstream::CloseReason* which) const;
     void finish_direction(Direction& d);

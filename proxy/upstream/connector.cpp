@@ -100,13 +100,7 @@ void Connector::try_next(ConnectRequest& req) {
     // newcomer queues behind them instead of taking a slot that freed for them.
     if (cs.has_limits && !req.from_queue_ && req.attempts_ == 0 &&
         (cs.queue_length > 0 || cs.dispatched > 0)) {
-        if (cluster.queue.size > 0 && cs.queue_length < cluster.queue.size &&
-            !req.timer_op.armed()) {
-            enqueue(req);
-        } else {
-            cs.counters.queue_full.add();
-            fail(req, CloseReason::k_queue_full);
-        }
+        wait_or_refuse(req);
         return;
     }
     // Backends at their limit are excluded from this pick, like those already tried.
@@ -122,15 +116,10 @@ void Connector::try_next(ConnectRequest& req) {
     }
     int index = cs.balancer->pick(req.context_, exclude);
     if (index < 0) {
-        if (!any_full) {
+        if (any_full)
+            wait_or_refuse(req);
+        else
             fail(req, CloseReason::k_no_backend);
-        } else if (cluster.queue.size > 0 && cs.queue_length < cluster.queue.size &&
-                   !req.timer_op.armed()) {
-            enqueue(req);
-        } else {
-            cs.counters.queue_full.add();
-            fail(req, CloseReason::k_queue_full);
-        }
         return;
     }
     BackendState& b = cs.backends[static_cast<size_t>(index)];
@@ -139,15 +128,32 @@ void Connector::try_next(ConnectRequest& req) {
             // The connect is off the client's path; the hand-over completes from the loop.
             req.tried_.insert(b.index);
             ++req.attempts_;
-            if (req.attempts_ > 1) cs.counters.retries.add();
-            attach(cs, b);
-            req.backend = &b;
+            claim(req, b);
             req.state_ = ConnectRequest::State::kPoolWait;
             return;
         }
         b.counters.pool_misses.add();
     }
     start_connect(req, b);
+}
+
+void Connector::wait_or_refuse(ConnectRequest& req) {
+    ClusterState& cs = *req.cluster_;
+    const config::QueueConfig& queue = cs.cluster->settings->queue;
+    if (queue.size > 0 && cs.queue_length < queue.size && !req.timer_op.armed()) {
+        enqueue(req);
+    } else {
+        cs.counters.queue_full.add();
+        fail(req, CloseReason::k_queue_full);
+    }
+}
+
+void Connector::claim(ConnectRequest& req, BackendState& b) {
+    ClusterState& cs = *req.cluster_;
+    // Counted only when another backend is really tried, not for the attempt that gives up.
+    if (req.attempts_ > 1) cs.counters.retries.add();
+    attach(cs, b);
+    req.backend = &b;
 }
 
 void Connector::start_connect(ConnectRequest& req, BackendState& b) {
@@ -182,11 +188,8 @@ void Connector::start_connect(ConnectRequest& req, BackendState& b) {
         fail(req, CloseReason::k_no_backend);
         return;
     }
-    // Counted only when another backend is really tried, not for the attempt that gives up.
-    if (req.attempts_ > 1) cs.counters.retries.add();
     cs.counters.connects.add();
-    attach(cs, b);
-    req.backend = &b;
+    claim(req, b);
     req.fd = std::move(fd);
     req.state_ = ConnectRequest::State::kConnecting;
     req.started_ns_ = monotonic_ns();

@@ -167,6 +167,10 @@ class Connector {
 
     void try_next(ConnectRequest& req);
     void start_connect(ConnectRequest& req, BackendState& backend);
+    // Every eligible backend is full: the queue, or queue_full when it has no room.
+    void wait_or_refuse(ConnectRequest& req);
+    // Reserves `backend` for req (its slot, the balancer's count).
+    void claim(ConnectRequest& req, BackendState& backend);
     // A socket to `backend` with the cluster's options (source address, port range, keepalive).
     common::Fd open_socket(BackendState& backend, std::error_code& ec);
     // A pooled socket for req, from WarmPool; or the socket died during the hand-over.

@@ -41,10 +41,7 @@ bool WarmPool::start_connect() {
     std::error_code ec;
     common::Fd fd = connector_.open_socket(backend_, ec);
     if (!fd) {
-        backend_.counters.connect_failures[static_cast<size_t>(classify_connect_error(ec.value()))]
-            .add();
-        backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, kMaxBackoffMs) : kFirstBackoffMs;
-        retry_at_ms_ = connector_.host_.now_ms() + backoff_ms_;
+        note_fill_failure(ec.value());
         return false;
     }
     auto conn = std::make_unique<Conn>(*this);
@@ -58,6 +55,12 @@ bool WarmPool::start_connect() {
     return true;
 }
 
+void WarmPool::note_fill_failure(int err) {
+    backend_.counters.connect_failures[static_cast<size_t>(classify_connect_error(err))].add();
+    backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, kMaxBackoffMs) : kFirstBackoffMs;
+    retry_at_ms_ = connector_.host_.now_ms() + backoff_ms_;
+}
+
 void WarmPool::on_conn_op(Conn& conn, engine::Op& op, const engine::Completion& c) {
     if (&op == &conn.connect_op)
         on_connected(conn, c.res);
@@ -69,10 +72,7 @@ void WarmPool::on_connected(Conn& conn, int res) {
     --connecting_;
     if (stopping_ || res != 0) {
         if (res != 0 && !stopping_) {
-            backend_.counters.connect_failures[static_cast<size_t>(classify_connect_error(-res))]
-                .add();
-            backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, kMaxBackoffMs) : kFirstBackoffMs;
-            retry_at_ms_ = connector_.host_.now_ms() + backoff_ms_;
+            note_fill_failure(-res);
             LOG_DEBUG("pool %s: fill connect failed (%d); next try in %llu ms",
                       backend_.backend->name.c_str(), -res,
                       static_cast<unsigned long long>(backoff_ms_));

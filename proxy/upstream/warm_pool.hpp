@@ -63,6 +63,8 @@ class WarmPool final : public engine::Handler {
     using ConnList = std::list<std::unique_ptr<Conn>>;
 
     bool start_connect();
+    // A fill connect failed with `err`: count it and back off.
+    void note_fill_failure(int err);
     void on_conn_op(Conn& conn, engine::Op& op, const engine::Completion& c);
     void on_connected(Conn& conn, int res);
     void on_poll(Conn& conn, const engine::Completion& c);
