@@ -25,26 +25,57 @@ std::error_code set_int(int fd, int level, int name, int value) {
     if (::setsockopt(fd, level, name, &value, sizeof(value)) != 0) return last_error();
     return {};
 }
+
+enum class Bind { kJoin, kExclusive };
+
+// See listen_tcp() and listen_tcp_group().
+Fd open_listener(const Address& address, int backlog, Bind mode, std::error_code& ec) {
+    auto fail = [&ec](std::error_code e) {
+        ec = e;
+        return Fd{};
+    };
+    Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!fd) return fail(last_error());
+    // SO_REUSEADDR: a restarted proxy binds even while connections it accepted before sit in
+    // TIME_WAIT on the port.
+    // SO_REUSEPORT: the kernel checks it at bind() against the sockets already on the address,
+    // and two sockets may share the address only when both had it set then. An exclusive bind
+    // sets it only after bind() succeeded, before listen() (which adds the socket to the group):
+    // that bind fails on any address already served, while the group's other sockets, bound
+    // later with the flag, join. Of two proxies started on one address only one can succeed,
+    // whatever the timing.
+    // TCP_NODELAY: accepted sockets inherit it from the listener, one syscall per connection
+    // saved.
+    if (auto e = set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1)) return fail(e);
+    if (mode == Bind::kJoin)
+        if (auto e = set_int(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1)) return fail(e);
+    if (auto e = set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1)) return fail(e);
+    if (::bind(fd.get(), address.sa(), address.length) != 0) return fail(last_error());
+    if (mode == Bind::kExclusive)
+        if (auto e = set_int(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1)) return fail(e);
+    if (::listen(fd.get(), backlog) != 0) return fail(last_error());
+    ec.clear();
+    return fd;
+}
 }  // namespace
 
 Fd listen_tcp(const Address& address, int backlog, std::error_code& ec) {
-    Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
-    if (!fd) {
-        ec = last_error();
-        return {};
+    return open_listener(address, backlog, Bind::kJoin, ec);
+}
+
+std::vector<Fd> listen_tcp_group(const Address& address, int backlog, unsigned count,
+                                 std::error_code& ec) {
+    std::vector<Fd> group;
+    Fd first = open_listener(address, backlog, Bind::kExclusive, ec);
+    if (!first) return {};
+    Address bound = local_address(first.get());
+    group.push_back(std::move(first));
+    while (group.size() < count) {
+        Fd fd = open_listener(bound, backlog, Bind::kJoin, ec);
+        if (!fd) return {};
+        group.push_back(std::move(fd));
     }
-    int one = 1;
-    if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        // Accepted sockets inherit TCP_NODELAY from the listener: one syscall per connection
-        // saved.
-        ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
-        ::bind(fd.get(), address.sa(), address.length) != 0 || ::listen(fd.get(), backlog) != 0) {
-        ec = last_error();
-        return {};
-    }
-    ec.clear();
-    return fd;
+    return group;
 }
 
 Fd tcp_socket(int family, std::error_code& ec) {

@@ -2,16 +2,28 @@
 
 #include <cstdint>
 #include <system_error>
+#include <vector>
 
 #include "common/address.hpp"
 #include "common/fd.hpp"
 
 namespace ringlb::common {
 
-// A non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR and SO_REUSEPORT, so each
-// shard can bind its own socket to the same address and the kernel spreads connections. It also
-// has TCP_NODELAY, which accepted sockets inherit.
+// A non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR and SO_REUSEPORT. It also
+// has TCP_NODELAY, which accepted sockets inherit. It joins any SO_REUSEPORT group of the same
+// user already listening on `address`; the proxy's listeners use listen_tcp_group() instead.
 Fd listen_tcp(const Address& address, int backlog, std::error_code& ec);
+
+// `count` (>= 1) listening sockets on `address`, one per shard, in one SO_REUSEPORT group over
+// which the kernel spreads connections. The first bind is exclusive: the call fails with
+// EADDRINUSE when anything already listens on `address` or on an address overlapping it (a
+// wildcard), SO_REUSEPORT or not, so a second proxy started on a served address fails instead of
+// silently taking a share of the traffic. (A process of the same user that binds later with
+// SO_REUSEPORT, as listen_tcp() does, can still join; the kernel allows that.) Each socket is as
+// listen_tcp()'s. Port 0 is resolved by the first bind and reused for the others. On failure
+// `ec` is set and nothing stays open.
+std::vector<Fd> listen_tcp_group(const Address& address, int backlog, unsigned count,
+                                 std::error_code& ec);
 
 // A non-blocking, close-on-exec TCP socket for an outgoing connection to `family`.
 Fd tcp_socket(int family, std::error_code& ec);

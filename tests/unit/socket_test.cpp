@@ -442,3 +442,140 @@ TEST(SocketSourceTest, ProbeMatchesTheKernel) {
     bool kernel_knows = ::getsockopt(fd.get(), IPPROTO_IP, IP_LOCAL_PORT_RANGE, &value, &len) == 0;
     EXPECT_EQ(ringlb::common::local_port_range_supported(), kernel_knows);
 }
+
+namespace {
+
+// The address a listener got (port 0 resolved).
+Address bound_address(const Fd& fd) {
+    return ringlb::common::local_address(fd.get());
+}
+
+Address with_port(const char* host_port0, uint16_t port) {
+    auto address = ringlb::common::parse_address(host_port0);
+    EXPECT_TRUE(address) << host_port0;
+    if (address && address->family() == AF_INET)
+        reinterpret_cast<sockaddr_in*>(&address->storage)->sin_port = htons(port);
+    return address.value_or(Address{});
+}
+
+// Whether /proc/net/tcp lists a TIME_WAIT socket whose local port is `port`.
+bool time_wait_on_local_port(uint16_t port) {
+    FILE* f = std::fopen("/proc/net/tcp", "r");
+    if (!f) return false;
+    char line[512];
+    bool found = false;
+    while (std::fgets(line, sizeof(line), f)) {
+        unsigned local_port = 0, state = 0;
+        if (std::sscanf(line, " %*d: %*8[0-9A-Fa-f]:%x %*8[0-9A-Fa-f]:%*x %x", &local_port,
+                        &state) == 2 &&
+            local_port == port && state == 6)
+            found = true;
+    }
+    std::fclose(f);
+    return found;
+}
+
+}  // namespace
+
+TEST(SocketGroupTest, FirstBindIsExclusiveOnAServedAddress) {
+    std::error_code ec;
+    // Served by a SO_REUSEPORT socket (what any shard socket, or an older ringlb, holds).
+    Fd shared = ringlb::common::listen_tcp(*ringlb::common::parse_address("127.0.0.1:0"), 16, ec);
+    ASSERT_TRUE(shared) << ec.message();
+    std::vector<Fd> group = ringlb::common::listen_tcp_group(bound_address(shared), 16, 2, ec);
+    EXPECT_TRUE(group.empty());
+    EXPECT_EQ(ec.value(), EADDRINUSE) << ec.message();
+
+    // Served by another group: a second ringlb on the same listener address.
+    std::vector<Fd> first =
+        ringlb::common::listen_tcp_group(*ringlb::common::parse_address("127.0.0.1:0"), 16, 2, ec);
+    ASSERT_EQ(first.size(), 2u) << ec.message();
+    uint16_t port = bound_address(first[0]).port();
+    group = ringlb::common::listen_tcp_group(bound_address(first[0]), 16, 2, ec);
+    EXPECT_TRUE(group.empty());
+    EXPECT_EQ(ec.value(), EADDRINUSE) << ec.message();
+    // ... and the wildcard address over it.
+    group = ringlb::common::listen_tcp_group(with_port("0.0.0.0:0", port), 16, 1, ec);
+    EXPECT_TRUE(group.empty());
+    EXPECT_EQ(ec.value(), EADDRINUSE) << ec.message();
+
+    // Served by a plain listener without SO_REUSEPORT.
+    Fd plain(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    Address any = *ringlb::common::parse_address("127.0.0.1:0");
+    ASSERT_EQ(::bind(plain.get(), any.sa(), any.length), 0);
+    ASSERT_EQ(::listen(plain.get(), 4), 0);
+    group = ringlb::common::listen_tcp_group(bound_address(plain), 16, 1, ec);
+    EXPECT_TRUE(group.empty());
+    EXPECT_EQ(ec.value(), EADDRINUSE) << ec.message();
+}
+
+TEST(SocketGroupTest, GroupSocketsShareThePortAndEachGetsConnections) {
+    std::error_code ec;
+    constexpr unsigned kSockets = 3;
+    std::vector<Fd> group = ringlb::common::listen_tcp_group(
+        *ringlb::common::parse_address("127.0.0.1:0"), 64, kSockets, ec);
+    ASSERT_EQ(group.size(), kSockets) << ec.message();
+    Address address = bound_address(group[0]);
+    ASSERT_NE(address.port(), 0);
+    for (const Fd& fd : group) {
+        EXPECT_EQ(bound_address(fd).port(), address.port());
+        int reuse = 0;
+        socklen_t len = sizeof(reuse);
+        ASSERT_EQ(::getsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &reuse, &len), 0);
+        EXPECT_EQ(reuse, 1);
+    }
+
+    // The kernel hashes each connection's 4-tuple onto one socket of the group: with 40
+    // connections, a socket left without any is a 3 x (2/3)^40 (about 3e-7) chance.
+    constexpr int kConnections = 40;
+    std::vector<Fd> clients;
+    for (int i = 0; i < kConnections; ++i) {
+        Fd client = blocking_socket(AF_INET);
+        ASSERT_EQ(connect_to(client.get(), address), 0) << std::strerror(errno);
+        clients.push_back(std::move(client));
+    }
+    std::vector<Fd> accepted;
+    std::vector<int> per_socket(kSockets, 0);
+    for (int round = 0; round < 2000 && static_cast<int>(accepted.size()) < kConnections; ++round) {
+        for (unsigned s = 0; s < kSockets; ++s) {
+            Fd fd(::accept4(group[s].get(), nullptr, nullptr, SOCK_CLOEXEC));
+            if (!fd) continue;
+            int nodelay = get_int(fd.get(), IPPROTO_TCP, TCP_NODELAY);
+            EXPECT_EQ(nodelay, 1);
+            ++per_socket[s];
+            accepted.push_back(std::move(fd));
+        }
+        if (static_cast<int>(accepted.size()) < kConnections) ::usleep(1000);
+    }
+    EXPECT_EQ(accepted.size(), static_cast<size_t>(kConnections));
+    for (unsigned s = 0; s < kSockets; ++s) EXPECT_GT(per_socket[s], 0) << "socket " << s;
+    reset_all(clients);
+    reset_all(accepted);
+}
+
+TEST(SocketGroupTest, RebindsWhileAcceptedConnectionsSitInTimeWait) {
+    std::error_code ec;
+    std::vector<Fd> group =
+        ringlb::common::listen_tcp_group(*ringlb::common::parse_address("127.0.0.1:0"), 16, 2, ec);
+    ASSERT_EQ(group.size(), 2u) << ec.message();
+    Address address = bound_address(group[0]);
+    Fd client = blocking_socket(AF_INET);
+    ASSERT_EQ(connect_to(client.get(), address), 0);
+    Fd server;
+    for (int i = 0; i < 2000 && !server; ++i) {
+        for (const Fd& l : group)
+            if (!server) server.reset(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!server) ::usleep(1000);
+    }
+    ASSERT_TRUE(server);
+    // The proxy's side closes first, so the TIME_WAIT entry has the listening port as local port.
+    server.reset();
+    char byte;
+    EXPECT_EQ(::recv(client.get(), &byte, 1, 0), 0);
+    client.reset();
+    ASSERT_TRUE(time_wait_on_local_port(address.port()));
+    group.clear();
+
+    group = ringlb::common::listen_tcp_group(address, 16, 2, ec);
+    EXPECT_EQ(group.size(), 2u) << ec.message();
+}
