@@ -9,6 +9,7 @@
 
 #include "common/log.hpp"
 #include "config/config.hpp"
+#include "proxy/runtime/host_check.hpp"
 #include "proxy/runtime/runtime.hpp"
 
 namespace {
@@ -31,6 +32,10 @@ int cmd_check(const std::string& path) {
             "config OK: %s: %zu listener(s), %zu cluster(s); engine on this host: %s (%s)\n",
             path.c_str(), cfg.listeners.size(), cfg.clusters.size(), engine.name,
             engine.reason.c_str());
+        int cpus = static_cast<int>(ringlb::runtime::usable_cpus().size());
+        std::string warning = ringlb::runtime::workers_warning(
+            cfg, ringlb::runtime::resolve_workers(cfg.runtime, cpus), cpus);
+        if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
         if (!engine.ok) {
             std::fprintf(stderr, "%s: runtime.engine: io_uring is unavailable here: %s\n",
                          path.c_str(), engine.reason.c_str());
@@ -51,6 +56,8 @@ int cmd_version() {
 }
 
 int cmd_run(const std::string& path) {
+    // A stop signal during the configuration load waits for run()'s handlers.
+    ringlb::runtime::block_control_signals();
     std::shared_ptr<const ringlb::config::Config> cfg;
     try {
         cfg = std::make_shared<const ringlb::config::Config>(ringlb::config::load_file(path));

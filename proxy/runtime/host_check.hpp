@@ -17,11 +17,26 @@ struct HostLimits {
     long fd_soft = -1, fd_hard = -1;          // RLIMIT_NOFILE
     bool local_port_range_supported = false;  // IP_LOCAL_PORT_RANGE (Linux 6.3+)
     long pipe_user_pages_soft = -1;           // fs.pipe-user-pages-soft (0: no limit)
+    int cpus = -1;                            // CPUs this process may run on (usable_cpus())
 };
 
+// The CPUs this process may run on, in increasing order: the calling thread's affinity mask
+// (taskset, a container's cgroup cpuset), which std::thread::hardware_concurrency() ignores (it
+// counts every online CPU). Empty when the mask cannot be read.
+std::vector<int> usable_cpus();
+
+// How many shards run: runtime.workers, or for "auto" one per usable CPU (`cpus`; 1 when
+// unknown).
+unsigned resolve_workers(const config::RuntimeConfig& runtime, int cpus);
+
+// The warning for more shards than usable CPUs, with what each extra shard costs; "" when
+// `workers` <= `cpus` or `cpus` is unknown (< 1). check_host() includes it; `ringlb check`
+// prints it too.
+std::string workers_warning(const config::Config& config, unsigned workers, int cpus);
+
 // Reads the sysctls under `proc_sys_root` (a fake tree in tests), the process's RLIMIT_NOFILE and
-// probes IP_LOCAL_PORT_RANGE on the running kernel. The net.* values are those of the calling
-// thread's network namespace, the one ringlb's sockets live in. Call it after
+// usable CPUs, and probes IP_LOCAL_PORT_RANGE on the running kernel. The net.* values are those of
+// the calling thread's network namespace, the one ringlb's sockets live in. Call it after
 // common::raise_fd_limit() so the fd limit is the one the shards will run with.
 HostLimits read_host_limits(const std::string& proc_sys_root = "/proc/sys");
 

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <functional>
 #include <string>
-#include <thread>
 
 #include "common/log.hpp"
 #include "common/socket.hpp"
@@ -144,7 +143,60 @@ EngineDecision decide_engine(config::EngineKind requested) {
     return d;
 }
 
+namespace {
+// The signals the control thread handles; every other thread keeps them blocked.
+sigset_t control_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int signo : {SIGINT, SIGTERM, SIGHUP, SIGUSR1}) sigaddset(&set, signo);
+    return set;
+}
+}  // namespace
+
+void block_control_signals() {
+    sigset_t set = control_signals();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 int run(std::shared_ptr<const config::Config> config) {
+    // Signal handling comes first, so no signal of the startup meets the default action (which
+    // kills the process without closing anything): a stop requested while shards start stops
+    // them and exits 0. Signals that arrived since block_control_signals() were kept pending and
+    // reach the signal_set as soon as they are unblocked.
+    boost::asio::io_context io;
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);
+    signals.add(SIGHUP);
+    {
+        sigset_t set = control_signals();
+        pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    }
+    std::vector<std::unique_ptr<shard::Shard>> shards;
+    bool stop_requested = false;
+    std::function<void(const boost::system::error_code&, int)> on_signal =
+        [&](const boost::system::error_code& ec, int signo) {
+            if (ec) return;
+            if (signo == SIGUSR1) {
+                log_stats(shards);
+            } else if (signo == SIGHUP) {
+                LOG_WARN(
+                    "SIGHUP: hot reload is not available in this version; configuration "
+                    "unchanged");
+            } else {
+                LOG_INFO("%s: stopping", strsignal(signo));
+                stop_requested = true;
+                io.stop();
+                return;
+            }
+            signals.async_wait(on_signal);
+        };
+    signals.async_wait(on_signal);
+    auto stop_shards = [&shards] {
+        for (auto& s : shards) s->request_stop();
+        for (auto& s : shards) s->join();
+        log_stats(shards);
+        LOG_INFO("stopped");
+    };
+
     long fd_limit = common::raise_fd_limit();
     LOG_INFO("ringlb %s starting: config %s, fd limit %ld", RINGLB_VERSION, config->source.c_str(),
              fd_limit);
@@ -156,14 +208,11 @@ int run(std::shared_ptr<const config::Config> config) {
     }
     LOG_INFO("engine: %s (%s)", engine.name, engine.reason.c_str());
 
-    unsigned workers = config->runtime.workers;
-    unsigned cpus = std::thread::hardware_concurrency();
-    if (cpus == 0) cpus = 1;
-    if (workers == 0) workers = cpus;
-
-    // What the host allows (ports, TIME_WAIT reuse, backlog cap, fds), with advice where it caps
-    // the configured load; an error (e.g. source_port_range without IP_LOCAL_PORT_RANGE) stops.
+    // What the host allows (ports, TIME_WAIT reuse, backlog cap, fds, CPUs), with advice where it
+    // caps the configured load; an error (e.g. source_port_range without IP_LOCAL_PORT_RANGE)
+    // stops.
     HostLimits limits = read_host_limits();
+    unsigned workers = resolve_workers(config->runtime, limits.cpus);
     std::vector<HostAdvice> advice = check_host(limits, *config, workers);
     for (const HostAdvice& a : advice) {
         switch (a.level) {
@@ -183,72 +232,63 @@ int run(std::shared_ptr<const config::Config> config) {
     auto snapshot = std::make_shared<const shard::Snapshot>(config);
 
     // Listening sockets are opened here, before any shard runs, so a bad bind is reported once
-    // and clearly; each shard gets its own SO_REUSEPORT socket per listener.
+    // and clearly. Each listener gets one SO_REUSEPORT group with a socket per shard; its first
+    // bind is exclusive, so an address another process already serves (an orphaned ringlb, say)
+    // fails here with EADDRINUSE instead of sharing its connections (common::listen_tcp_group).
     std::vector<std::vector<common::Fd>> per_shard(workers);
-    for (unsigned w = 0; w < workers; ++w) {
-        for (const auto& l : config->listeners) {
-            std::error_code ec;
-            common::Fd fd = common::listen_tcp(l.bind, l.backlog, ec);
-            if (!fd) {
-                LOG_ERROR("listener %s: cannot listen on %s: %s", l.name.c_str(),
-                          l.bind_text.c_str(), ec.message().c_str());
-                return 1;
-            }
-            per_shard[w].push_back(std::move(fd));
+    for (const auto& l : config->listeners) {
+        std::error_code ec;
+        std::vector<common::Fd> group = common::listen_tcp_group(l.bind, l.backlog, workers, ec);
+        if (group.empty()) {
+            LOG_ERROR("listener %s: cannot listen on %s: %s", l.name.c_str(), l.bind_text.c_str(),
+                      ec.message().c_str());
+            return 1;
         }
+        for (unsigned w = 0; w < workers; ++w) per_shard[w].push_back(std::move(group[w]));
     }
 
-    // Shard threads inherit this mask: signals are handled only by the control thread.
-    sigset_t all;
-    sigfillset(&all);
-    sigset_t previous;
-    pthread_sigmask(SIG_BLOCK, &all, &previous);
-
-    std::vector<std::unique_ptr<shard::Shard>> shards;
+    // pin_cpus: shard N goes to the Nth CPU this process may run on, which need not be CPU N in a
+    // container's cpuset.
+    std::vector<int> cpu_ids = config->runtime.pin_cpus ? usable_cpus() : std::vector<int>{};
     engine::EngineParams params;
     params.buffer_size = config->runtime.buffer_size;
     params.buffer_count = config->runtime.buffer_count;
     params.max_fds = static_cast<unsigned>(fd_limit > 0 ? fd_limit : 65536);
     for (unsigned w = 0; w < workers; ++w) {
+        // A signal that arrived while the previous shards started is handled now.
+        io.poll();
+        if (stop_requested) break;
         shard::ShardOptions options;
         options.id = w;
-        options.cpu = config->runtime.pin_cpus ? static_cast<int>(w % cpus) : -1;
+        options.cpu = cpu_ids.empty() ? -1 : cpu_ids[w % cpu_ids.size()];
         options.engine = engine.choice;
         options.engine_params = params;
         options.pipe_pool = config->runtime.pipe_pool;
         options.pipe_size = config->runtime.pipe_size;
         options.shards = workers;
+        // Shard threads inherit this mask: signals are handled only by the control thread. A
+        // signal that arrives meanwhile stays pending until the mask is restored.
+        sigset_t all;
+        sigfillset(&all);
+        sigset_t previous;
+        pthread_sigmask(SIG_BLOCK, &all, &previous);
         shards.push_back(
             std::make_unique<shard::Shard>(options, snapshot, std::move(per_shard[w])));
         std::string error = shards.back()->start();
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
         if (!error.empty()) {
-            pthread_sigmask(SIG_SETMASK, &previous, nullptr);
             LOG_ERROR("%s", error.c_str());
             return 1;  // shards already started stop in their destructors
         }
     }
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-
-    boost::asio::io_context io;
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGUSR1);
-    signals.add(SIGHUP);
-    std::function<void(const boost::system::error_code&, int)> on_signal =
-        [&](const boost::system::error_code& ec, int signo) {
-            if (ec) return;
-            if (signo == SIGUSR1) {
-                log_stats(shards);
-            } else if (signo == SIGHUP) {
-                LOG_WARN(
-                    "SIGHUP: hot reload is not available in this version; configuration "
-                    "unchanged");
-            } else {
-                LOG_INFO("%s: stopping", strsignal(signo));
-                io.stop();
-                return;
-            }
-            signals.async_wait(on_signal);
-        };
-    signals.async_wait(on_signal);
+    io.poll();
+    if (stop_requested) {
+        LOG_INFO("stop requested during startup: %zu of %u shards had started", shards.size(),
+                 workers);
+        per_shard.clear();  // the listening sockets of shards that never started
+        stop_shards();
+        return 0;
+    }
 
     std::vector<double> forecast;
     for (const auto& c : config->clusters) forecast.push_back(sustainable_new_conn_rate(c, limits));
@@ -277,10 +317,7 @@ int run(std::shared_ptr<const config::Config> config) {
 
     admin_server.set_ready(false);
     admin_server.close();
-    for (auto& s : shards) s->request_stop();
-    for (auto& s : shards) s->join();
-    log_stats(shards);
-    LOG_INFO("stopped");
+    stop_shards();
     return 0;
 }
 

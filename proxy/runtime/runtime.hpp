@@ -18,8 +18,14 @@ struct EngineDecision {
 };
 EngineDecision decide_engine(config::EngineKind requested);
 
-// Process lifecycle: opens listeners, starts shards, runs the control thread (Boost.Asio:
-// signals) until SIGTERM/SIGINT, then stops shards. Returns the process exit code.
+// Blocks, in the calling thread, the signals run() handles (SIGINT, SIGTERM, SIGHUP, SIGUSR1),
+// so one that arrives before run() (while the configuration loads) stays pending instead of
+// meeting its default action; run() unblocks them once its handlers are installed.
+void block_control_signals();
+
+// Process lifecycle: installs the signal handlers, opens listeners, starts shards, runs the
+// control thread (Boost.Asio: signals) until SIGTERM/SIGINT, then stops shards. A stop requested
+// while shards start stops those already started and returns 0. Returns the process exit code.
 int run(std::shared_ptr<const config::Config> config);
 
 }  // namespace ringlb::runtime

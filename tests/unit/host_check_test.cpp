@@ -1,9 +1,11 @@
 #include "proxy/runtime/host_check.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -419,6 +421,47 @@ TEST(HostCheckTest, SplicePipePoolAbovePipeUserPagesSoftWarns) {
     h.pipe_user_pages_soft = 16384;
     config.listeners[0].forward = ForwardMode::kBuffered;
     EXPECT_FALSE(find(check_host(h, config, 8), "pipe-user-pages-soft ("));
+}
+
+// ---- workers and CPUs ----
+
+TEST(HostCheckTest, WorkersAboveUsableCpusWarnOnceWithWhatAShardCosts) {
+    Config config = one_cluster(cluster("app", {"127.0.0.1:9000"}));
+    config.runtime.buffer_count = 512;
+    config.runtime.buffer_size = 64 * 1024;
+    config.runtime.pipe_pool = 64;
+    config.runtime.pipe_size = 64 * 1024;
+    HostLimits h = default_host();
+    h.cpus = 2;
+    auto advice = check_host(h, config, 3);
+    std::optional<HostAdvice> a = find(advice, "runtime.workers = 3 is more than the 2 CPU(s)");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->level, AdviceLevel::kWarn);
+    EXPECT_NE(a->message.find("32 MiB of forwarding buffers"), std::string::npos) << a->message;
+    EXPECT_NE(a->message.find("4 MiB of kernel pipe memory"), std::string::npos) << a->message;
+    EXPECT_EQ(std::count_if(advice.begin(), advice.end(),
+                            [](const HostAdvice& x) {
+                                return x.message.find("runtime.workers") != std::string::npos;
+                            }),
+              1);
+    EXPECT_FALSE(find(check_host(h, config, 2), "runtime.workers"));
+    h.cpus = -1;  // unknown: no warning
+    EXPECT_FALSE(find(check_host(h, config, 64), "runtime.workers"));
+}
+
+TEST(HostCheckTest, AutoWorkersFollowTheUsableCpus) {
+    ringlb::config::RuntimeConfig runtime;  // workers = "auto"
+    EXPECT_EQ(ringlb::runtime::resolve_workers(runtime, 3), 3u);
+    EXPECT_EQ(ringlb::runtime::resolve_workers(runtime, -1), 1u);
+    runtime.workers = 8;
+    EXPECT_EQ(ringlb::runtime::resolve_workers(runtime, 3), 8u);
+    std::vector<int> cpus = ringlb::runtime::usable_cpus();
+    EXPECT_FALSE(cpus.empty());
+    EXPECT_EQ(read_host_limits().cpus, static_cast<int>(cpus.size()));
+    cpu_set_t set;
+    ASSERT_EQ(::sched_getaffinity(0, sizeof(set), &set), 0);
+    EXPECT_EQ(static_cast<int>(cpus.size()), CPU_COUNT(&set));
+    for (int cpu : cpus) EXPECT_TRUE(CPU_ISSET(cpu, &set)) << cpu;
 }
 
 // ---- the port forecast ----
