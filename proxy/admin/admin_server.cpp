@@ -31,7 +31,7 @@ namespace {
 // with unread bytes makes the kernel answer with a reset, and a reset can destroy the response
 // before the client has read it. Bounded in time and bytes.
 constexpr auto kLingerTimeout = std::chrono::seconds(1);
-constexpr size_t kLingerBytes = 64 * 1024;
+constexpr size_t kLingerBytes = 256 * 1024;
 constexpr size_t kReadChunk = 4096;
 // A failing accept (EMFILE, ENFILE, ENOBUFS) fails again at once: the connection stays queued.
 constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
@@ -61,6 +61,7 @@ http::response<http::string_body> make_response(const Reply& reply, bool head, b
     response.version(version);
     response.result(reply.status);
     response.set(http::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) response.set(name, value);
     response.body() = reply.body;
     response.keep_alive(keep_alive);
     response.prepare_payload();
@@ -104,9 +105,12 @@ struct AdminServer::State {
             // A HEAD handler is the GET handler: the connection drops the body.
             for (const auto& m : r.methods)
                 if (m == request.method) return r.handler(request);
-            return {405, "text/plain",
+            std::string allowed = join(r.methods, ", ");
+            return {405,
+                    "text/plain",
                     "method " + std::string(request.method) + " not allowed on " + r.path +
-                        " (allowed: " + join(r.methods, ", ") + ")\n"};
+                        " (allowed: " + allowed + ")\n",
+                    {{"Allow", allowed}}};
         }
         return {404, "text/plain",
                 "not found: " + std::string(request.path) + "\nendpoints:\n" + describe_routes()};

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "common/address.hpp"
@@ -27,9 +28,19 @@ struct Request {
 };
 
 struct Reply {
+    using Headers = std::vector<std::pair<std::string, std::string>>;
+
+    Reply() = default;
+    Reply(unsigned code, std::string type, std::string text, Headers fields = {})
+        : status(code),
+          content_type(std::move(type)),
+          body(std::move(text)),
+          headers(std::move(fields)) {}
+
     unsigned status = 200;
     std::string content_type = "text/plain";
     std::string body;
+    Headers headers;  // more fields, e.g. Allow
 };
 
 // One admin endpoint. A request for `path` with a method not in `methods` gets 405 with an
