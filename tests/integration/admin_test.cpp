@@ -496,6 +496,29 @@ TEST_F(AdminTest, ConnectionsPastTheLimitAreRefusedAndCounted) {
     EXPECT_EQ(log.find("admin: refused a connection", first + 1), std::string::npos) << log;
 }
 
+// SIGTERM with admin connections idle, mid-request and kept alive: ringlb exits 0 at once, the
+// connections end with a FIN, and the sanitizers (TearDown) find nothing in the teardown.
+TEST_F(AdminTest, StopsWithAdminConnectionsOpen) {
+    Client idle, partial, kept;
+    ASSERT_TRUE(idle.connect(port())) << idle.error();
+    ASSERT_TRUE(partial.connect(port())) << partial.error();
+    ASSERT_TRUE(kept.connect(port())) << kept.error();
+    ASSERT_TRUE(partial.send("GET /metrics HTTP/1.1\r\nHost: x\r\n"));
+    ASSERT_TRUE(kept.send(request("GET", "/healthz")));
+    auto response = kept.read_response(false);
+    ASSERT_TRUE(response) << kept.error();
+    EXPECT_EQ(response->body, "ok\n");
+
+    auto start = Clock::now();
+    EXPECT_EQ(proxy_.stop(), 0);
+    EXPECT_LT(Clock::now() - start, 2s);
+    for (Client* c : {&idle, &partial, &kept}) {
+        std::string extra;
+        EXPECT_TRUE(c->expect_close(2000ms, &extra)) << c->error();
+        EXPECT_EQ(extra, "");
+    }
+}
+
 // Out of fds the admin acceptor pauses (100 ms between attempts) instead of spinning on the
 // connection it cannot take, logs that once, and serves again once fds are free.
 TEST(AdminFdTest, RunningOutOfFdsPausesAcceptingAndRecovers) {
