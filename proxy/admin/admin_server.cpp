@@ -1,97 +1,272 @@
 #include "proxy/admin/admin_server.hpp"
 
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/streambuf.hpp>
-#include <boost/asio/write.hpp>
-#include <chrono>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <cinttypes>
 #include <cstring>
-#include <memory>
+#include <optional>
+#include <unordered_set>
+#include <utility>
 
 #include "common/log.hpp"
 
 namespace ringlb::admin {
 
 namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
 using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr size_t kMaxRequest = 8192;
-constexpr auto kRequestTimeout = std::chrono::seconds(5);
+// After a response that ends the connection, ringlb shuts down its sending side and reads what
+// the client still sends (the body of a 413, the rest of a 431's header) before closing: closing
+// with unread bytes makes the kernel answer with a reset, and a reset can destroy the response
+// before the client has read it. Bounded in time and bytes.
+constexpr auto kLingerTimeout = std::chrono::seconds(1);
+constexpr size_t kLingerBytes = 256 * 1024;
+constexpr size_t kReadChunk = 4096;
+// A failing accept (EMFILE, ENFILE, ENOBUFS) fails again at once: the connection stays queued.
+constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
+constexpr auto kLogInterval = std::chrono::seconds(10);
 
-struct Response {
-    int status;
-    const char* reason;
-    const char* content_type;
-    std::string body;
+// At most one log line per kLogInterval for one kind of trouble. Returns whether to log now;
+// then *suppressed is how many occurrences since the last line went unlogged.
+struct LogWindow {
+    Clock::time_point next{};
+    uint64_t suppressed = 0;
 };
+bool log_window_open(LogWindow& window, uint64_t* suppressed) {
+    auto now = Clock::now();
+    if (now < window.next) {
+        ++window.suppressed;
+        return false;
+    }
+    *suppressed = window.suppressed;
+    window.suppressed = 0;
+    window.next = now + kLogInterval;
+    return true;
+}
 
-// One admin connection: read one request head, answer, close.
-class Exchange : public std::enable_shared_from_this<Exchange> {
-  public:
-    Exchange(tcp::socket socket,
-             std::function<Response(const std::string&, const std::string&)> route)
-        : socket_(std::move(socket)),
-          timer_(socket_.get_executor()),
-          request_(kMaxRequest),
-          route_(std::move(route)) {}
+http::response<http::string_body> make_response(const Reply& reply, bool head, bool keep_alive,
+                                                unsigned version) {
+    http::response<http::string_body> response;
+    response.version(version);
+    response.result(reply.status);
+    response.set(http::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) response.set(name, value);
+    response.body() = reply.body;
+    response.keep_alive(keep_alive);
+    response.prepare_payload();
+    // HEAD: the Content-Length GET would send, and no body.
+    if (head) response.body().clear();
+    return response;
+}
 
-    void start() {
-        auto self = shared_from_this();
-        timer_.expires_after(kRequestTimeout);
-        timer_.async_wait([self](const boost::system::error_code& ec) {
-            if (!ec) {
-                boost::system::error_code ignored;
-                self->socket_.close(ignored);
-            }
-        });
-        asio::async_read_until(
-            socket_, request_, "\r\n\r\n",
-            [self](const boost::system::error_code& ec, size_t) { self->on_request(ec); });
+std::string join(const std::vector<std::string>& items, const char* separator) {
+    std::string out;
+    for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
+    return out;
+}
+
+class Connection;
+
+}  // namespace
+
+struct AdminServer::State {
+    AdminLimits limits;
+    std::vector<Route> routes;
+    bool ready = false;
+    bool closed = false;
+    std::unordered_set<Connection*> connections;
+    uint64_t rejected = 0;
+    uint64_t accept_errors = 0;
+    LogWindow accept_log;
+    LogWindow reject_log;
+
+    std::string describe_routes() const {
+        std::string out;
+        for (const auto& r : routes)
+            out += join(r.methods, ", ") + " " + r.path + "  " + r.description + "\n";
+        return out;
     }
 
-  private:
-    void on_request(const boost::system::error_code& ec) {
-        Response response;
-        if (ec) {
-            if (ec == asio::error::not_found) {
-                response = {431, "Request Header Fields Too Large", "text/plain", "too large\n"};
-            } else {
-                timer_.cancel();
-                return;
-            }
-        } else {
-            std::istream in(&request_);
-            std::string method, target;
-            in >> method >> target;
-            response = route_(method, target);
+    // The reply to a request that parsed.
+    Reply route(const Request& request) const {
+        for (const auto& r : routes) {
+            if (r.path != request.path) continue;
+            // A HEAD handler is the GET handler: the connection drops the body.
+            for (const auto& m : r.methods)
+                if (m == request.method) return r.handler(request);
+            std::string allowed = join(r.methods, ", ");
+            return {405,
+                    "text/plain",
+                    "method " + std::string(request.method) + " not allowed on " + r.path +
+                        " (allowed: " + allowed + ")\n",
+                    {{"Allow", allowed}}};
         }
-        out_ = "HTTP/1.1 " + std::to_string(response.status) + " " + response.reason +
-               "\r\nContent-Type: " + response.content_type +
-               "\r\nContent-Length: " + std::to_string(response.body.size()) +
-               "\r\nConnection: close\r\n\r\n" + response.body;
-        auto self = shared_from_this();
-        asio::async_write(socket_, asio::buffer(out_),
-                          [self](const boost::system::error_code&, size_t) {
-                              boost::system::error_code ignored;
-                              self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
-                              self->socket_.close(ignored);
-                              self->timer_.cancel();
+        return {404, "text/plain",
+                "not found: " + std::string(request.path) + "\nendpoints:\n" + describe_routes()};
+    }
+};
+
+namespace {
+
+// One admin connection: keep-alive requests, each read within request_timeout after an idle wait
+// of at most idle_timeout, answered in order, until the client closes, a limit is reached or a
+// request is malformed.
+class Connection : public std::enable_shared_from_this<Connection> {
+  public:
+    Connection(tcp::socket socket, std::shared_ptr<AdminServer::State> state)
+        : stream_(std::move(socket)), state_(std::move(state)) {
+        state_->connections.insert(this);
+    }
+    ~Connection() { state_->connections.erase(this); }
+
+    void start() { wait_for_request(); }
+    void stop() { stream_.close(); }
+
+  private:
+    // Idle until the first byte of the next request (unless it is already buffered), so that
+    // request_timeout measures the request itself.
+    void wait_for_request() {
+        if (buffer_.size() > 0) return read_request();
+        stream_.expires_after(state_->limits.idle_timeout);
+        stream_.async_read_some(buffer_.prepare(kReadChunk),
+                                [self = shared_from_this()](beast::error_code ec, size_t n) {
+                                    // Timeout, EOF, reset or close(): the destructor closes.
+                                    if (ec) return;
+                                    self->buffer_.commit(n);
+                                    self->read_request();
+                                });
+    }
+
+    void read_request() {
+        parser_.emplace();
+        parser_->header_limit(state_->limits.max_header_bytes);
+        parser_->body_limit(state_->limits.max_body_bytes);
+        stream_.expires_after(state_->limits.request_timeout);
+        http::async_read(
+            stream_, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code ec, size_t) { self->on_request(ec); });
+    }
+
+    void on_request(beast::error_code ec) {
+        const auto& limits = state_->limits;
+        if (ec == http::error::header_limit)
+            return reject({431, "text/plain",
+                           "request header larger than " + std::to_string(limits.max_header_bytes) +
+                               " bytes\n"});
+        if (ec == http::error::body_limit)
+            return reject(
+                {413, "text/plain",
+                 "request body larger than " + std::to_string(limits.max_body_bytes) + " bytes\n"});
+        static const auto& http_category =
+            http::make_error_code(http::error::bad_target).category();
+        if (ec && ec.category() == http_category && ec != http::error::end_of_stream &&
+            ec != http::error::partial_message)
+            return reject({400, "text/plain", "bad request: " + ec.message() + "\n"});
+        // The client left, timed out, or the server closes.
+        if (ec) return;
+
+        const auto& message = parser_->get();
+        auto view = [](beast::string_view v) { return std::string_view(v.data(), v.size()); };
+        std::string_view target = view(message.target());
+        size_t question = target.find('?');
+        Request request;
+        request.method = view(message.method_string());
+        request.path = target.substr(0, question);
+        if (question != std::string_view::npos) request.query = target.substr(question + 1);
+        request.body = message.body();
+        bool head = message.method() == http::verb::head;
+        Reply reply = state_->route(request);
+        bool keep_alive = message.keep_alive() && !state_->closed &&
+                          ++served_ < limits.max_requests_per_connection;
+        respond(make_response(reply, head, keep_alive, message.version()));
+    }
+
+    // An answer to a request that did not parse; the connection cannot go on after it.
+    void reject(const Reply& reply) { respond(make_response(reply, false, false, 11)); }
+
+    void respond(http::response<http::string_body> response) {
+        response_ = std::move(response);
+        stream_.expires_after(state_->limits.write_timeout);
+        http::async_write(stream_, response_,
+                          [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return;
+                              if (self->response_.keep_alive()) return self->wait_for_request();
+                              self->linger();
                           });
     }
 
-    tcp::socket socket_;
-    asio::steady_timer timer_;
-    asio::streambuf request_;
-    std::string out_;
-    std::function<Response(const std::string&, const std::string&)> route_;
+    void linger() {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream_.expires_after(kLingerTimeout);
+        drain();
+    }
+
+    void drain() {
+        buffer_.clear();
+        stream_.async_read_some(buffer_.prepare(kReadChunk),
+                                [self = shared_from_this()](beast::error_code ec, size_t n) {
+                                    self->drained_ += n;
+                                    if (ec || self->drained_ > kLingerBytes) return;
+                                    self->drain();
+                                });
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    http::response<http::string_body> response_;
+    unsigned served_ = 0;
+    size_t drained_ = 0;
+    std::shared_ptr<AdminServer::State> state_;
 };
 
 }  // namespace
 
-AdminServer::AdminServer(asio::io_context& io, std::function<std::string()> metrics)
-    : acceptor_(io), retry_(io), metrics_(std::move(metrics)) {}
+AdminServer::AdminServer(asio::io_context& io, std::function<std::string()> metrics,
+                         AdminLimits limits)
+    : state_(std::make_shared<State>()), acceptor_(io), retry_(io) {
+    state_->limits = limits;
+    // The handlers live in *state_, so a raw pointer to it cannot dangle (a shared_ptr would be
+    // a cycle).
+    State* state = state_.get();
+    state_->routes = {
+        {"/metrics",
+         {"GET", "HEAD"},
+         "Prometheus text format: every counter, summed over the shards at scrape time",
+         [metrics = std::move(metrics)](const Request&) -> Reply {
+             return {200, "text/plain; version=0.0.4; charset=utf-8", metrics()};
+         }},
+        {"/healthz",
+         {"GET", "HEAD"},
+         "200 while the process runs",
+         [](const Request&) -> Reply {
+             return {200, "text/plain", "ok\n"};
+         }},
+        {"/ready",
+         {"GET", "HEAD"},
+         "200 once every shard serves, 503 while starting or stopping",
+         [state](const Request&) -> Reply {
+             if (state->ready) return {200, "text/plain", "ready\n"};
+             return {503, "text/plain", "not ready\n"};
+         }},
+    };
+}
+
+AdminServer::~AdminServer() {
+    close();
+}
 
 std::error_code AdminServer::listen(const common::Address& address) {
     boost::system::error_code ec;
@@ -103,43 +278,66 @@ std::error_code AdminServer::listen(const common::Address& address) {
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return {ec.value(), std::system_category()};
+    state_->closed = false;
     accept();
     return {};
 }
 
+void AdminServer::set_ready(bool ready) {
+    state_->ready = ready;
+}
+
 void AdminServer::close() {
+    state_->closed = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     retry_.cancel();
+    // stop() only closes sockets; the connections end (and leave the set) in their handlers.
+    for (Connection* c : state_->connections) c->stop();
+}
+
+std::string AdminServer::describe_routes() const {
+    return state_->describe_routes();
+}
+
+AdminServer::Stats AdminServer::stats() const {
+    return {state_->connections.size(), state_->rejected, state_->accept_errors};
 }
 
 void AdminServer::accept() {
     acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
-        if (ec == asio::error::operation_aborted) return;
-        if (!ec) {
-            auto route = [this](const std::string& method, const std::string& target) -> Response {
-                if (method != "GET" && method != "HEAD")
-                    return {405, "Method Not Allowed", "text/plain", "use GET\n"};
-                std::string path = target.substr(0, target.find('?'));
-                if (path == "/metrics")
-                    return {200, "OK", "text/plain; version=0.0.4; charset=utf-8", metrics_()};
-                if (path == "/healthz") return {200, "OK", "text/plain", "ok\n"};
-                if (path == "/ready") {
-                    if (ready_) return {200, "OK", "text/plain", "ready\n"};
-                    return {503, "Service Unavailable", "text/plain", "not ready\n"};
-                }
-                return {404, "Not Found", "text/plain", "try /metrics, /healthz or /ready\n"};
-            };
-            std::make_shared<Exchange>(std::move(socket), route)->start();
-            accept();
-            return;
+        if (ec == asio::error::operation_aborted || state_->closed) return;
+        if (ec) return on_accept_error(ec);
+        if (state_->connections.size() >= state_->limits.max_connections) {
+            // Best effort and without waiting: a fresh socket's send buffer is empty.
+            ++state_->rejected;
+            boost::system::error_code ignored;
+            socket.non_blocking(true, ignored);
+            auto busy = make_response({503, "text/plain", "too many admin connections\n"}, false,
+                                      false, 11);
+            http::write(socket, busy, ignored);
+            socket.shutdown(tcp::socket::shutdown_both, ignored);
+            socket.close(ignored);
+            if (uint64_t suppressed; log_window_open(state_->reject_log, &suppressed))
+                LOG_WARN("admin: refused a connection: %zu open is the limit (%" PRIu64
+                         " more refused since the last report)",
+                         state_->connections.size(), suppressed);
+        } else {
+            std::make_shared<Connection>(std::move(socket), state_)->start();
         }
-        // Out of fds or similar: try again shortly rather than spin.
-        LOG_WARN("admin: accept: %s", ec.message().c_str());
-        retry_.expires_after(std::chrono::milliseconds(100));
-        retry_.async_wait([this](const boost::system::error_code& wait_ec) {
-            if (!wait_ec) accept();
-        });
+        accept();
+    });
+}
+
+void AdminServer::on_accept_error(const boost::system::error_code& ec) {
+    ++state_->accept_errors;
+    if (uint64_t suppressed; log_window_open(state_->accept_log, &suppressed))
+        LOG_WARN("admin: accept: %s; retrying in %lld ms (%" PRIu64
+                 " more failures since the last report)",
+                 ec.message().c_str(), static_cast<long long>(kAcceptRetry.count()), suppressed);
+    retry_.expires_after(kAcceptRetry);
+    retry_.async_wait([this](const boost::system::error_code& wait_ec) {
+        if (!wait_ec && !state_->closed) accept();
     });
 }
 

@@ -19,7 +19,8 @@ std::string admin_get(uint16_t port, const std::string& path) {
     std::string error;
     common::Fd fd = connect_to(port, Millis(2000), &error);
     if (!fd) return "";
-    std::string request = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    std::string request =
+        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     if (!send_all(fd.get(), request.data(), request.size(), Millis(2000))) return "";
     std::string response;
     char buf[4096];
