@@ -134,8 +134,12 @@ void AdminServer::accept() {
             accept();
             return;
         }
-        // Out of fds or similar: try again shortly rather than spin.
-        LOG_WARN("admin: accept: %s", ec.message().c_str());
+        // Out of fds even in the reserve the data path leaves it (common/fd_reserve.hpp), or
+        // similar: try again shortly rather than spin, and log once per window, not per retry.
+        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now().time_since_epoch());
+        LOG_WARN_LIMITED(accept_error_log_, static_cast<uint64_t>(now.count()), "admin: accept: %s",
+                         ec.message().c_str());
         retry_.expires_after(std::chrono::milliseconds(100));
         retry_.async_wait([this](const boost::system::error_code& wait_ec) {
             if (!wait_ec) accept();

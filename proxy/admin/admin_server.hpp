@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "common/address.hpp"
+#include "common/log.hpp"
 
 namespace ringlb::admin {
 
@@ -33,6 +34,7 @@ class AdminServer {
     boost::asio::steady_timer retry_;
     std::function<std::string()> metrics_;
     bool ready_ = false;
+    common::LogLimiter accept_error_log_;
 };
 
 }  // namespace ringlb::admin

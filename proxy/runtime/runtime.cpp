@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "common/fd_reserve.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
 #include "proxy/admin/admin_server.hpp"
@@ -146,6 +147,7 @@ EngineDecision decide_engine(config::EngineKind requested) {
 
 int run(std::shared_ptr<const config::Config> config) {
     long fd_limit = common::raise_fd_limit();
+    common::reserve_fds(fd_limit);  // the admin endpoint keeps answering out of fds
     LOG_INFO("ringlb %s starting: config %s, fd limit %ld", RINGLB_VERSION, config->source.c_str(),
              fd_limit);
 

@@ -1,0 +1,31 @@
+#pragma once
+
+namespace ringlb::common {
+
+// The top of the fd table is kept for the control plane (the admin endpoint's sockets), so that
+// /metrics still answers while the data path has used every fd it may: without it, the shards
+// retried accept every 100 ms and took each fd the moment it freed, and /metrics timed out
+// (11,000 idle clients at a 20,000 fd limit). The data path asks fd_in_reserve() about each fd
+// it opens and stops growing there; the control plane does not ask.
+//
+// The kernel always hands out the lowest free fd, so an fd at or above the threshold means every
+// fd below it is in use: one comparison tells how full the table is.
+
+// fds kept back: kMaxFdReserve, or an eighth of the limit when that is smaller (but at least
+// one), so that a small limit (64 in the tests) still leaves the data path most of its fds.
+inline constexpr long kMaxFdReserve = 64;
+long fd_reserve_for(long fd_limit);
+
+// Keeps the top fd_reserve_for(fd_limit) fds back: the threshold becomes fd_limit minus that.
+// Call once at start, before any shard runs. Until then (and for a limit <= 0, unknown) nothing
+// is reserved.
+void reserve_fds(long fd_limit);
+// The lowest fd in the reserve.
+int fd_reserve_threshold();
+// Whether `fd` lies in the reserve, i.e. the data path has used its share of the table.
+bool fd_in_reserve(int fd);
+// Whether the next fd opened would land below the reserve (probed by opening one and closing it
+// again); false also when the process is out of fds altogether.
+bool fd_below_reserve_free();
+
+}  // namespace ringlb::common
