@@ -108,6 +108,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     void run(std::string& error, std::atomic<int>& state);
     void arm_accept(Listener& l);
     void on_accept(Listener& l, const engine::Completion& c);
+    void start_session(Listener& l, common::Fd client);
     void resume_accepting();
     void shutdown_sessions();
 
