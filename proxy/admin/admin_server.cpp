@@ -1,5 +1,6 @@
 #include "proxy/admin/admin_server.hpp"
 
+#include <fcntl.h>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -8,12 +9,13 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <cinttypes>
+
 #include <cstring>
 #include <optional>
 #include <unordered_set>
 #include <utility>
 
+#include "common/fd.hpp"
 #include "common/log.hpp"
 
 namespace ringlb::admin {
@@ -35,24 +37,17 @@ constexpr size_t kLingerBytes = 256 * 1024;
 constexpr size_t kReadChunk = 4096;
 // A failing accept (EMFILE, ENFILE, ENOBUFS) fails again at once: the connection stays queued.
 constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
-constexpr auto kLogInterval = std::chrono::seconds(10);
 
-// At most one log line per kLogInterval for one kind of trouble. Returns whether to log now;
-// then *suppressed is how many occurrences since the last line went unlogged.
-struct LogWindow {
-    Clock::time_point next{};
-    uint64_t suppressed = 0;
-};
-bool log_window_open(LogWindow& window, uint64_t* suppressed) {
-    auto now = Clock::now();
-    if (now < window.next) {
-        ++window.suppressed;
-        return false;
-    }
-    *suppressed = window.suppressed;
-    window.suppressed = 0;
-    window.next = now + kLogInterval;
-    return true;
+// The admin endpoint keeps this many fds open on /dev/null and gives one up to accept a
+// connection when the process is out of fds: io_uring's multishot accept can take a burst of
+// queued clients past the shards' fd reserve (common/fd_reserve.hpp) before their pause takes
+// effect, and /metrics must answer exactly then. A few are enough: a scrape holds one.
+constexpr size_t kSpareFds = 4;
+
+uint64_t steady_ms() {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+            .count());
 }
 
 http::response<http::string_body> make_response(const Reply& reply, bool head, bool keep_alive,
@@ -88,8 +83,19 @@ struct AdminServer::State {
     std::unordered_set<Connection*> connections;
     uint64_t rejected = 0;
     uint64_t accept_errors = 0;
-    LogWindow accept_log;
-    LogWindow reject_log;
+    uint64_t spares_used = 0;
+    common::LogLimiter accept_log;
+    common::LogLimiter reject_log;
+    std::vector<common::Fd> spare_fds;
+
+    // Tops the spare fds up again; quietly leaves them short while the process is out of fds.
+    void refill_spares() {
+        while (spare_fds.size() < kSpareFds) {
+            common::Fd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+            if (!fd) return;
+            spare_fds.push_back(std::move(fd));
+        }
+    }
 
     std::string describe_routes() const {
         std::string out;
@@ -128,7 +134,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         : stream_(std::move(socket)), state_(std::move(state)) {
         state_->connections.insert(this);
     }
-    ~Connection() { state_->connections.erase(this); }
+    ~Connection() {
+        state_->connections.erase(this);
+        state_->refill_spares();
+    }
 
     void start() { wait_for_request(); }
     void stop() { stream_.close(); }
@@ -279,6 +288,7 @@ std::error_code AdminServer::listen(const common::Address& address) {
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return {ec.value(), std::system_category()};
     state_->closed = false;
+    state_->refill_spares();
     accept();
     return {};
 }
@@ -301,7 +311,8 @@ std::string AdminServer::describe_routes() const {
 }
 
 AdminServer::Stats AdminServer::stats() const {
-    return {state_->connections.size(), state_->rejected, state_->accept_errors};
+    return {state_->connections.size(), state_->rejected, state_->accept_errors,
+            state_->spares_used};
 }
 
 void AdminServer::accept() {
@@ -318,10 +329,9 @@ void AdminServer::accept() {
             http::write(socket, busy, ignored);
             socket.shutdown(tcp::socket::shutdown_both, ignored);
             socket.close(ignored);
-            if (uint64_t suppressed; log_window_open(state_->reject_log, &suppressed))
-                LOG_WARN("admin: refused a connection: %zu open is the limit (%" PRIu64
-                         " more refused since the last report)",
-                         state_->connections.size(), suppressed);
+            LOG_WARN_LIMITED(state_->reject_log, steady_ms(),
+                             "admin: refused a connection: %zu open is the limit",
+                             state_->connections.size());
         } else {
             std::make_shared<Connection>(std::move(socket), state_)->start();
         }
@@ -331,10 +341,15 @@ void AdminServer::accept() {
 
 void AdminServer::on_accept_error(const boost::system::error_code& ec) {
     ++state_->accept_errors;
-    if (uint64_t suppressed; log_window_open(state_->accept_log, &suppressed))
-        LOG_WARN("admin: accept: %s; retrying in %lld ms (%" PRIu64
-                 " more failures since the last report)",
-                 ec.message().c_str(), static_cast<long long>(kAcceptRetry.count()), suppressed);
+    if ((ec.value() == EMFILE || ec.value() == ENFILE) && !state_->spare_fds.empty()) {
+        // Give up a spare fd and accept again at once: the shards have paused accepting, so the
+        // fd just freed is the admin endpoint's.
+        state_->spare_fds.pop_back();
+        ++state_->spares_used;
+        return accept();
+    }
+    LOG_WARN_LIMITED(state_->accept_log, steady_ms(), "admin: accept: %s; retrying in %lld ms",
+                     ec.message().c_str(), static_cast<long long>(kAcceptRetry.count()));
     retry_.expires_after(kAcceptRetry);
     retry_.async_wait([this](const boost::system::error_code& wait_ec) {
         if (!wait_ec && !state_->closed) accept();

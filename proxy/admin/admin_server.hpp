@@ -82,7 +82,8 @@ class AdminServer {
     struct Stats {
         size_t active = 0;           // connections open now
         uint64_t rejected = 0;       // connections closed at once for max_connections
-        uint64_t accept_errors = 0;  // failed accepts (EMFILE, ...), each followed by a pause
+        uint64_t accept_errors = 0;  // failed accepts (EMFILE, ...)
+        uint64_t spares_used = 0;    // spare fds given up to accept while out of fds
     };
 
     AdminServer(boost::asio::io_context& io, std::function<std::string()> metrics,

@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 
+#include "common/fd_reserve.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
 #include "proxy/admin/admin_server.hpp"
@@ -198,6 +199,7 @@ int run(std::shared_ptr<const config::Config> config) {
     };
 
     long fd_limit = common::raise_fd_limit();
+    common::reserve_fds(fd_limit);  // the admin endpoint keeps answering out of fds
     LOG_INFO("ringlb %s starting: config %s, fd limit %ld", RINGLB_VERSION, config->source.c_str(),
              fd_limit);
 

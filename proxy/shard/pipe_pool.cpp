@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "common/fd_reserve.hpp"
+
 namespace ringlb::shard {
 
 PipePool::PipePool(uint32_t max_pipes, uint32_t pipe_size)
@@ -14,6 +16,14 @@ PipePool::PipePool(uint32_t max_pipes, uint32_t pipe_size)
 bool PipePool::open_pipe(Pipe& pipe) {
     int fds[2];
     if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+    if (common::fd_in_reserve(fds[0]) || common::fd_in_reserve(fds[1])) {
+        // A pipe is an optimisation (the direction forwards buffered without one), and up to
+        // pipe_pool of them stay open per shard: they must not take the fds kept for the admin
+        // endpoint.
+        ::close(fds[0]);
+        ::close(fds[1]);
+        return false;
+    }
     pipe.read_end.reset(fds[0]);
     pipe.write_end.reset(fds[1]);
     // Larger pipes mean fewer splice calls per byte. Failure (user pipe quota) leaves the

@@ -24,7 +24,8 @@ class PipePool {
     PipePool(const PipePool&) = delete;
     PipePool& operator=(const PipePool&) = delete;
 
-    // A pipe, or nullptr when max_pipes are lent out or pipe creation fails.
+    // A pipe, or nullptr when max_pipes are lent out or pipe creation fails (also when its fds
+    // would lie in the control plane's reserve, common/fd_reserve.hpp).
     Pipe* acquire();
     // Returns a pipe. A pipe that may still hold bytes (`empty` false) is closed, not reused.
     void release(Pipe* pipe, bool empty);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/fd.hpp"
+#include "common/log.hpp"
 #include "proxy/engine/engine.hpp"
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/pipe_pool.hpp"
@@ -71,7 +72,8 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     ShardCounters& stats() { return counters_; }
     upstream::Connector& connector() { return *connector_; }
     void session_closed(Session* session);
-    // Out of fds (EMFILE/ENFILE): stop accepting until a session closes or a short pause ends.
+    // Out of fds (EMFILE/ENFILE, or an fd in the control plane's reserve): stop accepting until
+    // a session closes, or a short pause ends and an fd below the reserve is free.
     void pause_accepting() override;
     // CLOCK_MONOTONIC_COARSE (vDSO, a few ns, 1-4 ms resolution): read per event rather than
     // cached per loop iteration, since a completion may arrive after a long wait.
@@ -100,11 +102,13 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
         const config::ListenerConfig* config = nullptr;
         upstream::ClusterState* cluster = nullptr;  // set once the connector exists
         engine::Op accept_op;
+        common::LogLimiter accept_error_log;
     };
 
     void run(std::string& error, std::atomic<int>& state);
     void arm_accept(Listener& l);
     void on_accept(Listener& l, const engine::Completion& c);
+    void start_session(Listener& l, common::Fd client);
     void resume_accepting();
     void shutdown_sessions();
 
@@ -119,6 +123,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     ShardCounters counters_;
     engine::Op pause_timer_;
     bool accept_paused_ = false;
+    common::LogLimiter out_of_fds_log_;
     Session* sessions_ = nullptr;  // intrusive list head
     std::deque<Session*> starved_;
     std::atomic<bool> stop_{false};

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/fd_reserve.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
 
@@ -15,7 +16,6 @@ namespace {
 // Waiting for a free fd: 40 x 50 ms, then the client is closed.
 constexpr unsigned kMaxFdRetries = 40;
 constexpr engine::Millis kFdRetryDelay{50};
-constexpr uint64_t kAddrWarningIntervalMs = 10000;
 
 uint64_t monotonic_ns() {
     timespec ts;
@@ -163,6 +163,9 @@ void Connector::start_connect(ConnectRequest& req, BackendState& b) {
     req.tried_.insert(b.index);
     ++req.attempts_;
     std::error_code ec;
+    // This socket may take an fd of the reserve's lower half (common/fd_reserve.hpp), unlike
+    // pooled sockets and pipes: the client is already ours and needs exactly one, and accepting
+    // stops once a client's fd lands in the reserve.
     common::Fd fd = open_socket(b, ec);
     if (!fd) {
         if ((ec.value() == EMFILE || ec.value() == ENFILE) && req.fd_retries_ < kMaxFdRetries &&
@@ -201,6 +204,11 @@ common::Fd Connector::open_socket(BackendState& b, std::error_code& ec) {
     const config::ClusterConfig& cluster = *b.cluster->cluster->settings;
     const Backend& backend = *b.backend;
     common::Fd fd = common::tcp_socket(backend.address.family(), ec);
+    if (fd && common::fd_in_control_reserve(fd.get())) {
+        // The upper half of the fd reserve is the admin endpoint's alone (common/fd_reserve.hpp).
+        fd.reset();
+        ec = std::error_code(EMFILE, std::system_category());
+    }
     if (!fd) return fd;
     common::set_nodelay(fd.get());
     apply_tcp_options(fd.get(), cluster.tcp_keepalive, cluster.tcp_user_timeout);
@@ -435,11 +443,8 @@ void Connector::dispatch_queue(ClusterState& cs) {
 }
 
 void Connector::warn_addr_not_avail(ClusterState& cs, const BackendState& b) {
-    uint64_t now = host_.now_ms();
-    if (cs.last_addr_warning_ms != 0 && now - cs.last_addr_warning_ms < kAddrWarningIntervalMs)
-        return;
-    cs.last_addr_warning_ms = now;
-    LOG_WARN(
+    LOG_WARN_LIMITED(
+        cs.addr_warning_log, host_.now_ms(),
         "cluster %s: no free source port to reach %s (EADDRNOTAVAIL): connections in TIME_WAIT "
         "hold the ports. Widen net.ipv4.ip_local_port_range or source_port_range, add "
         "source_addresses, set net.ipv4.tcp_tw_reuse = 1, or use close = \"reset\" (see "

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/fd.hpp"
+#include "common/log.hpp"
 #include "config/config.hpp"
 #include "proxy/engine/engine.hpp"
 #include "proxy/upstream/balancer.hpp"
@@ -52,9 +53,9 @@ struct ClusterState {
     ConnectRequest* queue_head = nullptr;
     ConnectRequest* queue_tail = nullptr;
     uint32_t queue_length = 0;
-    uint32_t dispatched = 0;  // waiters woken for a freed slot, not yet resumed
-    size_t next_source = 0;   // round-robin over cluster->source_addresses
-    uint64_t last_addr_warning_ms = 0;
+    uint32_t dispatched = 0;              // waiters woken for a freed slot, not yet resumed
+    size_t next_source = 0;               // round-robin over cluster->source_addresses
+    common::LogLimiter addr_warning_log;  // EADDRNOTAVAIL, per cluster
 };
 
 // What the owner of a ConnectRequest hears back, exactly once per acquire() unless it abandons

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "common/fd_reserve.hpp"
 #include "common/log.hpp"
 #include "proxy/upstream/connector.hpp"
 
@@ -40,6 +41,12 @@ void WarmPool::fill() {
 bool WarmPool::start_connect() {
     std::error_code ec;
     common::Fd fd = connector_.open_socket(backend_, ec);
+    if (fd && common::fd_in_reserve(fd.get())) {
+        // A pooled socket is speculative (a client without one connects directly), so it never
+        // takes an fd kept for the admin endpoint: the fill backs off as if out of fds.
+        fd.reset();
+        ec = std::error_code(EMFILE, std::system_category());
+    }
     if (!fd) {
         note_fill_failure(ec.value());
         return false;

@@ -519,8 +519,9 @@ TEST_F(AdminTest, StopsWithAdminConnectionsOpen) {
     }
 }
 
-// Out of fds the admin acceptor pauses (100 ms between attempts) instead of spinning on the
-// connection it cannot take, logs that once, and serves again once fds are free.
+// Out of fds the admin acceptor first gives up its spare fds (one per connection), then pauses
+// (100 ms between attempts) instead of spinning on the connection it cannot take, logs that
+// once, and serves again once fds are free.
 TEST(AdminFdTest, RunningOutOfFdsPausesAcceptingAndRecovers) {
     ProxyConfigSpec spec;
     spec.engine = "epoll";
@@ -534,7 +535,8 @@ TEST(AdminFdTest, RunningOutOfFdsPausesAcceptingAndRecovers) {
         {"/usr/bin/prlimit", "--nofile=48:48", "--", RINGLB_BINARY, "run", dir.file("ringlb.toml")},
         dir.file("ringlb.log")));
 
-    // More than the fds left, fewer than max_connections: some stay in the accept queue.
+    // More than the fds left plus the spare fds, fewer than max_connections: some stay in the
+    // accept queue.
     std::vector<Client> held(50);
     for (auto& c : held) ASSERT_TRUE(c.connect(spec.admin_port)) << c.error();
     std::string log;
@@ -542,9 +544,7 @@ TEST(AdminFdTest, RunningOutOfFdsPausesAcceptingAndRecovers) {
     while (Clock::now() < deadline &&
            (log = read_file(dir.file("ringlb.log"))).find("admin: accept: ") == std::string::npos)
         std::this_thread::sleep_for(50ms);
-    ASSERT_NE(log.find("admin: accept: Too many open files; retrying in "), std::string::npos)
-        << log;
-    EXPECT_NE(log.find("retrying in 100 ms (0 more failures since the last report)"),
+    ASSERT_NE(log.find("admin: accept: Too many open files; retrying in 100 ms\n"),
               std::string::npos)
         << log;
 

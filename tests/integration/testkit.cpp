@@ -376,7 +376,8 @@ StartResult ProxyProcess::start_file(const std::string& config_path,
                                      const std::vector<std::string>& extra_args, Millis timeout) {
     process_.kill_and_reap(SIGKILL);
     config_path_ = config_path;
-    std::vector<std::string> argv{RINGLB_BINARY, "run", config_path};
+    std::vector<std::string> argv = launcher_;
+    argv.insert(argv.end(), {RINGLB_BINARY, "run", config_path});
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
     StartResult result;
     std::string error;

@@ -140,6 +140,10 @@ class ProxyProcess {
                            const std::vector<std::string>& extra_args = {},
                            Millis timeout = Millis(10000));
 
+    // From the next start on, runs ringlb through `launcher`, e.g.
+    // {"/usr/bin/prlimit", "--nofile=256:256", "--"} (it must exec ringlb in its own process).
+    void set_launcher(std::vector<std::string> launcher) { launcher_ = std::move(launcher); }
+
     pid_t pid() const { return process_.pid(); }
     bool running() { return process_.running(); }
     const std::string& config_path() const { return config_path_; }
@@ -167,6 +171,7 @@ class ProxyProcess {
     TempDir dir_;
     std::string config_path_;
     std::string log_path_;
+    std::vector<std::string> launcher_;
     Subprocess process_;
 };
 
