@@ -13,7 +13,6 @@ namespace {
 // Written once at start before the shard threads exist (their creation orders it before their
 // reads); relaxed loads keep the per-accept check a plain load.
 std::atomic<int> g_threshold{INT_MAX};
-std::atomic<int> g_control_threshold{INT_MAX};
 
 int clamp_to_int(long value) {
     return static_cast<int>(std::min<long>(value, INT_MAX));
@@ -30,24 +29,14 @@ void reserve_fds(long fd_limit) {
     bool known = fd_limit > 0;
     g_threshold.store(known ? clamp_to_int(fd_limit - reserve) : INT_MAX,
                       std::memory_order_relaxed);
-    g_control_threshold.store(known ? clamp_to_int(fd_limit - reserve / 2) : INT_MAX,
-                              std::memory_order_relaxed);
 }
 
 int fd_reserve_threshold() {
     return g_threshold.load(std::memory_order_relaxed);
 }
 
-int fd_control_reserve_threshold() {
-    return g_control_threshold.load(std::memory_order_relaxed);
-}
-
 bool fd_in_reserve(int fd) {
     return fd >= fd_reserve_threshold();
-}
-
-bool fd_in_control_reserve(int fd) {
-    return fd >= fd_control_reserve_threshold();
 }
 
 bool fd_below_reserve_free() {

@@ -18,8 +18,6 @@ using common::Counter;
     X(bytes_out, counter, "Bytes forwarded from upstreams to clients.")                          \
     X(emfile_pauses, counter, "Times accepting paused because the process ran out of fds.")      \
     X(accept_errors, counter, "Accept errors other than running out of fds.")                    \
-    X(fd_reserve_closes, counter,                                                                \
-      "Clients closed at accept: their fd fell in the admin endpoint's share of the fds.")       \
     X(forward_errors, counter, "Sessions ended by a socket error (reset, broken pipe).")         \
     X(timeouts, counter, "Sessions closed by a timeout (reason per backend in closes_total).")   \
     X(splice_directions, counter, "Session directions started with splice forwarding.")          \

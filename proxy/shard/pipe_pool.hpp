@@ -25,7 +25,7 @@ class PipePool {
     PipePool& operator=(const PipePool&) = delete;
 
     // A pipe, or nullptr when max_pipes are lent out or pipe creation fails (also when its fds
-    // would lie in the control plane's reserve, common/fd_reserve.hpp).
+    // would lie in the fd reserve, common/fd_reserve.hpp).
     Pipe* acquire();
     // Returns a pipe. A pipe that may still hold bytes (`empty` false) is closed, not reused.
     void release(Pipe* pipe, bool empty);

@@ -176,20 +176,14 @@ void Shard::on_accept(Listener& l, const engine::Completion& c) {
     if (c.res >= 0) {
         common::Fd client(c.res);
         if (stopping_) return;
-        if (common::fd_in_control_reserve(client.get())) {
-            // Accepted past the pause, in a multishot burst: the reserve's upper half is the
-            // admin endpoint's, and this client's upstream socket would have to land there too.
-            counters_.fd_reserve_closes.add();
-            engine_->close_fd(client.release());
-            pause_accepting();
-        } else {
-            // The kernel hands out the lowest free fd: this one in the reserve means the data
-            // path has used its share. The client is already ours and is kept; no further one
-            // is taken.
-            bool last = common::fd_in_reserve(client.get());
-            start_session(l, std::move(client));
-            if (last) pause_accepting();
-        }
+        // The kernel hands out the lowest free fd: this one in the reserve means the data path
+        // has used its share. The client is already ours and is kept (its upstream socket may
+        // take a reserve fd too); no further one is taken. (io_uring's multishot accept may
+        // already have taken more from the listen queue, up to EMFILE; the admin endpoint keeps
+        // spare fds of its own for that case.)
+        bool last = common::fd_in_reserve(client.get());
+        start_session(l, std::move(client));
+        if (last) pause_accepting();
     }
     if (c.more() || stopping_) return;
     switch (-c.res) {

@@ -72,7 +72,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     ShardCounters& stats() { return counters_; }
     upstream::Connector& connector() { return *connector_; }
     void session_closed(Session* session);
-    // Out of fds (EMFILE/ENFILE, or an fd in the control plane's reserve): stop accepting until
+    // Out of fds (EMFILE/ENFILE, or a client's fd in the fd reserve): stop accepting until
     // a session closes, or a short pause ends and an fd below the reserve is free.
     void pause_accepting() override;
     // CLOCK_MONOTONIC_COARSE (vDSO, a few ns, 1-4 ms resolution): read per event rather than

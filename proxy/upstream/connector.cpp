@@ -163,7 +163,7 @@ void Connector::start_connect(ConnectRequest& req, BackendState& b) {
     req.tried_.insert(b.index);
     ++req.attempts_;
     std::error_code ec;
-    // This socket may take an fd of the reserve's lower half (common/fd_reserve.hpp), unlike
+    // This socket may take an fd of the reserve (common/fd_reserve.hpp), unlike
     // pooled sockets and pipes: the client is already ours and needs exactly one, and accepting
     // stops once a client's fd lands in the reserve.
     common::Fd fd = open_socket(b, ec);
@@ -204,11 +204,6 @@ common::Fd Connector::open_socket(BackendState& b, std::error_code& ec) {
     const config::ClusterConfig& cluster = *b.cluster->cluster->settings;
     const Backend& backend = *b.backend;
     common::Fd fd = common::tcp_socket(backend.address.family(), ec);
-    if (fd && common::fd_in_control_reserve(fd.get())) {
-        // The upper half of the fd reserve is the admin endpoint's alone (common/fd_reserve.hpp).
-        fd.reset();
-        ec = std::error_code(EMFILE, std::system_category());
-    }
     if (!fd) return fd;
     common::set_nodelay(fd.get());
     apply_tcp_options(fd.get(), cluster.tcp_keepalive, cluster.tcp_user_timeout);
