@@ -860,7 +860,7 @@ TEST(ConfigTest, OverlapNamesTheEarliestListener) {
 
 // Hints compare short words only; a megabyte-long name must not ask for terabytes.
 TEST(ConfigTest, HugeNamesAndKeysGetNoHint) {
-    std::string huge(1 << 20, 'x');
+    std::string huge(1 << 16, 'x');
     std::string text = "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:1\"\ncluster = \"" + huge +
                        "\"\n[[cluster]]\nname = \"" + huge +
                        "y\"\nbackends = [ { address = \"127.0.0.1:9001\" } ]\n";
