@@ -560,6 +560,14 @@ class Loader {
             fail(shape.nesting_at, "syntax",
                  "arrays or inline tables nested more than " + std::to_string(kMaxNesting) +
                      " deep; ringlb's configuration never nests that deep");
+        if (shape.non_ascii == TextShape::NonAscii::kOutsideStrings)
+            fail(shape.non_ascii_at, "syntax",
+                 "a non-ASCII character outside a string or comment (TOML keys and values other "
+                 "than strings are ASCII)");
+        if (shape.non_ascii == TextShape::NonAscii::kAfterBackslash)
+            fail(shape.non_ascii_at, "syntax",
+                 "a non-ASCII character right after a backslash in a multi-line string is not "
+                 "supported; write it as a \\u escape");
 #if TOML_EXCEPTIONS
         try {
             return toml::parse(text_, std::string_view(source_));

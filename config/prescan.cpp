@@ -4,11 +4,14 @@ namespace ringlb::config {
 
 namespace {
 
-// A byte of a bare key. Bytes of UTF-8 sequences count too: TOML 1.0 bare keys are ASCII, but
-// a parser built with unreleased features accepts Unicode ones, and counting more is safe.
+// A byte of a bare key (TOML 1.0 bare keys are ASCII).
 bool is_bare(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-           c == '-' || static_cast<unsigned char>(c) >= 0x80;
+           c == '-';
+}
+
+bool is_non_ascii(char c) {
+    return static_cast<unsigned char>(c) >= 0x80;
 }
 
 class Scanner {
@@ -16,6 +19,8 @@ class Scanner {
     explicit Scanner(std::string_view text) : text_(text) {}
 
     TextShape run() {
+        // toml++ skips a UTF-8 byte order mark, and counts no column for it.
+        if (text_.starts_with("\xEF\xBB\xBF")) i_ = 3;
         while (i_ < text_.size()) {
             char c = text_[i_];
             TextPosition here = position_;
@@ -37,6 +42,7 @@ class Scanner {
                 while (i_ < text_.size() && text_[i_] != '\n') step();
                 end_run();
             } else {
+                if (is_non_ascii(c)) note_non_ascii(TextShape::NonAscii::kOutsideStrings, here);
                 if (c == '[' || c == '{') {
                     ++depth_;
                     if (depth_ > shape_.nesting) {
@@ -85,6 +91,27 @@ class Scanner {
         }
     }
 
+    void note_non_ascii(TextShape::NonAscii where, TextPosition at) {
+        if (shape_.non_ascii != TextShape::NonAscii::kNone) return;
+        shape_.non_ascii = where;
+        shape_.non_ascii_at = at;
+    }
+
+    // After a backslash in a multi-line basic string: an escaped character, or a line-ending
+    // backslash with the whitespace and newlines it trims.
+    void escape_in_multiline() {
+        step();
+        auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+        if (i_ < text_.size() && is_space(text_[i_])) {
+            while (i_ < text_.size() && is_space(text_[i_])) step();
+        } else if (i_ < text_.size() && !is_non_ascii(text_[i_])) {
+            step();
+            return;
+        }
+        if (i_ < text_.size() && is_non_ascii(text_[i_]))
+            note_non_ascii(TextShape::NonAscii::kAfterBackslash, position_);
+    }
+
     void end_run() {
         parts_ = 0;
         after_dot_ = false;
@@ -98,8 +125,7 @@ class Scanner {
             for (int k = 0; k < 3; ++k) step();
             while (i_ < text_.size()) {
                 if (basic && text_[i_] == '\\') {
-                    step();
-                    if (i_ < text_.size()) step();
+                    escape_in_multiline();
                 } else if (at(0, quote) && at(1, quote) && at(2, quote)) {
                     for (int k = 0; k < 3; ++k) step();
                     // Up to two more quotes belong to the content: """a""""" is `a""`.

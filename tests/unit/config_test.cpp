@@ -782,6 +782,42 @@ TEST(ConfigTest, MeasureShapeCountsNestingOutsideStringsAndComments) {
     EXPECT_EQ(shape.nesting_at.column, 3u);
 }
 
+TEST(ConfigTest, MeasureShapeFindsNonAsciiWhereTomlppMustNotSeeIt) {
+    using NonAscii = TextShape::NonAscii;
+    auto non_ascii = [](std::string_view text) { return measure_shape(text).non_ascii; };
+    // Where TOML allows it, in strings, quoted keys and comments.
+    for (std::string_view fine :
+         {"a = \"é\"", "a = 'é'", "\"é\" = 1", "[a.'é']", "# é", "a = 1 # é", "a = \"\"\"é\"\"\"",
+          "a = '''\\\né'''", "a = \"\"\"\\\\é\"\"\"", "a = \"\\é\"",
+          "\xEF\xBB\xBF"
+          "a = 1"})
+        EXPECT_EQ(non_ascii(fine), NonAscii::kNone) << fine;
+    TextShape outside = measure_shape("a = 1\nb = 1é");
+    EXPECT_EQ(outside.non_ascii, NonAscii::kOutsideStrings);
+    EXPECT_EQ(outside.non_ascii_at.line, 2u);
+    EXPECT_EQ(outside.non_ascii_at.column, 6u);
+    EXPECT_EQ(non_ascii("é = 1"), NonAscii::kOutsideStrings);
+    EXPECT_EQ(non_ascii("\xcc\xaa"), NonAscii::kOutsideStrings);  // found by the fuzzer
+    TextShape after = measure_shape("a = \"\"\"x\\  \n\n\t§\"\"\"");
+    EXPECT_EQ(after.non_ascii, NonAscii::kAfterBackslash);
+    EXPECT_EQ(after.non_ascii_at.line, 3u);
+    EXPECT_EQ(after.non_ascii_at.column, 2u);
+    EXPECT_EQ(non_ascii("a = \"\"\"\\é\"\"\""), NonAscii::kAfterBackslash);
+}
+
+TEST(ConfigTest, NonAsciiOutsideStringsIsRefusedBeforeParsing) {
+    EXPECT_EQ(error_of(with("x = 1\u00a0\n")),
+              "t.toml:1:6: syntax: a non-ASCII character outside a string or comment (TOML keys "
+              "and values other than strings are ASCII)");
+    EXPECT_EQ(error_of(with("x = \"\"\"\\\n  é\"\"\"\n")),
+              "t.toml:2:3: syntax: a non-ASCII character right after a backslash in a "
+              "multi-line string is not supported; write it as a \\u escape");
+    // Anywhere else it is fine, and so is a byte order mark.
+    Config config =
+        load_string("\xEF\xBB\xBF# é\n" + std::string(kListenerAndCluster) + "# é\n", "t.toml");
+    EXPECT_EQ(config.listeners.size(), 1u);
+}
+
 // Two listeners, `first` bound at line 3 and `second` at line 7: the error, or "" if it loads.
 std::string bind_error(std::string_view first, std::string_view second) {
     std::string text = "[[listener]]\nname = \"one\"\nbind = \"" + std::string(first) +
