@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -13,11 +15,14 @@
 #include <initializer_list>
 #include <limits>
 #include <span>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include <toml++/toml.h>
 
 #include "common/fd.hpp"
+#include "config/prescan.hpp"
 
 namespace ringlb::config {
 
@@ -148,6 +153,13 @@ constexpr int64_t kMaxMaglevTableSize = 1000003;  // a prime
 constexpr int64_t kMaxPoolWarm = 1024;
 constexpr int64_t kMaxQueueSize = 65536;
 
+static_assert(kMaxConfigBytes % (1024 * 1024) == 0);
+// kMaxConfigBytes as messages write it.
+std::string size_limit() {
+    return std::to_string(kMaxConfigBytes / (1024 * 1024)) + " MiB (" +
+           std::to_string(kMaxConfigBytes) + " bytes) for a configuration file";
+}
+
 // Keys a user may have put at the wrong level; used for "it belongs in [runtime]" hints.
 constexpr std::string_view kRuntimeKeys[] = {"workers",      "pin_cpus",  "engine",   "buffer_size",
                                              "buffer_count", "pipe_size", "pipe_pool"};
@@ -206,13 +218,162 @@ bool is_unspecified(const common::Address& address) {
     return false;
 }
 
+// Which local addresses a listening socket takes connections for.
+enum class BindScope {
+    kOneIpv4,  // one IPv4 address, written plain or IPv4-mapped ("[::ffff:127.0.0.1]:80")
+    kOneIpv6,
+    kAllIpv4,  // 0.0.0.0 (or [::ffff:0.0.0.0])
+    kAllIp,    // [::]: every IPv6 address and, as listen_tcp leaves IPV6_V6ONLY off, every IPv4
+};
+
+// A listener's address as the kernel matches it: an IPv4 address in its IPv4-mapped IPv6 form,
+// so "127.0.0.1:80" and "[::ffff:127.0.0.1]:80" have one key.
+struct BindKey {
+    std::array<unsigned char, 16> ip{};
+    uint16_t port = 0;
+    bool operator==(const BindKey&) const = default;
+};
+
+struct BindKeyHash {
+    size_t operator()(const BindKey& key) const {
+        std::string_view bytes(reinterpret_cast<const char*>(key.ip.data()), key.ip.size());
+        return std::hash<std::string_view>()(bytes) * 31 + key.port;
+    }
+};
+
+struct Bind {
+    BindKey key;
+    BindScope scope = BindScope::kOneIpv4;
+};
+
+Bind bind_of(const common::Address& address) {
+    Bind bind;
+    bind.key.port = address.port();
+    if (address.family() == AF_INET) {
+        const in_addr& v4 = reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr;
+        bind.key.ip[10] = bind.key.ip[11] = 0xff;
+        std::memcpy(&bind.key.ip[12], &v4, sizeof(v4));
+        bind.scope = v4.s_addr == htonl(INADDR_ANY) ? BindScope::kAllIpv4 : BindScope::kOneIpv4;
+        return bind;
+    }
+    const in6_addr& v6 = reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr;
+    std::memcpy(bind.key.ip.data(), &v6, sizeof(v6));
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+        bool any = std::all_of(bind.key.ip.begin() + 12, bind.key.ip.end(),
+                               [](unsigned char b) { return b == 0; });
+        bind.scope = any ? BindScope::kAllIpv4 : BindScope::kOneIpv4;
+    } else {
+        bind.scope = IN6_IS_ADDR_UNSPECIFIED(&v6) ? BindScope::kAllIp : BindScope::kOneIpv6;
+    }
+    return bind;
+}
+
+// The listeners' binds so far, to find in O(1) an earlier one that takes connections a new one
+// would also take. Two such sockets both bind (SO_REUSEPORT, one user), and the kernel then hands
+// each connection to only one of them: a listener silently loses some or all of its clients.
+class BindTable {
+  public:
+    static constexpr size_t kNone = std::numeric_limits<size_t>::max();
+
+    struct Collision {
+        size_t index = kNone;  // the earlier listener
+        bool same = false;     // the same address (possibly spelled differently), not an overlap
+    };
+
+    Collision find(const Bind& bind) const {
+        if (auto it = exact_.find(bind.key); it != exact_.end()) return {it->second, true};
+        auto it = ports_.find(bind.key.port);
+        if (it == ports_.end()) return {};
+        const PortUse& use = it->second;
+        size_t earliest = kNone;
+        auto consider = [&](size_t index) { earliest = std::min(earliest, index); };
+        switch (bind.scope) {
+            case BindScope::kOneIpv4:
+                consider(use.all_ipv4);
+                consider(use.all_ip);
+                break;
+            case BindScope::kOneIpv6:
+                consider(use.all_ip);
+                break;
+            case BindScope::kAllIpv4:
+                consider(use.one_ipv4);
+                consider(use.all_ip);
+                break;
+            case BindScope::kAllIp:
+                consider(use.one_ipv4);
+                consider(use.one_ipv6);
+                consider(use.all_ipv4);
+                break;
+        }
+        return {earliest, false};
+    }
+
+    void add(const Bind& bind, size_t index) {
+        exact_.emplace(bind.key, index);
+        PortUse& use = ports_[bind.key.port];
+        size_t* first = nullptr;
+        switch (bind.scope) {
+            case BindScope::kOneIpv4:
+                first = &use.one_ipv4;
+                break;
+            case BindScope::kOneIpv6:
+                first = &use.one_ipv6;
+                break;
+            case BindScope::kAllIpv4:
+                first = &use.all_ipv4;
+                break;
+            case BindScope::kAllIp:
+                first = &use.all_ip;
+                break;
+        }
+        *first = std::min(*first, index);
+    }
+
+  private:
+    // The first listener of each scope on one port.
+    struct PortUse {
+        size_t one_ipv4 = kNone;
+        size_t one_ipv6 = kNone;
+        size_t all_ipv4 = kNone;
+        size_t all_ip = kNone;
+    };
+    std::unordered_map<BindKey, size_t, BindKeyHash> exact_;
+    std::unordered_map<uint16_t, PortUse> ports_;
+};
+
+// Why two binds of one port overlap, said of the wider one.
+std::string_view overlap_reason(BindScope a, BindScope b) {
+    if (a == BindScope::kAllIp || b == BindScope::kAllIp)
+        return "[::] takes connections for every IPv6 address and, as ringlb leaves IPV6_V6ONLY "
+               "off, for every IPv4 address";
+    return "0.0.0.0 takes connections for every IPv4 address";
+}
+
+// An IP address as bytes, with its family, for duplicate checks through a hash set.
+std::string ip_bytes(const common::Address& address) {
+    std::string bytes(1, static_cast<char>(address.family()));
+    if (address.family() == AF_INET) {
+        const in_addr& v4 = reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr;
+        bytes.append(reinterpret_cast<const char*>(&v4), sizeof(v4));
+    } else {
+        const in6_addr& v6 = reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr;
+        bytes.append(reinterpret_cast<const char*>(&v6), sizeof(v6));
+    }
+    return bytes;
+}
+
 const char* family_name(int family) {
     return family == AF_INET6 ? "IPv6" : "IPv4";
 }
 
 // Levenshtein distance, with a swap of two adjacent letters counted as one edit ("wram" is one
-// slip from "warm", not two).
+// slip from "warm", not two). Words longer than kMaxHintLength are never typos worth a hint, and
+// are "far" from everything: the table has (a + 1) * (b + 1) entries, and a key or name may be
+// megabytes long.
+constexpr size_t kMaxHintLength = 64;
 size_t edit_distance(std::string_view a, std::string_view b) {
+    if (a.size() > kMaxHintLength || b.size() > kMaxHintLength)
+        return std::numeric_limits<size_t>::max() / 2;
     const size_t width = b.size() + 1;
     std::vector<size_t> d((a.size() + 1) * width);
     auto at = [&](size_t i, size_t j) -> size_t& { return d[i * width + j]; };
@@ -379,7 +540,34 @@ class Loader {
         fail(node.source(), key, reason);
     }
 
+    [[noreturn]] void fail(TextPosition where, std::string_view key,
+                           std::string_view reason) const {
+        toml::source_position position{where.line, where.column};
+        fail(toml::source_region{position, position, nullptr}, key, reason);
+    }
+
+    // Refuses what toml++ cannot take safely (see prescan.hpp), then parses.
     toml::table parse() const {
+        if (text_.size() > kMaxConfigBytes)
+            throw ConfigError(source_ + ": " + std::to_string(text_.size()) +
+                              " bytes is above the limit of " + size_limit());
+        TextShape shape = measure_shape(text_);
+        if (shape.key_parts > kMaxKeyParts)
+            fail(shape.key_at, "syntax",
+                 "a dotted key or table name with more than " + std::to_string(kMaxKeyParts) +
+                     " parts; ringlb's configuration never nests that deep");
+        if (shape.nesting > kMaxNesting)
+            fail(shape.nesting_at, "syntax",
+                 "arrays or inline tables nested more than " + std::to_string(kMaxNesting) +
+                     " deep; ringlb's configuration never nests that deep");
+        if (shape.non_ascii == TextShape::NonAscii::kOutsideStrings)
+            fail(shape.non_ascii_at, "syntax",
+                 "a non-ASCII character outside a string or comment (TOML keys and values other "
+                 "than strings are ASCII)");
+        if (shape.non_ascii == TextShape::NonAscii::kAfterBackslash)
+            fail(shape.non_ascii_at, "syntax",
+                 "a non-ASCII character right after a backslash in a multi-line string is not "
+                 "supported; write it as a \\u escape");
 #if TOML_EXCEPTIONS
         try {
             return toml::parse(text_, std::string_view(source_));
@@ -595,6 +783,9 @@ class Loader {
     std::vector<ListenerConfig> load_listeners(const toml::table& root) const {
         const toml::array* array = array_of_tables(root, "listener");
         std::vector<ListenerConfig> listeners;
+        std::unordered_map<std::string, size_t> names;
+        BindTable binds;
+        std::vector<uint32_t> bind_lines;
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("listener", i);
@@ -606,20 +797,32 @@ class Loader {
                         {kBackendOnlyKeys, "it is set on each entry of a cluster's backends"}});
             ListenerConfig listener;
             listener.name = name_of(table, prefix);
-            for (size_t j = 0; j < listeners.size(); ++j)
-                if (listeners[j].name == listener.name)
-                    fail(*table.get("name"), join(prefix, "name"),
-                         "duplicate listener name " + quote(listener.name) + " (also used by " +
-                             indexed("listener", j) + ")");
+            if (auto [it, added] = names.emplace(listener.name, i); !added)
+                fail(*table.get("name"), join(prefix, "name"),
+                     "duplicate listener name " + quote(listener.name) + " (also used by " +
+                         indexed("listener", it->second) + ")");
 
             std::string bind_key = join(prefix, "bind");
-            const toml::node& bind = require(table, prefix, "bind");
-            listener.bind = address_of(bind, bind_key, &listener.bind_text);
-            for (size_t j = 0; j < listeners.size(); ++j)
-                if (listeners[j].bind.to_string() == listener.bind.to_string())
-                    fail(bind, bind_key,
-                         "address " + quote(listener.bind_text) + " is already bound by " +
-                             indexed("listener", j) + " (" + quote(listeners[j].name) + ")");
+            const toml::node& bind_node = require(table, prefix, "bind");
+            listener.bind = address_of(bind_node, bind_key, &listener.bind_text);
+            Bind bind = bind_of(listener.bind);
+            if (BindTable::Collision earlier = binds.find(bind);
+                earlier.index != BindTable::kNone) {
+                const ListenerConfig& other = listeners[earlier.index];
+                std::string who = indexed("listener", earlier.index) + " (" + quote(other.name) +
+                                  ", " + quote(other.bind_text) + " at line " +
+                                  std::to_string(bind_lines[earlier.index]) + ")";
+                if (earlier.same)
+                    fail(bind_node, bind_key,
+                         "address " + quote(listener.bind_text) + " is already bound by " + who);
+                fail(bind_node, bind_key,
+                     "address " + quote(listener.bind_text) + " overlaps " + who + ": " +
+                         std::string(overlap_reason(bind.scope, bind_of(other.bind).scope)) +
+                         " of its port; both would bind, and the kernel would hand each "
+                         "connection to only one of them");
+            }
+            binds.add(bind, i);
+            bind_lines.push_back(bind_node.source().begin.line);
 
             // Must be a string here; whether the cluster exists is checked once all are loaded.
             std::string cluster_key = join(prefix, "cluster");
@@ -676,6 +879,7 @@ class Loader {
     std::vector<ClusterConfig> load_clusters(const toml::table& root) const {
         const toml::array* array = array_of_tables(root, "cluster");
         std::vector<ClusterConfig> clusters;
+        std::unordered_map<std::string, size_t> names;
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("cluster", i);
@@ -688,11 +892,10 @@ class Loader {
                  {kBackendOnlyKeys, "it is set on each entry of backends"}});
             ClusterConfig cluster;
             cluster.name = name_of(table, prefix);
-            for (size_t j = 0; j < clusters.size(); ++j)
-                if (clusters[j].name == cluster.name)
-                    fail(*table.get("name"), join(prefix, "name"),
-                         "duplicate cluster name " + quote(cluster.name) + " (also used by " +
-                             indexed("cluster", j) + ")");
+            if (auto [it, added] = names.emplace(cluster.name, i); !added)
+                fail(*table.get("name"), join(prefix, "name"),
+                     "duplicate cluster name " + quote(cluster.name) + " (also used by " +
+                         indexed("cluster", it->second) + ")");
 
             if (const toml::node* node = table.get("connect_timeout"))
                 cluster.connect_timeout = timeout_of(*node, join(prefix, "connect_timeout"));
@@ -858,6 +1061,7 @@ class Loader {
             fail(node, key,
                  "expected an array of IP addresses like [\"127.0.0.2\", \"::1\"], got " +
                      describe(node));
+        std::unordered_map<std::string, size_t> seen;
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::node& element = *array->get(i);
             std::string element_key = indexed(key, i);
@@ -871,23 +1075,25 @@ class Loader {
                      quote(text) +
                          " is the unspecified address; leave source_addresses out to let the "
                          "kernel choose");
-            for (size_t j = 0; j < cluster.source_addresses.size(); ++j)
-                if (cluster.source_addresses[j].to_string() == address->to_string())
-                    fail(element, element_key,
-                         "duplicate source address " + quote(text) + " (same as " +
-                             indexed(key, j) + ", " + quote(cluster.source_address_texts[j]) + ")");
+            if (auto [it, added] = seen.emplace(ip_bytes(*address), i); !added)
+                fail(element, element_key,
+                     "duplicate source address " + quote(text) + " (same as " +
+                         indexed(key, it->second) + ", " +
+                         quote(cluster.source_address_texts[it->second]) + ")");
             cluster.source_addresses.push_back(*address);
             cluster.source_address_texts.push_back(text);
         }
         if (cluster.source_addresses.empty()) return;
         // A connect from an address of the other family fails, so every backend needs at
         // least one source address it can be reached from.
+        auto has_family = [&](int family) {
+            return std::any_of(cluster.source_addresses.begin(), cluster.source_addresses.end(),
+                               [&](const common::Address& a) { return a.family() == family; });
+        };
+        const bool covers[2] = {has_family(AF_INET), has_family(AF_INET6)};
         for (size_t j = 0; j < cluster.backends.size(); ++j) {
             const BackendConfig& backend = cluster.backends[j];
-            bool covered = std::any_of(
-                cluster.source_addresses.begin(), cluster.source_addresses.end(),
-                [&](const common::Address& a) { return a.family() == backend.address.family(); });
-            if (!covered)
+            if (!covers[backend.address.family() == AF_INET6 ? 1 : 0])
                 fail(node, key,
                      std::string("no ") + family_name(backend.address.family()) +
                          " address for backend " + indexed(join(prefix, "backends"), j) + " (" +
@@ -986,12 +1192,13 @@ class Loader {
 
     void resolve_clusters(const toml::table& root, Config& config) const {
         const toml::array& listeners = *root.get("listener")->as_array();
+        std::unordered_map<std::string_view, size_t> by_name;
+        for (size_t j = 0; j < config.clusters.size(); ++j)
+            by_name.emplace(config.clusters[j].name, j);
         for (size_t i = 0; i < config.listeners.size(); ++i) {
             ListenerConfig& listener = config.listeners[i];
-            auto found =
-                std::find_if(config.clusters.begin(), config.clusters.end(),
-                             [&](const ClusterConfig& c) { return c.name == listener.cluster; });
-            if (found == config.clusters.end()) {
+            auto found = by_name.find(listener.cluster);
+            if (found == by_name.end()) {
                 std::string prefix = indexed("listener", i);
                 const toml::node& node = *listeners.get(i)->as_table()->get("cluster");
                 std::string reason = "cluster " + quote(listener.cluster) + " is not defined";
@@ -1008,7 +1215,7 @@ class Loader {
                 if (!best.empty()) reason += " (did you mean " + quote(best) + "?)";
                 fail(node, join(prefix, "cluster"), reason);
             }
-            listener.cluster_index = static_cast<size_t>(found - config.clusters.begin());
+            listener.cluster_index = found->second;
         }
     }
 
@@ -1023,22 +1230,47 @@ Config load_string(std::string_view text, const std::string& source_name) {
 }
 
 Config load_file(const std::string& path) {
+    auto refuse = [&](const std::string& reason) { return ConfigError(path + ": " + reason); };
     auto cannot_read = [&](int error) {
-        return ConfigError(path + ": cannot read: " + std::strerror(error));
+        return refuse(std::string("cannot read: ") + std::strerror(error));
     };
-    common::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+    common::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
     if (!fd) throw cannot_read(errno);
-    std::string text;
-    char chunk[16384];
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw cannot_read(errno);
+    if (!S_ISREG(st.st_mode)) {
+        const char* kind = S_ISDIR(st.st_mode)    ? "a directory"
+                           : S_ISCHR(st.st_mode)  ? "a character device"
+                           : S_ISBLK(st.st_mode)  ? "a block device"
+                           : S_ISFIFO(st.st_mode) ? "a FIFO"
+                           : S_ISSOCK(st.st_mode) ? "a socket"
+                                                  : "of an unknown type";
+        throw refuse(std::string("not a regular file (it is ") + kind +
+                     "); give the path of a TOML file");
+    }
+    if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes)
+        throw refuse(std::to_string(st.st_size) + " bytes is above the limit of " + size_limit());
+    // The file may grow while it is read: one byte more than fstat saw shows it, and reading
+    // stops one byte past the limit.
+    std::string text(static_cast<size_t>(st.st_size) + 1, '\0');
+    size_t size = 0;
     for (;;) {
-        ssize_t n = ::read(fd.get(), chunk, sizeof(chunk));
+        if (size == text.size()) {
+            if (size > kMaxConfigBytes)
+                throw refuse("the file grew above the limit of " + size_limit() +
+                             " while it was read");
+            text.resize(std::min(text.size() * 2, kMaxConfigBytes + 1));
+        }
+        ssize_t n = ::read(fd.get(), text.data() + size, text.size() - size);
         if (n < 0) {
             if (errno == EINTR) continue;
             throw cannot_read(errno);
         }
         if (n == 0) break;
-        text.append(chunk, static_cast<size_t>(n));
+        size += static_cast<size_t>(n);
     }
+    text.resize(size);
     return load_string(text, path);
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds ringlb (Release and ASan+UBSan) and runs every test.
+# Installs what is missing, builds ringlb (Release and ASan+UBSan) and runs every test, then
+# fuzzes the config loader for a minute.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -12,6 +13,18 @@ ctest --test-dir build/release --output-on-failure -j2 --timeout 600
 echo "== tests (asan+ubsan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan --output-on-failure -j2 --timeout 900
+
+echo "== fuzz (config loader, 60 s)"
+# On a copy of the corpus, so new inputs stay in build/; a crash saves its input in build/fuzz/.
+scripts/build.sh fuzz
+rm -rf build/fuzz/corpus-config
+cp -r tests/fuzz/corpus/config build/fuzz/corpus-config
+build/fuzz/config_fuzz -max_total_time=60 -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
+  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus-config || {
+  echo "fuzz: the config loader failed on the input saved in build/fuzz/ (after the fix, add" \
+       "it to tests/fuzz/corpus/config)" >&2
+  exit 1
+}
 
 echo "== benchmark harness (quick mode: checks that it runs and fills every cell; asserts no timing)"
 tests/bench/run --quick --out build/bench-quick </dev/null

@@ -1,6 +1,8 @@
 #include "config/config.hpp"
+#include "config/prescan.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,10 +16,15 @@ using ringlb::config::ConfigError;
 using ringlb::config::EngineKind;
 using ringlb::config::ForwardMode;
 using ringlb::config::HashKey;
+using ringlb::config::kMaxConfigBytes;
+using ringlb::config::kMaxKeyParts;
+using ringlb::config::kMaxNesting;
 using ringlb::config::load_file;
 using ringlb::config::load_string;
+using ringlb::config::measure_shape;
 using ringlb::config::Millis;
 using ringlb::config::parse_duration;
+using ringlb::config::TextShape;
 
 namespace {
 
@@ -410,7 +417,7 @@ TEST(ConfigTest, DuplicateListenerNameAndBind) {
     EXPECT_EQ(error_of(with("[[listener]]\nname = \"web2\"\nbind = \"127.0.0.1:8080\"\n"
                             "cluster = \"app\"\n")),
               "t.toml:7:8: listener[1].bind: address \"127.0.0.1:8080\" is already bound by "
-              "listener[0] (\"web2\")");
+              "listener[0] (\"web2\", \"127.0.0.1:8080\" at line 3)");
 }
 
 TEST(ConfigTest, BadAddresses) {
@@ -613,8 +620,294 @@ TEST(ConfigTest, LoadFileMissingOrUnreadable) {
         load_file("/tmp");
         ADD_FAILURE() << "expected a ConfigError";
     } catch (const ConfigError& error) {
-        EXPECT_STREQ(error.what(), "/tmp: cannot read: Is a directory");
+        EXPECT_STREQ(error.what(),
+                     "/tmp: not a regular file (it is a directory); give the path of a TOML file");
     }
+}
+
+// The message of the ConfigError that load_file(path) throws, or a marker if it loads.
+std::string file_error_of(const std::string& path) {
+    try {
+        load_file(path);
+    } catch (const ConfigError& error) {
+        return error.what();
+    }
+    return "<loaded without error>";
+}
+
+TEST(ConfigTest, LoadFileRefusesWhatIsNotARegularFile) {
+    EXPECT_EQ(file_error_of("/dev/zero"),
+              "/dev/zero: not a regular file (it is a character device); give the path of a "
+              "TOML file");
+    char dir[] = "/tmp/ringlb_config_test_XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    // Opening a FIFO without a writer would block a reader that did not ask for O_NONBLOCK.
+    std::string fifo = std::string(dir) + "/fifo.toml";
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_EQ(file_error_of(fifo),
+              fifo + ": not a regular file (it is a FIFO); give the path of a TOML file");
+    unlink(fifo.c_str());
+    rmdir(dir);
+}
+
+TEST(ConfigTest, LoadFileRefusesAFileAboveTheSizeLimit) {
+    char path[] = "/tmp/ringlb_config_test_XXXXXX";
+    int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    // Sparse: no disk space used. At the limit the file is read and parsed (NUL bytes are a
+    // syntax error); one byte more is refused before reading.
+    ASSERT_EQ(ftruncate(fd, static_cast<off_t>(kMaxConfigBytes)), 0);
+    std::string at_limit = file_error_of(path);
+    EXPECT_EQ(at_limit.rfind(std::string(path) + ":1:1: syntax: ", 0), 0u) << at_limit;
+    ASSERT_EQ(ftruncate(fd, static_cast<off_t>(kMaxConfigBytes) + 1), 0);
+    EXPECT_EQ(file_error_of(path), std::string(path) +
+                                       ": 16777217 bytes is above the limit of 16 MiB "
+                                       "(16777216 bytes) for a configuration file");
+    close(fd);
+    unlink(path);
+}
+
+TEST(ConfigTest, LoadStringRefusesTextAboveTheSizeLimit) {
+    std::string text = std::string(kListenerAndCluster) + "#";
+    text.resize(kMaxConfigBytes + 1, 'x');
+    EXPECT_EQ(error_of(text),
+              "t.toml: 16777217 bytes is above the limit of 16 MiB (16777216 bytes) for a "
+              "configuration file");
+    text.resize(kMaxConfigBytes);  // one long comment
+    EXPECT_EQ(error_of(text), "<loaded without error>");
+}
+
+// "a.a. ... .a" with `parts` parts.
+std::string dotted(size_t parts) {
+    std::string key = "a";
+    for (size_t i = 1; i < parts; ++i) key += ".a";
+    return key;
+}
+
+constexpr std::string_view kTooDeepKey =
+    "syntax: a dotted key or table name with more than 32 parts; ringlb's configuration never "
+    "nests that deep";
+
+TEST(ConfigTest, DeepDottedKeysAreRefusedBeforeParsing) {
+    // The reproduction of issue 17: toml++ itself overflows the stack on these.
+    EXPECT_EQ(error_of("[" + dotted(40001) + "]\n"), "t.toml:1:2: " + std::string(kTooDeepKey));
+    EXPECT_EQ(error_of(dotted(40001) + " = 1\n"), "t.toml:1:1: " + std::string(kTooDeepKey));
+    // The limit itself passes the scan; the loader then names the unknown key.
+    EXPECT_EQ(error_of(with("[" + dotted(kMaxKeyParts) + "]\n")),
+              "t.toml:1:2: a: unknown key \"a\"");
+    // Quoted parts, spaces and tabs around the dots.
+    EXPECT_EQ(error_of(with("x = 1\n[\"a\" . 'b'.\tc." + dotted(kMaxKeyParts - 2) + "]\n")),
+              "t.toml:2:2: " + std::string(kTooDeepKey));
+    EXPECT_EQ(error_of(cluster_with("pool = { " + dotted(33) + " = 1 }\n")),
+              "t.toml:8:10: " + std::string(kTooDeepKey));
+}
+
+TEST(ConfigTest, DeepArraysAndInlineTablesAreRefusedBeforeParsing) {
+    auto nested = [](size_t depth, std::string_view open, std::string_view close) {
+        std::string value;
+        for (size_t i = 0; i < depth; ++i) value += open;
+        for (size_t i = 0; i < depth; ++i) value += close;
+        return "x = " + value + "\n";
+    };
+    constexpr std::string_view kTooDeep =
+        "syntax: arrays or inline tables nested more than 64 deep; ringlb's configuration never "
+        "nests that deep";
+    EXPECT_EQ(error_of(with(nested(kMaxNesting + 1, "[", "]"))),
+              "t.toml:1:69: " + std::string(kTooDeep));
+    // Reported where the nesting is deepest.
+    EXPECT_EQ(error_of(with(nested(200, "{a=", "}"))), "t.toml:1:602: " + std::string(kTooDeep));
+    EXPECT_EQ(error_of(with(nested(kMaxNesting, "[", "]"))), "t.toml:1:1: x: unknown key \"x\"");
+}
+
+// Dots inside strings and comments are no key parts: a config full of them loads.
+TEST(ConfigTest, DotsInStringsAndCommentsAreNotKeyParts) {
+    std::string name = dotted(100);
+    std::string text = "# " + name + "\n[[listener]]\nname = \"" + name +
+                       "1\"\nbind = \"127.0.0.1:1\"\ncluster = \"app\"  # " + name +
+                       "\n[[listener]]\nname = '''" + name +
+                       "2'''\nbind = \"127.0.0.1:2\"\ncluster = \"app\"\n[[listener]]\nname = "
+                       "\"\"\"\n" +
+                       name + "3\"\"\"\nbind = \"127.0.0.1:3\"\ncluster = \"app\"\n";
+    Config config = load_string(with(text), "t.toml");
+    ASSERT_EQ(config.listeners.size(), 4u);
+    EXPECT_EQ(config.listeners[0].name, name + "1");
+    EXPECT_EQ(config.listeners[1].name, name + "2");
+    EXPECT_EQ(config.listeners[2].name, name + "3");  // the newline after """ is not content
+}
+
+TEST(ConfigTest, MeasureShapeCountsKeyPartsOutsideStringsAndComments) {
+    auto parts = [](std::string_view text) { return measure_shape(text).key_parts; };
+    EXPECT_EQ(parts(""), 0u);
+    EXPECT_EQ(parts("a = 1"), 1u);
+    EXPECT_EQ(parts("a.b.c = 1"), 3u);
+    EXPECT_EQ(parts("[ a . \"b.c\" .\t'd.e' ]"), 3u);
+    EXPECT_EQ(parts("a = 1.5"), 2u);  // a float is a run of two, harmlessly
+    EXPECT_EQ(parts("a = \"x.y.z.w\""), 1u);
+    EXPECT_EQ(parts("a = 'x.y.z.w'"), 1u);
+    EXPECT_EQ(parts("# x.y.z.w\na = 1"), 1u);
+    EXPECT_EQ(parts("a = 1 # x.y.z.w"), 1u);
+    EXPECT_EQ(parts("a = \"# x\" \nb.c.d = 1"), 3u);  // '#' in a string opens no comment
+    EXPECT_EQ(parts("a = \"x\\\".y.z.w\""), 1u);      // an escaped quote does not end it
+    EXPECT_EQ(parts("a = 'x\\' b.c.d"), 3u);          // a literal string has no escapes
+    EXPECT_EQ(parts("a = \"\"\"\nx.y.z\n\"\"\""), 1u);
+    EXPECT_EQ(parts("a = '''\nx.y.z\n'''"), 1u);
+    EXPECT_EQ(parts("a = \"\"\"x\\\"\"\"y.z.w\"\"\""), 1u);  // \""" does not close
+    EXPECT_EQ(parts("a = \"\"\"x\"\"\"\"\" b.c"), 2u);       // """x""""" is x"" and closes
+    EXPECT_EQ(parts("a = '''x''''' b.c"), 2u);
+    EXPECT_EQ(parts("a = \"x.y\nb.c.d = 1"), 3u);  // an unterminated string ends at the line
+    EXPECT_EQ(parts("a.b\n.c"), 2u);               // keys never span lines
+    EXPECT_EQ(parts("a..b.c"), 2u);
+    EXPECT_EQ(parts("a b.c"), 2u);
+}
+
+TEST(ConfigTest, MeasureShapeReportsWhereTheLongestRunStarts) {
+    TextShape shape = measure_shape("x = 1\n  \"é\" = 2, b.c.d = 3 # e.f.g.h\n");
+    EXPECT_EQ(shape.key_parts, 3u);
+    EXPECT_EQ(shape.key_at.line, 2u);
+    EXPECT_EQ(shape.key_at.column, 12u);  // columns count code points: "é" is one
+}
+
+TEST(ConfigTest, MeasureShapeCountsNestingOutsideStringsAndComments) {
+    auto nesting = [](std::string_view text) { return measure_shape(text).nesting; };
+    EXPECT_EQ(nesting("a = 1"), 0u);
+    EXPECT_EQ(nesting("[[a]]\n[b]"), 2u);
+    EXPECT_EQ(nesting("a = [[[1]], [2]]"), 3u);
+    EXPECT_EQ(nesting("a = [{ b = [1] }]"), 3u);
+    EXPECT_EQ(nesting("a = \"[[[[\" # {{{{\nb = '[[[['"), 0u);
+    EXPECT_EQ(nesting("a = [\"]]]\", [ ] ]"), 2u);
+    EXPECT_EQ(nesting("]]]] a = [[1]]"), 2u);  // stray closers do not count below zero
+    TextShape shape = measure_shape("a = [1]\nb = [[\n  [3]]]");
+    EXPECT_EQ(shape.nesting, 3u);
+    EXPECT_EQ(shape.nesting_at.line, 3u);
+    EXPECT_EQ(shape.nesting_at.column, 3u);
+}
+
+TEST(ConfigTest, MeasureShapeFindsNonAsciiWhereTomlppMustNotSeeIt) {
+    using NonAscii = TextShape::NonAscii;
+    auto non_ascii = [](std::string_view text) { return measure_shape(text).non_ascii; };
+    // Where TOML allows it, in strings, quoted keys and comments.
+    for (std::string_view fine :
+         {"a = \"é\"", "a = 'é'", "\"é\" = 1", "[a.'é']", "# é", "a = 1 # é", "a = \"\"\"é\"\"\"",
+          "a = '''\\\né'''", "a = \"\"\"\\\\é\"\"\"", "a = \"\\é\"",
+          "\xEF\xBB\xBF"
+          "a = 1"})
+        EXPECT_EQ(non_ascii(fine), NonAscii::kNone) << fine;
+    TextShape outside = measure_shape("a = 1\nb = 1é");
+    EXPECT_EQ(outside.non_ascii, NonAscii::kOutsideStrings);
+    EXPECT_EQ(outside.non_ascii_at.line, 2u);
+    EXPECT_EQ(outside.non_ascii_at.column, 6u);
+    EXPECT_EQ(non_ascii("é = 1"), NonAscii::kOutsideStrings);
+    EXPECT_EQ(non_ascii("\xcc\xaa"), NonAscii::kOutsideStrings);  // found by the fuzzer
+    TextShape after = measure_shape("a = \"\"\"x\\  \n\n\t§\"\"\"");
+    EXPECT_EQ(after.non_ascii, NonAscii::kAfterBackslash);
+    EXPECT_EQ(after.non_ascii_at.line, 3u);
+    EXPECT_EQ(after.non_ascii_at.column, 2u);
+    EXPECT_EQ(non_ascii("a = \"\"\"\\é\"\"\""), NonAscii::kAfterBackslash);
+}
+
+TEST(ConfigTest, NonAsciiOutsideStringsIsRefusedBeforeParsing) {
+    EXPECT_EQ(error_of(with("x = 1\u00a0\n")),
+              "t.toml:1:6: syntax: a non-ASCII character outside a string or comment (TOML keys "
+              "and values other than strings are ASCII)");
+    EXPECT_EQ(error_of(with("x = \"\"\"\\\n  é\"\"\"\n")),
+              "t.toml:2:3: syntax: a non-ASCII character right after a backslash in a "
+              "multi-line string is not supported; write it as a \\u escape");
+    // Anywhere else it is fine, and so is a byte order mark.
+    Config config =
+        load_string("\xEF\xBB\xBF# é\n" + std::string(kListenerAndCluster) + "# é\n", "t.toml");
+    EXPECT_EQ(config.listeners.size(), 1u);
+}
+
+// Two listeners, `first` bound at line 3 and `second` at line 7: the error, or "" if it loads.
+std::string bind_error(std::string_view first, std::string_view second) {
+    std::string text = "[[listener]]\nname = \"one\"\nbind = \"" + std::string(first) +
+                       "\"\ncluster = \"app\"\n[[listener]]\nname = \"two\"\nbind = \"" +
+                       std::string(second) +
+                       "\"\ncluster = \"app\"\n[[cluster]]\nname = \"app\"\nbackends = [ { "
+                       "address = \"127.0.0.1:9001\" } ]\n";
+    std::string error = error_of(text);
+    return error == "<loaded without error>" ? "" : error;
+}
+
+TEST(ConfigTest, SameBindSpelledTwoWaysIsRefused) {
+    EXPECT_EQ(bind_error("127.0.0.1:80", "[::ffff:127.0.0.1]:80"),
+              "t.toml:7:8: listener[1].bind: address \"[::ffff:127.0.0.1]:80\" is already bound "
+              "by listener[0] (\"one\", \"127.0.0.1:80\" at line 3)");
+    EXPECT_EQ(bind_error("[::1]:80", "[0:0::1]:80"),
+              "t.toml:7:8: listener[1].bind: address \"[0:0::1]:80\" is already bound by "
+              "listener[0] (\"one\", \"[::1]:80\" at line 3)");
+    EXPECT_EQ(bind_error("[::ffff:0.0.0.0]:80", "0.0.0.0:80"),
+              "t.toml:7:8: listener[1].bind: address \"0.0.0.0:80\" is already bound by "
+              "listener[0] (\"one\", \"[::ffff:0.0.0.0]:80\" at line 3)");
+}
+
+TEST(ConfigTest, OverlappingBindsAreRefused) {
+    constexpr std::string_view kAllIpv4 =
+        ": 0.0.0.0 takes connections for every IPv4 address of its port; both would bind, and "
+        "the kernel would hand each connection to only one of them";
+    constexpr std::string_view kAllIp =
+        ": [::] takes connections for every IPv6 address and, as ringlb leaves IPV6_V6ONLY off, "
+        "for every IPv4 address of its port; both would bind, and the kernel would hand each "
+        "connection to only one of them";
+    auto overlap = [](std::string_view second, std::string_view first, std::string_view why) {
+        return "t.toml:7:8: listener[1].bind: address \"" + std::string(second) +
+               "\" overlaps listener[0] (\"one\", \"" + std::string(first) + "\" at line 3)" +
+               std::string(why);
+    };
+    for (auto [first, second] : {std::pair{"0.0.0.0:80", "127.0.0.1:80"},
+                                 {"127.0.0.1:80", "0.0.0.0:80"},
+                                 {"0.0.0.0:80", "[::ffff:127.0.0.2]:80"},
+                                 {"[::ffff:0.0.0.0]:80", "127.0.0.1:80"}})
+        EXPECT_EQ(bind_error(first, second), overlap(second, first, kAllIpv4));
+    for (auto [first, second] : {std::pair{"[::]:80", "0.0.0.0:80"},
+                                 {"0.0.0.0:80", "[::]:80"},
+                                 {"[::]:80", "127.0.0.1:80"},
+                                 {"[::1]:80", "[::]:80"},
+                                 {"[::]:80", "[::ffff:127.0.0.1]:80"},
+                                 {"[::]:80", "[::ffff:0.0.0.0]:80"}})
+        EXPECT_EQ(bind_error(first, second), overlap(second, first, kAllIp));
+}
+
+TEST(ConfigTest, BindsThatDoNotOverlapLoad) {
+    for (auto [first, second] : {std::pair{"127.0.0.1:80", "127.0.0.2:80"},
+                                 {"0.0.0.0:80", "0.0.0.0:81"},
+                                 {"0.0.0.0:80", "[::1]:80"},  // 0.0.0.0 takes no IPv6
+                                 {"[::ffff:0.0.0.0]:80", "[::1]:80"},
+                                 {"[::]:80", "[::]:81"},
+                                 {"[::1]:80", "127.0.0.1:80"}})
+        EXPECT_EQ(bind_error(first, second), "") << first << " and " << second;
+}
+
+// Of several earlier listeners a bind collides with, the first in the file is named.
+TEST(ConfigTest, OverlapNamesTheEarliestListener) {
+    std::string text;
+    const char* binds[] = {"[::1]:80", "0.0.0.0:81", "127.0.0.1:80", "[::]:80"};
+    for (int i = 0; i < 4; ++i)
+        text += "[[listener]]\nname = \"l" + std::to_string(i) + "\"\nbind = \"" + binds[i] +
+                "\"\ncluster = \"app\"\n";
+    text += "[[cluster]]\nname = \"app\"\nbackends = [ { address = \"127.0.0.1:9001\" } ]\n";
+    std::string error = error_of(text);
+    EXPECT_EQ(error.rfind("t.toml:15:8: listener[3].bind: address \"[::]:80\" overlaps "
+                          "listener[0] (\"l0\", \"[::1]:80\" at line 3): [::] ",
+                          0),
+              0u)
+        << error;
+}
+
+// Hints compare short words only; a megabyte-long name must not ask for terabytes.
+TEST(ConfigTest, HugeNamesAndKeysGetNoHint) {
+    std::string huge(1 << 16, 'x');
+    std::string text = "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:1\"\ncluster = \"" + huge +
+                       "\"\n[[cluster]]\nname = \"" + huge +
+                       "y\"\nbackends = [ { address = \"127.0.0.1:9001\" } ]\n";
+    EXPECT_EQ(error_of(text),
+              "t.toml:4:11: listener[0].cluster: cluster \"" + huge + "\" is not defined");
+    EXPECT_EQ(error_of(with("[runtime]\n" + huge + " = 1\n")),
+              "t.toml:2:1: runtime." + huge + ": unknown key \"" + huge + "\"");
+    EXPECT_EQ(error_of(with("[runtime]\nengine = \"" + huge + "\"\n")),
+              "t.toml:2:10: runtime.engine: expected one of \"auto\", \"io_uring\", \"epoll\", "
+              "got \"" +
+                  huge + "\"");
 }
 
 TEST(ConfigTest, AdminIsOptionalAndOffByDefault) {
