@@ -136,6 +136,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     ~Connection() {
         state_->connections.erase(this);
+        // Close first: a spare given up for this connection takes its fd back at once, before a
+        // shard waiting for an fd can.
+        beast::error_code ignored;
+        stream_.socket().close(ignored);
         state_->refill_spares();
     }
 
