@@ -38,7 +38,7 @@ struct TcpKeepalive {
 };
 
 struct RuntimeConfig {
-    unsigned workers = 0;  // 0 = "auto": one per online CPU
+    unsigned workers = 0;  // 0 = "auto": one per CPU the process may run on (affinity)
     bool pin_cpus = false;
     EngineKind engine = EngineKind::kAuto;
     // Per-shard forwarding resources.
