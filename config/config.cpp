@@ -564,10 +564,11 @@ class Loader {
             fail(shape.non_ascii_at, "syntax",
                  "a non-ASCII character outside a string or comment (TOML keys and values other "
                  "than strings are ASCII)");
-        if (shape.non_ascii == TextShape::NonAscii::kAfterBackslash)
+        if (shape.non_ascii == TextShape::NonAscii::kInString)
             fail(shape.non_ascii_at, "syntax",
-                 "a non-ASCII character right after a backslash in a multi-line string is not "
-                 "supported; write it as a \\u escape");
+                 "a non-ASCII character in a string: outside comments ringlb's configuration is "
+                 "ASCII (the TOML parser, toml++ 3.3, misbehaves on some non-ASCII input); write "
+                 "it as a \\u escape");
 #if TOML_EXCEPTIONS
         try {
             return toml::parse(text_, std::string_view(source_));

@@ -97,6 +97,12 @@ class Scanner {
         shape_.non_ascii_at = at;
     }
 
+    // One byte of a string's content.
+    void string_step() {
+        if (is_non_ascii(text_[i_])) note_non_ascii(TextShape::NonAscii::kInString, position_);
+        step();
+    }
+
     // After a backslash in a multi-line basic string: an escaped character, or a line-ending
     // backslash with the whitespace and newlines it trims.
     void escape_in_multiline() {
@@ -104,12 +110,9 @@ class Scanner {
         auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
         if (i_ < text_.size() && is_space(text_[i_])) {
             while (i_ < text_.size() && is_space(text_[i_])) step();
-        } else if (i_ < text_.size() && !is_non_ascii(text_[i_])) {
-            step();
-            return;
+        } else if (i_ < text_.size()) {
+            string_step();
         }
-        if (i_ < text_.size() && is_non_ascii(text_[i_]))
-            note_non_ascii(TextShape::NonAscii::kAfterBackslash, position_);
     }
 
     void end_run() {
@@ -132,7 +135,7 @@ class Scanner {
                     for (int k = 0; k < 2 && at(0, quote); ++k) step();
                     break;
                 } else {
-                    step();
+                    string_step();
                 }
             }
             end_run();
@@ -143,9 +146,9 @@ class Scanner {
             if (basic && text_[i_] == '\\') {
                 step();
                 // A backslash before the newline does not continue a one-line string.
-                if (i_ < text_.size() && text_[i_] != '\n') step();
+                if (i_ < text_.size() && text_[i_] != '\n') string_step();
             } else {
-                step();
+                string_step();
             }
         }
         if (at(0, quote)) {

@@ -27,12 +27,14 @@ struct TextShape {
     // The most '[' and '{' open at once outside strings and comments (a `[[header]]` counts 2).
     size_t nesting = 0;
     TextPosition nesting_at;  // where that depth is first reached
-    // A non-ASCII character where toml++ 3.3 tests whether it is whitespace: outside strings and
-    // comments (invalid TOML 1.0 anyway), or first after a backslash in a multi-line basic
-    // string (after the whitespace a line-ending backslash trims). That test reaches
-    // __builtin_unreachable for most code points (is_non_ascii_horizontal_whitespace; upstream
-    // issues #190 and #295, found here by the fuzzer): undefined behaviour.
-    enum class NonAscii { kNone, kOutsideStrings, kAfterBackslash };
+    // A non-ASCII character outside comments. toml++ 3.3 tests whether such a character is
+    // whitespace in many places (after a value, to collect a bad token for its error message;
+    // after a line-ending backslash in a multi-line string; outside strings), and that test
+    // reaches __builtin_unreachable for most code points (is_non_ascii_horizontal_whitespace;
+    // upstream issues #190 and #295, found here by the fuzzer: `d=1"é` and `"""\` + newline +
+    // `§"""`): undefined behaviour. Inside what looks like a string it is not safe either, since
+    // on invalid input toml++ may read it as part of a bad value (`d=1"é`).
+    enum class NonAscii { kNone, kOutsideStrings, kInString };
     NonAscii non_ascii = NonAscii::kNone;
     TextPosition non_ascii_at;  // the first one
 };
