@@ -19,6 +19,12 @@ toml::table inline_table() {
     return table;
 }
 
+std::string format(const toml::table& table) {
+    std::ostringstream out;
+    out << toml::toml_formatter(table, toml::format_flags::indent_array_elements);
+    return out.str();
+}
+
 std::string duration(Millis value) {
     return format_duration(value);
 }
@@ -110,30 +116,38 @@ toml::table cluster_table(const ClusterConfig& cluster) {
 }  // namespace
 
 std::string render_toml(const Config& config) {
-    toml::table root;
-    root.insert("runtime", runtime_table(config.runtime));
-    if (config.admin.enabled) {
-        toml::table admin;
-        admin.insert("bind", config.admin.bind_text);
-        root.insert("admin", std::move(admin));
-    }
-    toml::array listeners;
-    for (const ListenerConfig& listener : config.listeners)
-        listeners.push_back(listener_table(listener));
-    root.insert("listener", std::move(listeners));
-    toml::array clusters;
-    for (const ClusterConfig& cluster : config.clusters) clusters.push_back(cluster_table(cluster));
-    root.insert("cluster", std::move(clusters));
-
-    std::ostringstream out;
+    // The sections in the README's order, `name` first in each: toml++ keeps a table's keys
+    // sorted, so each section is formatted on its own.
+    std::string out;
+    auto write = [&out](std::string_view header, toml::table table) {
+        out += "\n";
+        out += header;
+        out += "\n";
+        if (const toml::node* name = table.get("name")) {
+            toml::table first;
+            first.insert("name", name->value_or(std::string()));
+            table.erase("name");
+            out += format(first) + "\n";
+        }
+        out += format(table) + "\n";
+    };
     // The source is a path the user chose: a control character in it would end the comment or
     // make it invalid TOML.
     std::string source = config.source;
     for (char& c : source)
         if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
-    out << "# effective configuration loaded from " << source << ", defaults included\n\n";
-    out << toml::toml_formatter(root, toml::format_flags::indent_array_elements) << "\n";
-    return out.str();
+    out += "# effective configuration loaded from " + source + ", defaults included\n";
+    write("[runtime]", runtime_table(config.runtime));
+    if (config.admin.enabled) {
+        toml::table admin;
+        admin.insert("bind", config.admin.bind_text);
+        write("[admin]", std::move(admin));
+    }
+    for (const ListenerConfig& listener : config.listeners)
+        write("[[listener]]", listener_table(listener));
+    for (const ClusterConfig& cluster : config.clusters)
+        write("[[cluster]]", cluster_table(cluster));
+    return out;
 }
 
 }  // namespace ringlb::config
