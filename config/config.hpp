@@ -105,7 +105,8 @@ struct ListenerConfig {
     Millis tcp_user_timeout{0};
 };
 
-// The admin HTTP endpoint (/metrics, /healthz, /ready), served by the control thread.
+// The admin HTTP endpoint (proxy/admin: /metrics, /ready, /backends, ...), served by the control
+// thread.
 struct AdminConfig {
     bool enabled = false;  // only when [admin] is present
     common::Address bind;
