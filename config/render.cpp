@@ -10,8 +10,9 @@ namespace ringlb::config {
 
 namespace {
 
-// The spellings here are the loader's (config.cpp); a key spelled differently here would make
-// the rendered text fail to load, which the round-trip test catches.
+// The key spellings here repeat the loader's (config.cpp). tests/unit/config_render_test.cpp holds
+// them together: a misspelt key fails to load back, a changed value comes back different, and a
+// key documented in the README's reference but not written here is reported.
 
 toml::table inline_table() {
     toml::table table;
@@ -25,16 +26,13 @@ std::string format(const toml::table& table) {
     return out.str();
 }
 
-std::string duration(Millis value) {
-    return format_duration(value);
-}
-
 // Only the sub-keys that are set: a zero keeps the kernel's value and has no spelling of its own
 // (the loader takes 1..32767 s and 1..127).
 toml::table keepalive_table(const TcpKeepalive& keepalive) {
     toml::table table = inline_table();
-    if (keepalive.idle.count() != 0) table.insert("idle", duration(keepalive.idle));
-    if (keepalive.interval.count() != 0) table.insert("interval", duration(keepalive.interval));
+    if (keepalive.idle.count() != 0) table.insert("idle", format_duration(keepalive.idle));
+    if (keepalive.interval.count() != 0)
+        table.insert("interval", format_duration(keepalive.interval));
     if (keepalive.count != 0) table.insert("count", static_cast<int64_t>(keepalive.count));
     return table;
 }
@@ -61,14 +59,14 @@ toml::table listener_table(const ListenerConfig& listener) {
     table.insert("cluster", listener.cluster);
     table.insert("backlog", static_cast<int64_t>(listener.backlog));
     table.insert("forward", to_string(listener.forward));
-    table.insert("idle_timeout", duration(listener.idle_timeout));
-    table.insert("client_idle_timeout", duration(listener.client_idle_timeout));
-    table.insert("half_closed_timeout", duration(listener.half_closed_timeout));
-    table.insert("max_duration", duration(listener.max_duration));
-    table.insert("max_duration_jitter", duration(listener.max_duration_jitter));
+    table.insert("idle_timeout", format_duration(listener.idle_timeout));
+    table.insert("client_idle_timeout", format_duration(listener.client_idle_timeout));
+    table.insert("half_closed_timeout", format_duration(listener.half_closed_timeout));
+    table.insert("max_duration", format_duration(listener.max_duration));
+    table.insert("max_duration_jitter", format_duration(listener.max_duration_jitter));
     if (listener.tcp_keepalive.enabled)
         table.insert("tcp_keepalive", keepalive_table(listener.tcp_keepalive));
-    table.insert("tcp_user_timeout", duration(listener.tcp_user_timeout));
+    table.insert("tcp_user_timeout", format_duration(listener.tcp_user_timeout));
     return table;
 }
 
@@ -84,7 +82,7 @@ toml::table cluster_table(const ClusterConfig& cluster) {
         backends.push_back(std::move(entry));
     }
     table.insert("backends", std::move(backends));
-    table.insert("connect_timeout", duration(cluster.connect_timeout));
+    table.insert("connect_timeout", format_duration(cluster.connect_timeout));
     table.insert("balance", to_string(cluster.balance));
     if (cluster.balance == Balance::kMaglev) {
         table.insert("hash_key", to_string(cluster.hash_key));
@@ -93,16 +91,16 @@ toml::table cluster_table(const ClusterConfig& cluster) {
     table.insert("retries", static_cast<int64_t>(cluster.retries));
     toml::table pool = inline_table();
     pool.insert("warm", static_cast<int64_t>(cluster.pool.warm));
-    pool.insert("max_idle", duration(cluster.pool.max_idle));
+    pool.insert("max_idle", format_duration(cluster.pool.max_idle));
     table.insert("pool", std::move(pool));
     toml::table queue = inline_table();
     queue.insert("size", static_cast<int64_t>(cluster.queue.size));
-    queue.insert("timeout", duration(cluster.queue.timeout));
+    queue.insert("timeout", format_duration(cluster.queue.timeout));
     table.insert("queue", std::move(queue));
-    table.insert("server_idle_timeout", duration(cluster.server_idle_timeout));
+    table.insert("server_idle_timeout", format_duration(cluster.server_idle_timeout));
     if (cluster.tcp_keepalive.enabled)
         table.insert("tcp_keepalive", keepalive_table(cluster.tcp_keepalive));
-    table.insert("tcp_user_timeout", duration(cluster.tcp_user_timeout));
+    table.insert("tcp_user_timeout", format_duration(cluster.tcp_user_timeout));
     toml::array sources;
     for (const std::string& text : cluster.source_address_texts) sources.push_back(text);
     table.insert("source_addresses", std::move(sources));
