@@ -122,6 +122,14 @@ Millis parse_duration(std::string_view text) {
     return Millis(static_cast<Millis::rep>(value * factor));
 }
 
+std::string format_duration(Millis value) {
+    auto ms = value.count();
+    if (ms != 0 && ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
+    if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+    if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+    return std::to_string(ms) + "ms";
+}
+
 namespace {
 
 // Limits of the schema. Kept together so the reference documentation has one place to match.
@@ -190,15 +198,6 @@ struct Misplaced {
     std::span<const std::string_view> keys;
     std::string_view hint;
 };
-
-// "1h", "168h", "1500ms": the largest unit that writes `value` exactly.
-std::string format_duration(Millis value) {
-    auto ms = value.count();
-    if (ms != 0 && ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
-    if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
-    if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
-    return std::to_string(ms) + "ms";
-}
 
 bool is_prime(int64_t n) {
     if (n < 2) return false;

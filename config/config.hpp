@@ -105,7 +105,8 @@ struct ListenerConfig {
     Millis tcp_user_timeout{0};
 };
 
-// The admin HTTP endpoint (/metrics, /healthz, /ready), served by the control thread.
+// The admin HTTP endpoint (proxy/admin: /metrics, /ready, /backends, ...), served by the control
+// thread.
 struct AdminConfig {
     bool enabled = false;  // only when [admin] is present
     common::Address bind;
@@ -148,5 +149,8 @@ Config load_string(std::string_view text, const std::string& source_name);
 // Parses "250ms", "5s", "1m", "1h" (and "0s"); throws std::invalid_argument with a reason. Range
 // checks belong to each key.
 Millis parse_duration(std::string_view text);
+// The other way: "1h", "168h", "1500ms", "0s", in the largest unit that writes `value` exactly,
+// so parse_duration(format_duration(v)) == v.
+std::string format_duration(Millis value);
 
 }  // namespace ringlb::config

@@ -1,5 +1,6 @@
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -24,14 +25,43 @@ int usage_error() {
     return 2;
 }
 
+// What `ringlb check` prints after its first line: each listener (name, address, cluster) and
+// each cluster (name, balance, backends), names padded to line up.
+std::string check_summary(const ringlb::config::Config& cfg) {
+    size_t listener_width = 0, bind_width = 0, cluster_width = 0, balance_width = 0;
+    for (const auto& l : cfg.listeners) {
+        listener_width = std::max(listener_width, l.name.size());
+        bind_width = std::max(bind_width, l.bind_text.size());
+    }
+    for (const auto& c : cfg.clusters) {
+        cluster_width = std::max(cluster_width, c.name.size());
+        balance_width = std::max(balance_width, std::strlen(ringlb::config::to_string(c.balance)));
+    }
+    auto pad = [](const std::string& text, size_t width) {
+        return text + std::string(width - text.size(), ' ');
+    };
+    std::string out;
+    for (const auto& l : cfg.listeners)
+        out += "  listener " + pad(l.name, listener_width) + "  " + pad(l.bind_text, bind_width) +
+               "  -> cluster " + l.cluster + "\n";
+    for (const auto& c : cfg.clusters)
+        out += "  cluster " + pad(c.name, cluster_width) + "  " +
+               pad(ringlb::config::to_string(c.balance), balance_width) + "  " +
+               std::to_string(c.backends.size()) + " backend(s)\n";
+    return out;
+}
+
 int cmd_check(const std::string& path) {
     try {
         ringlb::config::Config cfg = ringlb::config::load_file(path);
         auto engine = ringlb::runtime::decide_engine(cfg.runtime.engine);
+        size_t backends = 0;
+        for (const auto& c : cfg.clusters) backends += c.backends.size();
         std::printf(
-            "config OK: %s: %zu listener(s), %zu cluster(s); engine on this host: %s (%s)\n",
-            path.c_str(), cfg.listeners.size(), cfg.clusters.size(), engine.name,
-            engine.reason.c_str());
+            "config OK: %s: %zu listener(s), %zu cluster(s), %zu backend(s); engine on this host: "
+            "%s (%s)\n%s",
+            path.c_str(), cfg.listeners.size(), cfg.clusters.size(), backends, engine.name,
+            engine.reason.c_str(), check_summary(cfg).c_str());
         int cpus = static_cast<int>(ringlb::runtime::usable_cpus().size());
         std::string warning = ringlb::runtime::workers_warning(
             cfg, ringlb::runtime::resolve_workers(cfg.runtime, cpus), cpus);

@@ -4,7 +4,7 @@
 set -euo pipefail
 what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-system-dev
-            libtomlplusplus-dev prometheus-cpp-dev libssl-dev curl)
+            libtomlplusplus-dev prometheus-cpp-dev libssl-dev curl nlohmann-json3-dev)
 # clang builds the fuzz targets; libFuzzer's runtime is in libclang-rt-14-dev, only a
 # recommendation of clang (and recommendations are not installed here).
 test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3 prometheus iproute2

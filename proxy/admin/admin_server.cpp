@@ -12,6 +12,7 @@
 
 #include <cstring>
 #include <optional>
+#include <stdexcept>
 #include <unordered_set>
 #include <utility>
 
@@ -277,6 +278,13 @@ AdminServer::AdminServer(asio::io_context& io, std::function<std::string()> metr
     };
 }
 
+void AdminServer::add_route(Route route) {
+    for (const auto& r : state_->routes)
+        if (r.path == route.path)
+            throw std::invalid_argument("admin: route " + route.path + " is already declared");
+    state_->routes.push_back(std::move(route));
+}
+
 AdminServer::~AdminServer() {
     close();
 }
@@ -312,6 +320,12 @@ void AdminServer::close() {
 
 std::string AdminServer::describe_routes() const {
     return state_->describe_routes();
+}
+
+std::string AdminServer::route_paths() const {
+    std::string out;
+    for (const auto& r : state_->routes) out += (out.empty() ? "" : " ") + r.path;
+    return out;
 }
 
 AdminServer::Stats AdminServer::stats() const {

@@ -76,6 +76,7 @@ struct AdminLimits {
 //   GET|HEAD /metrics  Prometheus text format, built by `metrics` at scrape time
 //   GET|HEAD /healthz  200 while the process runs
 //   GET|HEAD /ready    200 once every shard serves, 503 while starting or stopping
+// plus the routes the owner adds (add_route) where their data lives (routes.hpp).
 // No authentication: bind it to loopback or a private interface.
 class AdminServer {
   public:
@@ -92,6 +93,9 @@ class AdminServer {
     AdminServer(const AdminServer&) = delete;
     AdminServer& operator=(const AdminServer&) = delete;
 
+    // Adds an endpoint after the built-in ones, before listen(); the 404 body lists it too.
+    // Throws std::invalid_argument for a path already routed.
+    void add_route(Route route);
     // Binds and starts accepting; returns the error instead of throwing.
     std::error_code listen(const common::Address& address);
     void set_ready(bool ready);
@@ -100,6 +104,8 @@ class AdminServer {
 
     // "GET, HEAD /metrics  Prometheus text format ..." one line per route.
     std::string describe_routes() const;
+    // "/metrics /healthz /ready ...": every path, for the startup log line.
+    std::string route_paths() const;
     Stats stats() const;
 
     struct State;  // shared with the connections, which may outlive this object in the io_context

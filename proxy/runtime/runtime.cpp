@@ -16,6 +16,7 @@
 #include "common/socket.hpp"
 #include "proxy/admin/admin_server.hpp"
 #include "proxy/admin/metrics.hpp"
+#include "proxy/admin/routes.hpp"
 #include "proxy/runtime/host_check.hpp"
 #include "proxy/shard/shard.hpp"
 #include "proxy/shard/snapshot.hpp"
@@ -299,6 +300,13 @@ int run(std::shared_ptr<const config::Config> config) {
         for (const auto& s : shards) views.push_back({s->id(), &s->counters(), &s->connector()});
         return admin::render_metrics(views, engine.name, forecast);
     });
+    // The endpoints that read the shards and the configuration (proxy/admin/routes.hpp).
+    admin_server.add_route(admin::backends_route([&shards] {
+        std::vector<admin::ShardView> views;
+        for (const auto& s : shards) views.push_back({s->id(), &s->counters(), &s->connector()});
+        return views;
+    }));
+    admin_server.add_route(admin::config_route([config] { return config; }));
     PortWatch port_watch(io, *config, shards, forecast);
     if (config->admin.enabled) {
         std::error_code ec = admin_server.listen(config->admin.bind);
@@ -307,7 +315,8 @@ int run(std::shared_ptr<const config::Config> config) {
                       ec.message().c_str());
             return 1;
         }
-        LOG_INFO("admin: serving /metrics /healthz /ready on %s", config->admin.bind_text.c_str());
+        LOG_INFO("admin: serving %s on %s", admin_server.route_paths().c_str(),
+                 config->admin.bind_text.c_str());
     }
     admin_server.set_ready(true);
 

@@ -1,0 +1,151 @@
+#include "config/render.hpp"
+
+#include <sstream>
+#include <string_view>
+#include <utility>
+
+#include <toml++/toml.h>
+
+namespace ringlb::config {
+
+namespace {
+
+// The key spellings here repeat the loader's (config.cpp). tests/unit/config_render_test.cpp holds
+// them together: a misspelt key fails to load back, a changed value comes back different, and a
+// key documented in the README's reference but not written here is reported.
+
+toml::table inline_table() {
+    toml::table table;
+    table.is_inline(true);
+    return table;
+}
+
+std::string format(const toml::table& table) {
+    std::ostringstream out;
+    out << toml::toml_formatter(table, toml::format_flags::indent_array_elements);
+    return out.str();
+}
+
+// Only the sub-keys that are set: a zero keeps the kernel's value and has no spelling of its own
+// (the loader takes 1..32767 s and 1..127).
+toml::table keepalive_table(const TcpKeepalive& keepalive) {
+    toml::table table = inline_table();
+    if (keepalive.idle.count() != 0) table.insert("idle", format_duration(keepalive.idle));
+    if (keepalive.interval.count() != 0)
+        table.insert("interval", format_duration(keepalive.interval));
+    if (keepalive.count != 0) table.insert("count", static_cast<int64_t>(keepalive.count));
+    return table;
+}
+
+toml::table runtime_table(const RuntimeConfig& runtime) {
+    toml::table table;
+    if (runtime.workers == 0)
+        table.insert("workers", "auto");
+    else
+        table.insert("workers", static_cast<int64_t>(runtime.workers));
+    table.insert("pin_cpus", runtime.pin_cpus);
+    table.insert("engine", to_string(runtime.engine));
+    table.insert("buffer_size", static_cast<int64_t>(runtime.buffer_size));
+    table.insert("buffer_count", static_cast<int64_t>(runtime.buffer_count));
+    table.insert("pipe_size", static_cast<int64_t>(runtime.pipe_size));
+    table.insert("pipe_pool", static_cast<int64_t>(runtime.pipe_pool));
+    return table;
+}
+
+toml::table listener_table(const ListenerConfig& listener) {
+    toml::table table;
+    table.insert("name", listener.name);
+    table.insert("bind", listener.bind_text);
+    table.insert("cluster", listener.cluster);
+    table.insert("backlog", static_cast<int64_t>(listener.backlog));
+    table.insert("forward", to_string(listener.forward));
+    table.insert("idle_timeout", format_duration(listener.idle_timeout));
+    table.insert("client_idle_timeout", format_duration(listener.client_idle_timeout));
+    table.insert("half_closed_timeout", format_duration(listener.half_closed_timeout));
+    table.insert("max_duration", format_duration(listener.max_duration));
+    table.insert("max_duration_jitter", format_duration(listener.max_duration_jitter));
+    if (listener.tcp_keepalive.enabled)
+        table.insert("tcp_keepalive", keepalive_table(listener.tcp_keepalive));
+    table.insert("tcp_user_timeout", format_duration(listener.tcp_user_timeout));
+    return table;
+}
+
+toml::table cluster_table(const ClusterConfig& cluster) {
+    toml::table table;
+    table.insert("name", cluster.name);
+    toml::array backends;
+    for (const BackendConfig& backend : cluster.backends) {
+        toml::table entry = inline_table();
+        entry.insert("address", backend.address_text);
+        entry.insert("weight", static_cast<int64_t>(backend.weight));
+        entry.insert("max_connections", static_cast<int64_t>(backend.max_connections));
+        backends.push_back(std::move(entry));
+    }
+    table.insert("backends", std::move(backends));
+    table.insert("connect_timeout", format_duration(cluster.connect_timeout));
+    table.insert("balance", to_string(cluster.balance));
+    if (cluster.balance == Balance::kMaglev) {
+        table.insert("hash_key", to_string(cluster.hash_key));
+        table.insert("maglev_table_size", static_cast<int64_t>(cluster.maglev_table_size));
+    }
+    table.insert("retries", static_cast<int64_t>(cluster.retries));
+    toml::table pool = inline_table();
+    pool.insert("warm", static_cast<int64_t>(cluster.pool.warm));
+    pool.insert("max_idle", format_duration(cluster.pool.max_idle));
+    table.insert("pool", std::move(pool));
+    toml::table queue = inline_table();
+    queue.insert("size", static_cast<int64_t>(cluster.queue.size));
+    queue.insert("timeout", format_duration(cluster.queue.timeout));
+    table.insert("queue", std::move(queue));
+    table.insert("server_idle_timeout", format_duration(cluster.server_idle_timeout));
+    if (cluster.tcp_keepalive.enabled)
+        table.insert("tcp_keepalive", keepalive_table(cluster.tcp_keepalive));
+    table.insert("tcp_user_timeout", format_duration(cluster.tcp_user_timeout));
+    toml::array sources;
+    for (const std::string& text : cluster.source_address_texts) sources.push_back(text);
+    table.insert("source_addresses", std::move(sources));
+    if (cluster.source_port_min != 0 || cluster.source_port_max != 0)
+        table.insert("source_port_range", std::to_string(cluster.source_port_min) + "-" +
+                                              std::to_string(cluster.source_port_max));
+    table.insert("close", to_string(cluster.close));
+    return table;
+}
+
+}  // namespace
+
+std::string render_toml(const Config& config) {
+    // The sections in the README's order, `name` first in each: toml++ keeps a table's keys
+    // sorted, so each section is formatted on its own.
+    std::string out;
+    auto write = [&out](std::string_view header, toml::table table) {
+        out += "\n";
+        out += header;
+        out += "\n";
+        if (const toml::node* name = table.get("name")) {
+            toml::table first;
+            first.insert("name", name->value_or(std::string()));
+            table.erase("name");
+            out += format(first) + "\n";
+        }
+        out += format(table) + "\n";
+    };
+    // The source is a path the user chose: a control character in it would end the comment or
+    // make it invalid TOML.
+    std::string source = config.source;
+    for (char& c : source)
+        if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) c = '?';
+    out += "# effective configuration loaded from " + source + ", defaults included\n";
+    write("[runtime]", runtime_table(config.runtime));
+    if (config.admin.enabled) {
+        toml::table admin;
+        admin.insert("bind", config.admin.bind_text);
+        write("[admin]", std::move(admin));
+    }
+    for (const ListenerConfig& listener : config.listeners)
+        write("[[listener]]", listener_table(listener));
+    for (const ClusterConfig& cluster : config.clusters)
+        write("[[cluster]]", cluster_table(cluster));
+    return out;
+}
+
+}  // namespace ringlb::config

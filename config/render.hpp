@@ -1,0 +1,20 @@
+#pragma once
+
+#include <string>
+
+#include "config/config.hpp"
+
+namespace ringlb::config {
+
+// The configuration as TOML text that load_string() takes back to an equal Config: every key with
+// its effective value, defaults included (`workers = "auto"`, `connect_timeout = "2s"`), durations
+// in the largest exact unit, addresses as written. Keys are sorted within each table (toml++
+// keeps tables sorted). A comment at the top names the source file.
+//
+// Left out, because the file has no spelling for their "unset" value or the loader refuses them
+// there: `[admin]` when the file has none, `tcp_keepalive` when it is off (present, even as `{}`,
+// turns it on), its sub-keys that keep the kernel's value, `source_port_range` when it is the
+// system range, and `hash_key` and `maglev_table_size` unless `balance = "maglev"`.
+std::string render_toml(const Config& config);
+
+}  // namespace ringlb::config

@@ -1,0 +1,67 @@
+#include "proxy/admin/routes.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <utility>
+
+#include "config/render.hpp"
+
+namespace ringlb::admin {
+
+std::string render_backends(const std::vector<ShardView>& shards) {
+    // ordered_json keeps the keys in the order written here, the order the README shows.
+    nlohmann::ordered_json backends = nlohmann::ordered_json::array();
+    if (!shards.empty() && shards.front().connector != nullptr) {
+        // Every shard has the same clusters and backends in the same order (one snapshot).
+        const auto& clusters = shards.front().connector->clusters();
+        for (size_t c = 0; c < clusters.size(); ++c) {
+            const upstream::Cluster& cluster = *clusters[c]->cluster;
+            for (size_t b = 0; b < cluster.backends.size(); ++b) {
+                uint64_t active = 0;
+                bool every_shard_full = true;
+                for (const ShardView& s : shards) {
+                    const upstream::BackendState& state = s.connector->clusters()[c]->backends[b];
+                    uint64_t here = state.counters.active_connections.get();
+                    active += here;
+                    // `limit` is set when the shard builds its connector, before the shard
+                    // reports itself running, and never changes: safe to read from here. The
+                    // shard's own `active` is not; its counter is.
+                    if (state.limit == 0 || here < state.limit) every_shard_full = false;
+                }
+                backends.push_back({
+                    {"cluster", cluster.name},
+                    {"backend", cluster.backends[b].name},
+                    {"weight", cluster.backends[b].weight},
+                    {"max_connections", cluster.settings->backends[b].max_connections},
+                    {"active_connections", active},
+                    {"state", every_shard_full ? kBackendFull : kBackendUp},
+                    {"health", kHealthUnknown},
+                });
+            }
+        }
+    }
+    nlohmann::ordered_json body;
+    body["backends"] = std::move(backends);
+    return body.dump(2) + "\n";
+}
+
+Route backends_route(std::function<std::vector<ShardView>()> shards) {
+    return {"/backends",
+            {"GET", "HEAD"},
+            "JSON: every backend with its weight, active connections (summed over the shards), "
+            "state and health",
+            [shards = std::move(shards)](const Request&) -> Reply {
+                return {200, "application/json", render_backends(shards())};
+            }};
+}
+
+Route config_route(std::function<std::shared_ptr<const config::Config>()> config) {
+    return {"/config",
+            {"GET", "HEAD"},
+            "the running configuration as TOML, every key with its effective value",
+            [config = std::move(config)](const Request&) -> Reply {
+                return {200, "application/toml", config::render_toml(*config())};
+            }};
+}
+
+}  // namespace ringlb::admin

@@ -1,0 +1,38 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "proxy/admin/admin_server.hpp"
+#include "proxy/admin/metrics.hpp"
+
+namespace ringlb::admin {
+
+// The admin endpoints that show the running proxy, declared here and added by the runtime
+// (AdminServer::add_route), which owns the shards and the configuration they read.
+
+// What a backend's "state" says. Health checks do not exist yet, so nothing takes a backend out
+// of rotation: "up" takes new sessions; "full" means every shard has used its share of the
+// backend's max_connections, so a new session for it waits in the cluster's queue or goes to
+// another backend.
+inline constexpr const char* kBackendUp = "up";
+inline constexpr const char* kBackendFull = "full";
+// What "health" says until active health checks exist: nothing has checked the backend.
+inline constexpr const char* kHealthUnknown = "unknown";
+
+// {"backends": [{"cluster", "backend", "weight", "max_connections", "active_connections",
+// "state", "health"}, ...]}: every backend of every cluster in configuration order, its active
+// connections summed over the shards at call time (one relaxed load each, as for /metrics).
+std::string render_backends(const std::vector<ShardView>& shards);
+
+// GET|HEAD /backends: render_backends() of the shards `shards` returns, as application/json.
+Route backends_route(std::function<std::vector<ShardView>()> shards);
+
+// GET|HEAD /config: the configuration the proxy runs on as TOML (config::render_toml: every key
+// with its effective value, defaults included), which `ringlb check` accepts.
+Route config_route(std::function<std::shared_ptr<const config::Config>()> config);
+
+}  // namespace ringlb::admin
