@@ -102,8 +102,9 @@ Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot
 Session::~Session() {
     shard_.stats().active.sub();
     shard_.stats().closed.add();
-    listener_counters_.active_connections.sub();
+    // Observed before the gauge drops, so a scrape that sees no session open sees them all here.
     listener_counters_.session_duration.observe((monotonic_ns() - accepted_ns_) / 1000);
+    listener_counters_.active_connections.sub();
 }
 
 void Session::start() {

@@ -1967,6 +1967,28 @@ bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& l
         last);
 }
 
+::testing::AssertionResult promtool_check(const std::string& exposition) {
+    std::string promtool;
+    const char* path = std::getenv("PATH");
+    std::stringstream dirs(path ? path : "");
+    for (std::string dir; std::getline(dirs, dir, ':') && promtool.empty();) {
+        std::string candidate = (dir.empty() ? "." : dir) + "/promtool";
+        if (::access(candidate.c_str(), X_OK) == 0) promtool = candidate;
+    }
+    if (promtool.empty())
+        return ::testing::AssertionFailure()
+               << "promtool is not installed (Debian package prometheus; scripts/install-deps.sh "
+                  "installs it)";
+    TempDir dir;
+    write_file(dir.file("metrics.txt"), exposition);
+    std::string command = promtool + " check metrics < " + dir.file("metrics.txt") + " > " +
+                          dir.file("promtool.out") + " 2>&1";
+    int status = std::system(command.c_str());
+    if (status == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << command << " (status " << status << "):\n"
+                                         << read_file(dir.file("promtool.out"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Socket options of another process
 

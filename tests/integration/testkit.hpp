@@ -495,6 +495,11 @@ bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& l
 bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& labels,
                      double min_value, Millis timeout, std::string* last = nullptr);
 
+// Runs `promtool check metrics` (Debian package prometheus, which scripts/install-deps.sh
+// installs for the tests) on an exposition: success, or promtool's complaints. A missing
+// promtool fails too, so the check cannot silently stop running.
+::testing::AssertionResult promtool_check(const std::string& exposition);
+
 // ---------------------------------------------------------------------------------------------
 // Sockets seen from outside: /proc/net/tcp, socket options of another process, ss
 
