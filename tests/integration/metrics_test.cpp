@@ -245,6 +245,43 @@ TEST_P(MetricsTest, ProcessBuildEngineAdminAndConfigFamilies) {
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
 
+// The README's metrics reference has one row per family, "| `NAME` | TYPE | ...": every family a
+// scrape exports is there with its type, and every row names a family the scrape exports.
+TEST_P(MetricsTest, ReadmeReferenceListsEveryFamily) {
+    BackendProcess backend;
+    ASSERT_TRUE(backend.start(EchoMode::kHash));
+    ProxyConfigSpec spec;
+    spec.engine = engine();
+    spec.backends = {backend.address()};
+    ProxyProcess proxy;
+    RINGLB_START_PROXY(proxy, make_config(spec), engine());
+    std::string error;
+    auto metrics = scrape_metrics(spec.admin_port, &error);
+    ASSERT_TRUE(metrics) << error;
+    EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
+
+    std::string readme = read_file(std::string(RINGLB_SOURCE_DIR) + "/README.md");
+    size_t begin = readme.find("\n## Metrics reference\n");
+    ASSERT_NE(begin, std::string::npos) << "no Metrics reference section in README.md";
+    size_t end = readme.find("\n## ", begin + 1);
+    std::string reference = readme.substr(begin, end - begin);
+    std::vector<std::string> families = metrics->families();
+    EXPECT_GT(families.size(), 40u);
+    for (const std::string& family : families) {
+        std::string row = "| `" + family + "` | " + metrics->type(family) + " |";
+        EXPECT_NE(reference.find(row), std::string::npos) << "README.md lacks the row " << row;
+    }
+    size_t rows = 0;
+    for (size_t pos = 0; (pos = reference.find("\n| `ringlb_", pos)) != std::string::npos; ++pos) {
+        size_t name_end = reference.find('`', pos + 4);
+        std::string name = reference.substr(pos + 4, name_end - pos - 4);
+        EXPECT_NE(metrics->type(name), "")
+            << "README.md lists " << name << ", which /metrics lacks";
+        ++rows;
+    }
+    EXPECT_EQ(rows, families.size());
+}
+
 // SIGUSR1 still logs one "shard N stats:" line per shard, with the values /metrics shows: the
 // shard counters under their own names, the upstream totals summed over clusters and backends.
 TEST_P(MetricsTest, Sigusr1StatsLineAgreesWithMetrics) {

@@ -1914,6 +1914,12 @@ std::string Metrics::type(std::string_view family) const {
     return it == types_.end() ? "" : it->second;
 }
 
+std::vector<std::string> Metrics::families() const {
+    std::vector<std::string> out;
+    for (const auto& [family, type] : types_) out.push_back(family);
+    return out;
+}
+
 std::string Metrics::help(std::string_view family) const {
     auto it = helps_.find(family);
     return it == helps_.end() ? "" : it->second;

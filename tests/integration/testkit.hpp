@@ -472,6 +472,8 @@ class Metrics {
     // From the # TYPE / # HELP lines of metric family `family`; "" when absent.
     std::string type(std::string_view family) const;
     std::string help(std::string_view family) const;
+    // Every family with a # TYPE line, sorted.
+    std::vector<std::string> families() const;
     // The matching samples one per line, for failure messages.
     std::string describe(std::string_view name, const Labels& labels = {}) const;
 
