@@ -14,16 +14,18 @@ namespace ringlb::common {
 
 // A histogram's buckets summed over shards at scrape time.
 struct HistogramTotals {
-    explicit HistogramTotals(std::span<const double> upper_bounds, double seconds_per_unit)
-        : bounds(upper_bounds), counts(upper_bounds.size() + 1, 0), unit(seconds_per_unit) {}
+    explicit HistogramTotals(std::span<const double> upper_bounds, double unit_seconds)
+        : bounds(upper_bounds),
+          counts(upper_bounds.size() + 1, 0),
+          seconds_per_unit(unit_seconds) {}
 
     std::span<const double> bounds;  // seconds, ascending; +Inf is implied after the last
     std::vector<uint64_t> counts;  // per bucket, not cumulative; the last is (bounds.back(), +Inf)
     uint64_t sum_units = 0;
-    double unit;  // seconds per unit of sum_units
+    double seconds_per_unit;  // of sum_units
 
     uint64_t count() const { return std::accumulate(counts.begin(), counts.end(), uint64_t{0}); }
-    double sum_seconds() const { return static_cast<double>(sum_units) * unit; }
+    double sum_seconds() const { return static_cast<double>(sum_units) * seconds_per_unit; }
     // Prometheus's `le` buckets: observations <= bounds[i], the last one (+Inf) being count().
     std::vector<uint64_t> cumulative() const {
         std::vector<uint64_t> out(counts.size());

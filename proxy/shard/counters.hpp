@@ -42,21 +42,22 @@ struct ShardCounters {
     X(active_connections, gauge, "Sessions of this listener open now.")
 
 // ringlb_bytes_total{listener, direction}: bytes a listener's sessions forwarded, counted when
-// written to the receiving socket. X(direction, help): the `direction` label values.
-#define RINGLB_BYTE_DIRECTIONS(X)                                            \
-    X(client_to_upstream, "Received from the client, sent to the upstream.") \
-    X(upstream_to_client, "Received from the upstream, sent to the client.")
+// written to the receiving socket. X(direction): the `direction` label values, client_to_upstream
+// (received from the client, sent to the upstream) and upstream_to_client.
+#define RINGLB_BYTE_DIRECTIONS(X) \
+    X(client_to_upstream)         \
+    X(upstream_to_client)
 inline constexpr const char* kBytesHelp = "Bytes forwarded by the listener's sessions.";
 
 enum class ByteDirection : uint8_t {
-#define RINGLB_DIRECTION_ENUM(name, help) k_##name,
+#define RINGLB_DIRECTION_ENUM(name) k_##name,
     RINGLB_BYTE_DIRECTIONS(RINGLB_DIRECTION_ENUM)
 #undef RINGLB_DIRECTION_ENUM
         kCount
 };
 inline constexpr std::array<const char*, static_cast<size_t>(ByteDirection::kCount)>
     kByteDirectionNames{
-#define RINGLB_DIRECTION_NAME(name, help) #name,
+#define RINGLB_DIRECTION_NAME(name) #name,
         RINGLB_BYTE_DIRECTIONS(RINGLB_DIRECTION_NAME)
 #undef RINGLB_DIRECTION_NAME
     };
