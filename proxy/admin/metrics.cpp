@@ -3,130 +3,182 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <chrono>
 #include <limits>
+
+#include "common/histogram.hpp"
+#include "proxy/admin/process_stats.hpp"
+#include "proxy/shard/shard.hpp"
 
 namespace ringlb::admin {
 
 namespace {
 
-prometheus::MetricFamily info_family(const char* name, const char* help, const char* label,
-                                     const std::string& value) {
-    prometheus::MetricFamily family{name, help, prometheus::MetricType::Gauge, {}};
-    prometheus::ClientMetric metric;
-    metric.label.push_back({label, value});
-    metric.gauge.value = 1;
-    family.metric.push_back(std::move(metric));
-    return family;
+constexpr auto counter = prometheus::MetricType::Counter;
+constexpr auto gauge = prometheus::MetricType::Gauge;
+
+// The admin endpoint's own figures (AdminServer::Stats), exported as ringlb_admin_<name> (a
+// counter with _total). X(field, name, kind, help)
+#define RINGLB_ADMIN_STATS(X)                                                       \
+    X(active, active_connections, gauge, "Admin connections open now.")             \
+    X(rejected, rejected_connections, counter,                                      \
+      "Admin connections closed at once because max_connections were open.")        \
+    X(accept_errors, accept_errors, counter, "Failed admin accepts (EMFILE, ...).") \
+    X(spares_used, spare_fds_used, counter,                                         \
+      "Spare fds the admin endpoint gave up to accept a connection while out of fds.")
+
+using Labels = std::vector<prometheus::ClientMetric::Label>;
+
+prometheus::MetricFamily make_family(const std::string& prefix, const char* name,
+                                     prometheus::MetricType kind, const char* help) {
+    return {prefix + name + (kind == counter ? "_total" : ""), help, kind, {}};
 }
 
-void add_shard_value(prometheus::MetricFamily& family, unsigned shard, uint64_t value) {
+void add_sample(prometheus::MetricFamily& family, Labels labels, double value) {
     prometheus::ClientMetric metric;
-    metric.label.push_back({"shard", std::to_string(shard)});
-    if (family.type == prometheus::MetricType::Counter)
-        metric.counter.value = static_cast<double>(value);
-    else
-        metric.gauge.value = static_cast<double>(value);
-    family.metric.push_back(std::move(metric));
-}
-
-prometheus::ClientMetric labelled(std::initializer_list<prometheus::ClientMetric::Label> labels) {
-    prometheus::ClientMetric metric;
-    metric.label.assign(labels.begin(), labels.end());
-    return metric;
-}
-
-void set_value(prometheus::MetricFamily& family, prometheus::ClientMetric& metric, double value) {
-    if (family.type == prometheus::MetricType::Counter)
+    metric.label = std::move(labels);
+    if (family.type == counter)
         metric.counter.value = value;
     else
         metric.gauge.value = value;
+    family.metric.push_back(std::move(metric));
 }
 
-// Every shard has the same clusters and backends in the same order (one snapshot), so the
-// per-shard states line up by index.
+prometheus::MetricFamily info_family(const char* name, const char* help, const char* label,
+                                     const std::string& value) {
+    prometheus::MetricFamily family{name, help, gauge, {}};
+    add_sample(family, {{label, value}}, 1);
+    return family;
+}
+
+// Shards' buckets merged (common::HistogramTotals) as one Prometheus histogram sample.
+void add_histogram(prometheus::MetricFamily& family, Labels labels,
+                   const common::HistogramTotals& totals) {
+    prometheus::ClientMetric metric;
+    metric.label = std::move(labels);
+    std::vector<uint64_t> cumulative = totals.cumulative();
+    for (size_t i = 0; i < cumulative.size(); ++i) {
+        prometheus::ClientMetric::Bucket bucket;
+        bucket.cumulative_count = cumulative[i];
+        bucket.upper_bound =
+            i < totals.bounds.size() ? totals.bounds[i] : std::numeric_limits<double>::infinity();
+        metric.histogram.bucket.push_back(bucket);
+    }
+    metric.histogram.sample_count = cumulative.back();
+    metric.histogram.sample_sum = totals.sum_seconds();
+    family.metric.push_back(std::move(metric));
+}
+
+// Every shard has the same listeners, clusters and backends in the same order (one snapshot),
+// so the per-shard states line up by index.
 template <typename Read>
 double sum_shards(const std::vector<ShardView>& shards, Read read) {
     double total = 0;
-    for (const auto& s : shards) total += static_cast<double>(read(*s.connector));
+    for (const auto& s : shards) total += static_cast<double>(read(s));
     return total;
+}
+
+void add_shard_families(const std::vector<ShardView>& shards,
+                        std::vector<prometheus::MetricFamily>& families) {
+#define RINGLB_EXPORT_SHARD(field, kind, help)                        \
+    {                                                                 \
+        auto family = make_family("ringlb_", #field, kind, help);     \
+        for (const auto& s : shards)                                  \
+            add_sample(family, {{"shard", std::to_string(s.id)}},     \
+                       static_cast<double>(s.counters->field.get())); \
+        families.push_back(std::move(family));                        \
+    }
+    RINGLB_SHARD_COUNTERS(RINGLB_EXPORT_SHARD)
+#undef RINGLB_EXPORT_SHARD
+}
+
+void add_listener_families(const std::vector<ShardView>& shards,
+                           std::vector<prometheus::MetricFamily>& families) {
+    if (shards.empty()) return;
+    const std::vector<ListenerView>& listeners = shards.front().listeners;
+    auto name_of = [&](size_t l) { return std::string(listeners[l].name); };
+#define RINGLB_EXPORT_LISTENER(field, kind, help)                                            \
+    {                                                                                        \
+        auto family = make_family("ringlb_listener_", #field, kind, help);                   \
+        for (size_t l = 0; l < listeners.size(); ++l)                                        \
+            add_sample(family, {{"listener", name_of(l)}}, sum_shards(shards, [&](auto& s) { \
+                           return s.listeners[l].counters->field.get();                      \
+                       }));                                                                  \
+        families.push_back(std::move(family));                                               \
+    }
+    RINGLB_LISTENER_COUNTERS(RINGLB_EXPORT_LISTENER)
+#undef RINGLB_EXPORT_LISTENER
+
+    prometheus::MetricFamily bytes{"ringlb_bytes_total", shard::kBytesHelp, counter, {}};
+    for (size_t l = 0; l < listeners.size(); ++l) {
+        for (size_t d = 0; d < shard::kByteDirectionNames.size(); ++d)
+            add_sample(
+                bytes, {{"listener", name_of(l)}, {"direction", shard::kByteDirectionNames[d]}},
+                sum_shards(shards,
+                           [&](auto& s) { return s.listeners[l].counters->bytes[d].get(); }));
+    }
+    families.push_back(std::move(bytes));
+
+    prometheus::MetricFamily duration{"ringlb_session_duration_seconds",
+                                      shard::kSessionDurationHelp,
+                                      prometheus::MetricType::Histogram,
+                                      {}};
+    for (size_t l = 0; l < listeners.size(); ++l) {
+        common::HistogramTotals totals = shard::SessionHistogram::empty_totals();
+        for (const auto& s : shards) s.listeners[l].counters->session_duration.add_to(totals);
+        add_histogram(duration, {{"listener", name_of(l)}}, totals);
+    }
+    families.push_back(std::move(duration));
 }
 
 void add_upstream_families(const std::vector<ShardView>& shards,
                            std::vector<prometheus::MetricFamily>& families) {
     if (shards.empty() || shards.front().connector == nullptr) return;
     const auto& clusters = shards.front().connector->clusters();
-    constexpr auto counter = prometheus::MetricType::Counter;
-    constexpr auto gauge = prometheus::MetricType::Gauge;
-    (void)counter;
-    (void)gauge;
+    auto cluster_of = [](const ShardView& s, size_t c) -> const upstream::ClusterState& {
+        return *s.connector->clusters()[c];
+    };
 
-#define RINGLB_EXPORT_CLUSTER(field, kind, help)                                             \
-    {                                                                                        \
-        prometheus::MetricFamily family{                                                     \
-            kind == counter ? "ringlb_cluster_" #field "_total" : "ringlb_cluster_" #field,  \
-            help,                                                                            \
-            kind,                                                                            \
-            {}};                                                                             \
-        for (size_t c = 0; c < clusters.size(); ++c) {                                       \
-            auto metric = labelled({{"cluster", clusters[c]->cluster->name}});               \
-            set_value(family, metric, sum_shards(shards, [&](const upstream::Connector& k) { \
-                          return k.clusters()[c]->counters.field.get();                      \
-                      }));                                                                   \
-            family.metric.push_back(std::move(metric));                                      \
-        }                                                                                    \
-        families.push_back(std::move(family));                                               \
+#define RINGLB_EXPORT_CLUSTER(field, kind, help)                          \
+    {                                                                     \
+        auto family = make_family("ringlb_cluster_", #field, kind, help); \
+        for (size_t c = 0; c < clusters.size(); ++c)                      \
+            add_sample(family, {{"cluster", clusters[c]->cluster->name}}, \
+                       sum_shards(shards, [&](const ShardView& s) {       \
+                           return cluster_of(s, c).counters.field.get();  \
+                       }));                                               \
+        families.push_back(std::move(family));                            \
     }
     RINGLB_CLUSTER_COUNTERS(RINGLB_EXPORT_CLUSTER)
 #undef RINGLB_EXPORT_CLUSTER
 
-    // Connect duration: per-shard non-cumulative buckets, summed and made cumulative here.
     {
         prometheus::MetricFamily family{"ringlb_connect_duration_seconds",
-                                        "Time from connect() to an established upstream socket.",
+                                        upstream::kConnectDurationHelp,
                                         prometheus::MetricType::Histogram,
                                         {}};
         for (size_t c = 0; c < clusters.size(); ++c) {
-            auto metric = labelled({{"cluster", clusters[c]->cluster->name}});
-            uint64_t cumulative = 0;
-            for (size_t i = 0; i <= upstream::kConnectBuckets.size(); ++i) {
-                for (const auto& s : shards)
-                    cumulative +=
-                        s.connector->clusters()[c]->counters.connect_duration.buckets[i].get();
-                prometheus::ClientMetric::Bucket bucket;
-                bucket.cumulative_count = cumulative;
-                bucket.upper_bound = i < upstream::kConnectBuckets.size()
-                                         ? upstream::kConnectBuckets[i]
-                                         : std::numeric_limits<double>::infinity();
-                metric.histogram.bucket.push_back(bucket);
-            }
-            metric.histogram.sample_count = cumulative;
-            metric.histogram.sample_sum =
-                1e-9 * sum_shards(shards, [&](const upstream::Connector& k) {
-                    return k.clusters()[c]->counters.connect_duration.sum_ns.get();
-                });
-            family.metric.push_back(std::move(metric));
+            common::HistogramTotals totals = upstream::ConnectHistogram::empty_totals();
+            for (const auto& s : shards) cluster_of(s, c).counters.connect_duration.add_to(totals);
+            add_histogram(family, {{"cluster", clusters[c]->cluster->name}}, totals);
         }
         families.push_back(std::move(family));
     }
 
-#define RINGLB_EXPORT_BACKEND(field, kind, help)                                                 \
-    {                                                                                            \
-        prometheus::MetricFamily family{                                                         \
-            kind == counter ? "ringlb_backend_" #field "_total" : "ringlb_backend_" #field,      \
-            help,                                                                                \
-            kind,                                                                                \
-            {}};                                                                                 \
-        for (size_t c = 0; c < clusters.size(); ++c) {                                           \
-            for (size_t b = 0; b < clusters[c]->backends.size(); ++b) {                          \
-                auto metric = labelled({{"cluster", clusters[c]->cluster->name},                 \
-                                        {"backend", clusters[c]->backends[b].backend->name}});   \
-                set_value(family, metric, sum_shards(shards, [&](const upstream::Connector& k) { \
-                              return k.clusters()[c]->backends[b].counters.field.get();          \
-                          }));                                                                   \
-                family.metric.push_back(std::move(metric));                                      \
-            }                                                                                    \
-        }                                                                                        \
-        families.push_back(std::move(family));                                                   \
+#define RINGLB_EXPORT_BACKEND(field, kind, help)                                         \
+    {                                                                                    \
+        auto family = make_family("ringlb_backend_", #field, kind, help);                \
+        for (size_t c = 0; c < clusters.size(); ++c) {                                   \
+            for (size_t b = 0; b < clusters[c]->backends.size(); ++b) {                  \
+                add_sample(family,                                                       \
+                           {{"cluster", clusters[c]->cluster->name},                     \
+                            {"backend", clusters[c]->backends[b].backend->name}},        \
+                           sum_shards(shards, [&](const ShardView& s) {                  \
+                               return cluster_of(s, c).backends[b].counters.field.get(); \
+                           }));                                                          \
+            }                                                                            \
+        }                                                                                \
+        families.push_back(std::move(family));                                           \
     }
     RINGLB_BACKEND_COUNTERS(RINGLB_EXPORT_BACKEND)
 #undef RINGLB_EXPORT_BACKEND
@@ -140,13 +192,13 @@ void add_upstream_families(const std::vector<ShardView>& shards,
             for (size_t b = 0; b < clusters[c]->backends.size(); ++b) {
                 for (size_t r = 0; r < count; ++r) {
                     if (!applies(r)) continue;
-                    auto metric = labelled({{"cluster", clusters[c]->cluster->name},
-                                            {"backend", clusters[c]->backends[b].backend->name},
-                                            {"reason", reason_name(r)}});
-                    metric.counter.value = sum_shards(shards, [&](const upstream::Connector& k) {
-                        return read(k.clusters()[c]->backends[b].counters, r);
-                    });
-                    family.metric.push_back(std::move(metric));
+                    add_sample(family,
+                               {{"cluster", clusters[c]->cluster->name},
+                                {"backend", clusters[c]->backends[b].backend->name},
+                                {"reason", reason_name(r)}},
+                               sum_shards(shards, [&](const ShardView& s) {
+                                   return read(cluster_of(s, c).backends[b].counters, r);
+                               }));
                 }
             }
         }
@@ -170,47 +222,96 @@ void add_upstream_families(const std::vector<ShardView>& shards,
         });
 }
 
+void add_port_forecast(const std::vector<ShardView>& shards, const std::vector<double>& forecast,
+                       std::vector<prometheus::MetricFamily>& families) {
+    if (shards.empty() || shards.front().connector == nullptr) return;
+    const auto& clusters = shards.front().connector->clusters();
+    if (forecast.size() != clusters.size()) return;
+    prometheus::MetricFamily family{
+        "ringlb_cluster_port_forecast_connections_per_second",
+        "New connections per second the cluster's source ports sustain while closed ones sit "
+        "in TIME_WAIT for 60 s (usable ports x source addresses x backends / 60).",
+        gauge,
+        {}};
+    for (size_t c = 0; c < clusters.size(); ++c)
+        add_sample(family, {{"cluster", clusters[c]->cluster->name}}, forecast[c]);
+    families.push_back(std::move(family));
+}
+
+void add_control_families(const ControlStats& control,
+                          std::vector<prometheus::MetricFamily>& families) {
+    prometheus::MetricFamily reloads{
+        "ringlb_config_reloads_total", "Configuration reloads, by result.", counter, {}};
+    add_sample(reloads, {{"result", "success"}}, static_cast<double>(control.reloads_succeeded));
+    add_sample(reloads, {{"result", "failure"}}, static_cast<double>(control.reloads_failed));
+    families.push_back(std::move(reloads));
+    prometheus::MetricFamily successful{
+        "ringlb_config_last_reload_successful",
+        "1 when the last configuration reload succeeded (or none was tried), else 0.",
+        gauge,
+        {}};
+    add_sample(successful, {}, control.last_reload_successful ? 1 : 0);
+    families.push_back(std::move(successful));
+    prometheus::MetricFamily last{"ringlb_config_last_reload_success_timestamp_seconds",
+                                  "Unix time of the last configuration loaded successfully, the "
+                                  "one loaded at start included.",
+                                  gauge,
+                                  {}};
+    add_sample(last, {}, control.last_success_seconds);
+    families.push_back(std::move(last));
+}
+
+void add_process_families(std::vector<prometheus::MetricFamily>& families) {
+    ProcessStats stats = read_process_stats();
+#define RINGLB_EXPORT_PROCESS(name, kind, help)                          \
+    if (stats.name) {                                                    \
+        auto family = make_family("ringlb_process_", #name, kind, help); \
+        add_sample(family, {}, *stats.name);                             \
+        families.push_back(std::move(family));                           \
+    }
+    RINGLB_PROCESS_METRICS(RINGLB_EXPORT_PROCESS)
+#undef RINGLB_EXPORT_PROCESS
+}
+
+void add_admin_families(const AdminServer::Stats& stats,
+                        std::vector<prometheus::MetricFamily>& families) {
+#define RINGLB_EXPORT_ADMIN(field, name, kind, help)                   \
+    {                                                                  \
+        auto family = make_family("ringlb_admin_", #name, kind, help); \
+        add_sample(family, {}, static_cast<double>(stats.field));      \
+        families.push_back(std::move(family));                         \
+    }
+    RINGLB_ADMIN_STATS(RINGLB_EXPORT_ADMIN)
+#undef RINGLB_EXPORT_ADMIN
+}
+
 }  // namespace
 
-std::string render_metrics(const std::vector<ShardView>& shards, const std::string& engine,
-                           const std::vector<double>& port_forecast) {
+void ControlStats::loaded() {
+    last_success_seconds =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+ShardView view_of(const shard::Shard& shard) {
+    ShardView view{shard.id(), &shard.counters(), &shard.connector(), {}};
+    for (size_t i = 0; i < shard.listener_count(); ++i)
+        view.listeners.push_back({shard.listener_config(i).name, &shard.listener_counters(i)});
+    return view;
+}
+
+std::string render_metrics(const MetricsSources& sources) {
     std::vector<prometheus::MetricFamily> families;
     families.push_back(
         info_family("ringlb_build_info", "ringlb version.", "version", RINGLB_VERSION));
-    families.push_back(
-        info_family("ringlb_engine_info", "Event engine the shards run on.", "engine", engine));
-
-    constexpr auto counter = prometheus::MetricType::Counter;
-    constexpr auto gauge = prometheus::MetricType::Gauge;
-    (void)counter;
-    (void)gauge;
-#define RINGLB_EXPORT_COUNTER(name, kind, help)                                             \
-    {                                                                                       \
-        prometheus::MetricFamily family{                                                    \
-            kind == counter ? "ringlb_" #name "_total" : "ringlb_" #name, help, kind, {}};  \
-        for (const auto& s : shards) add_shard_value(family, s.id, s.counters->name.get()); \
-        families.push_back(std::move(family));                                              \
-    }
-    RINGLB_SHARD_COUNTERS(RINGLB_EXPORT_COUNTER)
-#undef RINGLB_EXPORT_COUNTER
-    add_upstream_families(shards, families);
-    if (!shards.empty() && shards.front().connector &&
-        port_forecast.size() == shards.front().connector->clusters().size()) {
-        const auto& clusters = shards.front().connector->clusters();
-        prometheus::MetricFamily family{
-            "ringlb_cluster_port_forecast_connections_per_second",
-            "New connections per second the cluster's source ports sustain while closed ones sit "
-            "in TIME_WAIT for 60 s (usable ports x source addresses x backends / 60).",
-            prometheus::MetricType::Gauge,
-            {}};
-        for (size_t c = 0; c < clusters.size(); ++c) {
-            auto metric = labelled({{"cluster", clusters[c]->cluster->name}});
-            metric.gauge.value = port_forecast[c];
-            family.metric.push_back(std::move(metric));
-        }
-        families.push_back(std::move(family));
-    }
-
+    families.push_back(info_family("ringlb_engine_info", "Event engine the shards run on.",
+                                   "engine", sources.engine));
+    if (sources.process) add_process_families(families);
+    add_control_families(sources.control, families);
+    if (sources.admin) add_admin_families(*sources.admin, families);
+    add_shard_families(sources.shards, families);
+    add_listener_families(sources.shards, families);
+    add_upstream_families(sources.shards, families);
+    add_port_forecast(sources.shards, sources.port_forecast, families);
     return prometheus::TextSerializer().Serialize(families);
 }
 

@@ -1,26 +1,84 @@
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "proxy/admin/admin_server.hpp"
 #include "proxy/shard/counters.hpp"
 #include "proxy/upstream/connector.hpp"
 
+namespace ringlb::shard {
+class Shard;
+}
+
 namespace ringlb::admin {
+
+// One shard's counters of one listener.
+struct ListenerView {
+    std::string_view name;
+    const shard::ListenerCounters* counters = nullptr;
+};
 
 struct ShardView {
     unsigned id = 0;
     const shard::ShardCounters* counters = nullptr;
     const upstream::Connector* connector = nullptr;  // per-cluster and per-backend state
+    std::vector<ListenerView> listeners;             // in configuration order
+};
+
+// Everything /metrics shows of a running shard; callable from any thread once it started.
+ShardView view_of(const shard::Shard& shard);
+
+// What the control thread counts of itself. The control thread also serves /metrics, so plain
+// values suffice. Configuration reloads call reload_succeeded() or reload_failed().
+struct ControlStats {
+    uint64_t reloads_succeeded = 0;
+    uint64_t reloads_failed = 0;
+    bool last_reload_successful = true;
+    // Unix time (s) of the last configuration loaded successfully: the one loaded at start
+    // counts, as for Prometheus's own prometheus_config_last_reload_success_timestamp_seconds.
+    double last_success_seconds = 0;
+
+    // A configuration is in use from now (at start, or a reload).
+    void loaded();
+    void reload_succeeded() {
+        ++reloads_succeeded;
+        last_reload_successful = true;
+        loaded();
+    }
+    void reload_failed() {
+        ++reloads_failed;
+        last_reload_successful = false;
+    }
+};
+
+struct MetricsSources {
+    std::vector<ShardView> shards;
+    std::string engine;
+    // `port_forecast[i]`: new connections per second cluster i's source ports sustain given
+    // TIME_WAIT (runtime::sustainable_new_conn_rate), exported as a gauge when given.
+    std::vector<double> port_forecast;
+    ControlStats control;
+    std::optional<AdminServer::Stats> admin;
+    bool process = true;  // read the process's own figures (process_stats.hpp)
 };
 
 // Prometheus text exposition, read at scrape time (the shards keep writing; each value is one
-// relaxed load): every shard's counters (label `shard`), the per-cluster and per-backend
-// counters summed over shards (labels `cluster`, `backend`, and `reason` where declared), the
-// connect-duration histogram per cluster, plus build and engine info.
-// `port_forecast[i]`: new connections per second cluster i's source ports sustain given TIME_WAIT
-// (runtime::sustainable_new_conn_rate), exported as a gauge when given.
-std::string render_metrics(const std::vector<ShardView>& shards, const std::string& engine,
-                           const std::vector<double>& port_forecast = {});
+// relaxed load). Each family is declared once with its help text, in the list of its entity:
+//   RINGLB_SHARD_COUNTERS        proxy/shard/counters.hpp     label shard
+//   RINGLB_LISTENER_COUNTERS, RINGLB_BYTE_DIRECTIONS, the session-duration histogram
+//                                proxy/shard/counters.hpp     label listener (direction)
+//   RINGLB_CLUSTER_COUNTERS, the connect-duration histogram
+//                                proxy/upstream/counters.hpp  label cluster
+//   RINGLB_BACKEND_COUNTERS, RINGLB_CONNECT_FAILURES, RINGLB_CLOSE_REASONS
+//                                proxy/upstream/counters.hpp  labels cluster, backend (reason)
+//   RINGLB_PROCESS_METRICS       proxy/admin/process_stats.hpp
+//   RINGLB_ADMIN_STATS, control, build and engine info: metrics.cpp
+// Per-listener, per-cluster and per-backend values are summed over shards, histograms merged
+// bucket by bucket; per-shard counters keep their `shard` label.
+std::string render_metrics(const MetricsSources& sources);
 
 }  // namespace ringlb::admin

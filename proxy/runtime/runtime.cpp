@@ -173,6 +173,8 @@ int run(std::shared_ptr<const config::Config> config) {
         pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
     }
     std::vector<std::unique_ptr<shard::Shard>> shards;
+    admin::ControlStats control;  // for /metrics; a reload calls reload_succeeded/failed
+    control.loaded();
     bool stop_requested = false;
     std::function<void(const boost::system::error_code&, int)> on_signal =
         [&](const boost::system::error_code& ec, int signo) {
@@ -295,15 +297,15 @@ int run(std::shared_ptr<const config::Config> config) {
 
     std::vector<double> forecast;
     for (const auto& c : config->clusters) forecast.push_back(sustainable_new_conn_rate(c, limits));
-    admin::AdminServer admin_server(io, [&shards, &engine, &forecast] {
-        std::vector<admin::ShardView> views;
-        for (const auto& s : shards) views.push_back({s->id(), &s->counters(), &s->connector()});
-        return admin::render_metrics(views, engine.name, forecast);
+    admin::AdminServer admin_server(io, [&shards, &engine, &forecast, &control, &admin_server] {
+        admin::MetricsSources sources{{}, engine.name, forecast, control, admin_server.stats()};
+        for (const auto& s : shards) sources.shards.push_back(admin::view_of(*s));
+        return admin::render_metrics(sources);
     });
     // The endpoints that read the shards and the configuration (proxy/admin/routes.hpp).
     admin_server.add_route(admin::backends_route([&shards] {
         std::vector<admin::ShardView> views;
-        for (const auto& s : shards) views.push_back({s->id(), &s->counters(), &s->connector()});
+        for (const auto& s : shards) views.push_back(admin::view_of(*s));
         return views;
     }));
     admin_server.add_route(admin::config_route([config] { return config; }));

@@ -1,8 +1,11 @@
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 
 #include "common/counter.hpp"
+#include "common/histogram.hpp"
 
 namespace ringlb::shard {
 
@@ -29,6 +32,51 @@ struct ShardCounters {
 #define RINGLB_DECLARE_COUNTER(name, kind, help) Counter name;
     RINGLB_SHARD_COUNTERS(RINGLB_DECLARE_COUNTER)
 #undef RINGLB_DECLARE_COUNTER
+};
+
+// Per-shard counters of one listener (label `listener`), summed over shards at scrape time.
+// X(name, kind, help): exported as ringlb_listener_<name>_total (counter) or
+// ringlb_listener_<name>.
+#define RINGLB_LISTENER_COUNTERS(X)                                          \
+    X(connections, counter, "Client connections accepted on this listener.") \
+    X(active_connections, gauge, "Sessions of this listener open now.")
+
+// ringlb_bytes_total{listener, direction}: bytes a listener's sessions forwarded, counted when
+// written to the receiving socket. X(direction): the `direction` label values, client_to_upstream
+// (received from the client, sent to the upstream) and upstream_to_client.
+#define RINGLB_BYTE_DIRECTIONS(X) \
+    X(client_to_upstream)         \
+    X(upstream_to_client)
+inline constexpr const char* kBytesHelp = "Bytes forwarded by the listener's sessions.";
+
+enum class ByteDirection : uint8_t {
+#define RINGLB_DIRECTION_ENUM(name) k_##name,
+    RINGLB_BYTE_DIRECTIONS(RINGLB_DIRECTION_ENUM)
+#undef RINGLB_DIRECTION_ENUM
+        kCount
+};
+inline constexpr std::array<const char*, static_cast<size_t>(ByteDirection::kCount)>
+    kByteDirectionNames{
+#define RINGLB_DIRECTION_NAME(name) #name,
+        RINGLB_BYTE_DIRECTIONS(RINGLB_DIRECTION_NAME)
+#undef RINGLB_DIRECTION_NAME
+    };
+
+// ringlb_session_duration_seconds{listener}: from the accept to the close of both sockets,
+// observed in µs. Upper bounds (seconds) fixed so per-shard buckets sum: 1 ms (a refused or
+// one-request session on a LAN) to 1 h (long-lived streams; longer ones land in +Inf).
+inline constexpr std::array<double, 15> kSessionBuckets{0.001, 0.005, 0.01, 0.05, 0.1, 0.5,  1,   5,
+                                                        10,    30,    60,   300,  600, 1800, 3600};
+inline constexpr const char* kSessionDurationHelp =
+    "Time from accepting a client to closing its session.";
+using SessionHistogram = common::Histogram<kSessionBuckets, 1'000'000>;
+
+struct ListenerCounters {
+#define RINGLB_DECLARE_LISTENER_COUNTER(name, kind, help) Counter name;
+    RINGLB_LISTENER_COUNTERS(RINGLB_DECLARE_LISTENER_COUNTER)
+#undef RINGLB_DECLARE_LISTENER_COUNTER
+    std::array<Counter, static_cast<size_t>(ByteDirection::kCount)> bytes;
+    SessionHistogram session_duration;
 };
 
 }  // namespace ringlb::shard

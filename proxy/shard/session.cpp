@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,6 +18,14 @@ namespace ringlb::shard {
 namespace {
 
 constexpr uint32_t kPollMask = POLLIN | POLLOUT | POLLRDHUP;
+
+// Precise rather than the shard's coarse clock (1-4 ms steps), which would put every short
+// session in the first bucket or none: two vDSO reads per session.
+uint64_t monotonic_ns() {
+    timespec ts;
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 }  // namespace
 
@@ -63,11 +72,13 @@ bool Session::enter(Phase next) {
 }
 
 Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot> snapshot,
-                 const config::ListenerConfig& listener, upstream::ClusterState& cluster)
+                 const config::ListenerConfig& listener, ListenerCounters& listener_counters,
+                 upstream::ClusterState& cluster)
     : shard_(shard),
       engine_(shard.engine()),
       snapshot_(std::move(snapshot)),
       listener_(listener),
+      listener_counters_(listener_counters),
       cluster_(cluster),
       buffered_(*this),
       splice_(*this) {
@@ -83,12 +94,17 @@ Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot
     u2c_.src = &upstream_;
     u2c_.dst = &client_;
     u2c_.c2u = false;
+    accepted_ns_ = monotonic_ns();
     shard_.stats().active.add();
+    listener_counters_.active_connections.add();
 }
 
 Session::~Session() {
     shard_.stats().active.sub();
     shard_.stats().closed.add();
+    // Observed before the gauge drops, so a scrape that sees no session open sees them all here.
+    listener_counters_.session_duration.observe((monotonic_ns() - accepted_ns_) / 1000);
+    listener_counters_.active_connections.sub();
 }
 
 void Session::start() {
@@ -256,10 +272,14 @@ void Session::resume_receive() {
 }
 
 void Session::count_bytes(const Direction& d, size_t n) {
-    if (d.c2u)
+    using enum ByteDirection;
+    if (d.c2u) {
         shard_.stats().bytes_in.add(n);
-    else
+        listener_counters_.bytes[static_cast<size_t>(k_client_to_upstream)].add(n);
+    } else {
         shard_.stats().bytes_out.add(n);
+        listener_counters_.bytes[static_cast<size_t>(k_upstream_to_client)].add(n);
+    }
 }
 
 void Session::finish_direction(Direction& d) {

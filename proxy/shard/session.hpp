@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "proxy/engine/engine.hpp"
 #include "proxy/shard/buffered_pump.hpp"
+#include "proxy/shard/counters.hpp"
 #include "proxy/shard/direction.hpp"
 #include "proxy/shard/leg.hpp"
 #include "proxy/shard/snapshot.hpp"
@@ -42,7 +43,8 @@ class Session final : public engine::Handler,
     enum class Phase : uint8_t { kPrelude, kConnecting, kForwarding, kDraining, kClosed };
 
     Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot> snapshot,
-            const config::ListenerConfig& listener, upstream::ClusterState& cluster);
+            const config::ListenerConfig& listener, ListenerCounters& listener_counters,
+            upstream::ClusterState& cluster);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -112,6 +114,7 @@ class Session final : public engine::Handler,
     engine::Engine& engine_;
     std::shared_ptr<const Snapshot> snapshot_;  // keeps listener_ and cluster_ alive
     const config::ListenerConfig& listener_;
+    ListenerCounters& listener_counters_;  // this shard's, of listener_
     upstream::ClusterState& cluster_;
     upstream::ConnectRequest request_;
     upstream::BackendState* backend_ = nullptr;  // once connected; released at close
@@ -130,7 +133,8 @@ class Session final : public engine::Handler,
     uint64_t last_client_rx_ms_ = 0;
     uint64_t last_server_rx_ms_ = 0;
     uint64_t started_ms_ = 0;
-    uint64_t end_ms_ = 0;  // max_duration (+ jitter) deadline; 0: none
+    uint64_t accepted_ns_ = 0;  // CLOCK_MONOTONIC, for ringlb_session_duration_seconds
+    uint64_t end_ms_ = 0;       // max_duration (+ jitter) deadline; 0: none
     Phase phase_ = Phase::kPrelude;
 };
 

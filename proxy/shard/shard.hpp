@@ -64,6 +64,11 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // Per-cluster and per-backend state; its shape is fixed once start() has returned, and its
     // counters may be read from any thread.
     const upstream::Connector& connector() const { return *connector_; }
+    // This shard's counters of listener i (snapshot->config->listeners[i]), readable from any
+    // thread.
+    size_t listener_count() const { return listeners_.size(); }
+    const config::ListenerConfig& listener_config(size_t i) const { return *listeners_[i]->config; }
+    const ListenerCounters& listener_counters(size_t i) const { return listeners_[i]->counters; }
 
     // For sessions, on the shard's own thread only.
     engine::Engine& engine() { return *engine_; }
@@ -103,6 +108,8 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
         upstream::ClusterState* cluster = nullptr;  // set once the connector exists
         engine::Op accept_op;
         common::LogLimiter accept_error_log;
+        // Its sessions hold a reference: a listener must outlive its sessions.
+        ListenerCounters counters;
     };
 
     void run(std::string& error, std::atomic<int>& state);

@@ -306,7 +306,7 @@ void Connector::on_connect_result(ConnectRequest& req, int res) {
     ClusterState& cs = *req.cluster_;
     if (res == 0 && !req.abandoned_) {
         uint64_t elapsed = monotonic_ns() - req.started_ns_;
-        cs.counters.connect_duration.observe_ns(elapsed);
+        cs.counters.connect_duration.observe(elapsed);
         cs.balancer->observe_connect(b.index, std::chrono::nanoseconds(elapsed));
         b.counters.connections.add();
         req.state_ = ConnectRequest::State::kReady;

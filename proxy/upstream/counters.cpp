@@ -52,12 +52,4 @@ ConnectFailure classify_connect_error(int err) {
     }
 }
 
-void Histogram::observe_ns(uint64_t ns) {
-    double seconds = static_cast<double>(ns) * 1e-9;
-    size_t i = 0;
-    while (i < kConnectBuckets.size() && seconds > kConnectBuckets[i]) ++i;
-    buckets[i].add();
-    sum_ns.add(ns);
-}
-
 }  // namespace ringlb::upstream

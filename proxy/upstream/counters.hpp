@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common/counter.hpp"
+#include "common/histogram.hpp"
 
 namespace ringlb::upstream {
 
@@ -75,16 +76,13 @@ struct BackendCounters {
     std::array<Counter, static_cast<size_t>(CloseReason::kCount)> closes;
 };
 
-// Upper bounds (seconds) of the connect-duration histogram, fixed so per-shard buckets sum.
+// ringlb_connect_duration_seconds{cluster}: upper bounds (seconds), fixed so per-shard buckets sum;
+// observed in ns (a loopback connect takes tens of µs).
 inline constexpr std::array<double, 14> kConnectBuckets{
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
-
-// Per-shard histogram: non-cumulative bucket counts (the last is +Inf) and the sum in ns.
-struct Histogram {
-    std::array<Counter, kConnectBuckets.size() + 1> buckets;
-    Counter sum_ns;
-    void observe_ns(uint64_t ns);
-};
+inline constexpr const char* kConnectDurationHelp =
+    "Time from connect() to an established upstream socket.";
+using ConnectHistogram = common::Histogram<kConnectBuckets, 1'000'000'000>;
 
 // Per-shard counters of one cluster. X(name, kind, help)
 #define RINGLB_CLUSTER_COUNTERS(X)                                                             \
@@ -100,7 +98,7 @@ struct ClusterCounters {
 #define RINGLB_DECLARE_CLUSTER_COUNTER(name, kind, help) Counter name;
     RINGLB_CLUSTER_COUNTERS(RINGLB_DECLARE_CLUSTER_COUNTER)
 #undef RINGLB_DECLARE_CLUSTER_COUNTER
-    Histogram connect_duration;
+    ConnectHistogram connect_duration;
 };
 
 }  // namespace ringlb::upstream

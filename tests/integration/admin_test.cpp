@@ -228,9 +228,21 @@ TEST_F(AdminTest, HeadSendsTheHeadersOfGetWithoutTheBody) {
         auto head = exchange("HEAD", path, &error);
         ASSERT_TRUE(head) << error;
         EXPECT_EQ(head->status_line, get->status_line);
-        EXPECT_EQ(head->headers, get->headers);
-        EXPECT_EQ(head->header("content-length"), std::to_string(get->body.size()));
         EXPECT_GT(get->body.size(), 0u);
+        if (std::string_view(path) != "/metrics") {
+            EXPECT_EQ(head->headers, get->headers);
+            EXPECT_EQ(head->header("content-length"), std::to_string(get->body.size()));
+            continue;
+        }
+        // The process figures (CPU time, memory, admin connections) change between two scrapes,
+        // and with them the length by a few bytes.
+        auto without_length = [](std::map<std::string, std::string> headers) {
+            headers.erase("content-length");
+            return headers;
+        };
+        EXPECT_EQ(without_length(head->headers), without_length(get->headers));
+        EXPECT_NEAR(std::stod(head->header("content-length")),
+                    static_cast<double>(get->body.size()), 100);
     }
 
     // On a kept-alive connection the byte after a HEAD response's head is the next response.

@@ -18,7 +18,7 @@ constexpr uint64_t kKiB = 1024;
 constexpr uint64_t kMiB = 1024 * 1024;
 
 std::string proxy_config(const std::string& engine, const std::string& forward,
-                         const std::string& backend, uint16_t& port,
+                         const std::string& backend, uint16_t& port, uint16_t& admin_port,
                          const std::string& connect_timeout = "2s") {
     ProxyConfigSpec spec;
     spec.engine = engine;
@@ -28,6 +28,7 @@ std::string proxy_config(const std::string& engine, const std::string& forward,
     spec.connect_timeout = connect_timeout;
     std::string text = make_config(spec);
     port = spec.listen_port;
+    admin_port = spec.admin_port;
     return text;
 }
 
@@ -68,11 +69,15 @@ void expect_fds_back_to_baseline(const ProxyProcess& proxy, const FdCounts& base
         << proxy.describe_sockets();
 }
 
-// The stats lines and the end of the log, for failure messages.
-std::string proxy_state(ProxyProcess& proxy) {
-    std::string why;
-    proxy.stats(2, 2s, &why);
-    return proxy.log_tail(3000);
+// The per-shard counters from /metrics and the end of the log, for failure messages.
+std::string proxy_state(ProxyProcess& proxy, uint16_t admin_port) {
+    std::string error;
+    auto metrics = scrape_metrics(admin_port, &error, 2s);
+    if (!metrics) return "no /metrics: " + error + "\n" + proxy.log_tail(3000);
+    std::string state;
+    for (const MetricSample& sample : metrics->samples())
+        if (sample.labels.count("shard")) state += to_string(sample) + "\n";
+    return state + proxy.log_tail(3000);
 }
 
 // One healthy exchange first, so that whatever the proxy sets up lazily on its first session is in
@@ -83,14 +88,14 @@ std::string proxy_state(ProxyProcess& proxy) {
     return ::testing::AssertionFailure() << "warm-up exchange: " << result.error;
 }
 
-uint64_t connect_failures(ProxyProcess& proxy) {
-    std::string why;
-    auto stats = proxy.stats(2, 5s, &why);
-    if (!stats) {
-        ADD_FAILURE() << why;
+double connect_failures(uint16_t admin_port) {
+    std::string error;
+    auto metrics = scrape_metrics(admin_port, &error);
+    if (!metrics) {
+        ADD_FAILURE() << error;
         return 0;
     }
-    return sum_stat(*stats, "connect_failures");
+    return metrics->sum("ringlb_backend_connect_failures_total");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -104,9 +109,9 @@ class BackendDownTest : public ::testing::TestWithParam<std::string> {
 TEST_P(BackendDownTest, RefusedBackendClosesClientsPromptly) {
     // Nothing listens on this port, so every connect is refused.
     std::string backend = "127.0.0.1:" + std::to_string(free_port());
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
-    RINGLB_START_PROXY(proxy, proxy_config(engine(), "auto", backend, port), engine());
+    RINGLB_START_PROXY(proxy, proxy_config(engine(), "auto", backend, port, admin_port), engine());
     FdCounts baseline = proxy.settled_fd_counts();
 
     std::vector<common::Fd> clients = connect_clients(port, 20);
@@ -119,16 +124,17 @@ TEST_P(BackendDownTest, RefusedBackendClosesClientsPromptly) {
     clients.clear();
 
     expect_fds_back_to_baseline(proxy, baseline, true);
-    EXPECT_GT(connect_failures(proxy), 0u);
+    EXPECT_GT(connect_failures(admin_port), 0);
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
 
 TEST_P(BackendDownTest, SilentBackendHitsConnectTimeout) {
     BlackholeBackend backend;
     ASSERT_TRUE(backend.start());
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
-    RINGLB_START_PROXY(proxy, proxy_config(engine(), "auto", backend.address(), port, "300ms"),
+    RINGLB_START_PROXY(proxy,
+                       proxy_config(engine(), "auto", backend.address(), port, admin_port, "300ms"),
                        engine());
     FdCounts baseline = proxy.settled_fd_counts();
 
@@ -142,7 +148,7 @@ TEST_P(BackendDownTest, SilentBackendHitsConnectTimeout) {
     clients.clear();
 
     expect_fds_back_to_baseline(proxy, baseline, true);
-    EXPECT_GT(connect_failures(proxy), 0u);
+    EXPECT_GT(connect_failures(admin_port), 0);
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
 
@@ -162,9 +168,10 @@ class MidTransferTest : public ::testing::TestWithParam<EngineForward> {
 TEST_P(MidTransferTest, ClientResetDoesNotHurtTheProxy) {
     BackendProcess backend;
     ASSERT_TRUE(backend.start(EchoMode::kHash));
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
-    RINGLB_START_PROXY(proxy, proxy_config(engine(), forward(), backend.address(), port), engine());
+    RINGLB_START_PROXY(
+        proxy, proxy_config(engine(), forward(), backend.address(), port, admin_port), engine());
     ASSERT_TRUE(warm_up(port));
     FdCounts baseline = proxy.settled_fd_counts();
 
@@ -181,7 +188,7 @@ TEST_P(MidTransferTest, ClientResetDoesNotHurtTheProxy) {
         ASSERT_TRUE(recv_exactly(clients[i].get(), 128 * kKiB, 5s, &got))
             << "client " << i << " received " << got << " of " << 128 * kKiB
             << " bytes in 5 s; proxy log:\n"
-            << proxy_state(proxy);
+            << proxy_state(proxy, admin_port);
     }
     for (auto& fd : clients) reset_close(fd);
     // And some that reset before the proxy can have reached the backend.
@@ -192,7 +199,7 @@ TEST_P(MidTransferTest, ClientResetDoesNotHurtTheProxy) {
     ExchangeResult result = hash_exchange(port, kMiB, kMiB, 10s);
     EXPECT_TRUE(result.ok) << "after the resets: " << result.error << "\nproxy sockets:\n"
                            << proxy.describe_sockets() << "proxy log:\n"
-                           << (result.ok ? "" : proxy_state(proxy));
+                           << (result.ok ? "" : proxy_state(proxy, admin_port));
     expect_fds_back_to_baseline(proxy, baseline, pipes_exact());
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
@@ -200,9 +207,10 @@ TEST_P(MidTransferTest, ClientResetDoesNotHurtTheProxy) {
 TEST_P(MidTransferTest, BackendDeathClosesItsClients) {
     BackendProcess backend;
     ASSERT_TRUE(backend.start(EchoMode::kHash));
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
-    RINGLB_START_PROXY(proxy, proxy_config(engine(), forward(), backend.address(), port), engine());
+    RINGLB_START_PROXY(
+        proxy, proxy_config(engine(), forward(), backend.address(), port, admin_port), engine());
     ASSERT_TRUE(warm_up(port));
     FdCounts baseline = proxy.settled_fd_counts();
 
@@ -213,7 +221,7 @@ TEST_P(MidTransferTest, BackendDeathClosesItsClients) {
         ASSERT_TRUE(recv_exactly(clients[i].get(), 256 * kKiB, 5s, &got))
             << "client " << i << " received " << got << " of " << 256 * kKiB
             << " bytes in 5 s; proxy log:\n"
-            << proxy_state(proxy);
+            << proxy_state(proxy, admin_port);
     }
     backend.kill(SIGKILL);
 

@@ -20,7 +20,7 @@ constexpr uint64_t kMiB = 1024 * 1024;
 
 std::string proxy_config(const std::string& engine, const std::string& forward,
                          const std::vector<std::string>& backends, uint16_t& port,
-                         unsigned workers = 2) {
+                         uint16_t& admin_port, unsigned workers = 2) {
     ProxyConfigSpec spec;
     spec.engine = engine;
     spec.forward = forward;
@@ -28,26 +28,27 @@ std::string proxy_config(const std::string& engine, const std::string& forward,
     spec.backends = backends;
     std::string text = make_config(spec);
     port = spec.listen_port;
+    admin_port = spec.admin_port;
     return text;
 }
 
 // The forward mode axis is only worth its cost if each mode really runs its own pump: the shards
 // count the directions they forwarded with splice and with buffers.
-void expect_forward_mode_used(ProxyProcess& proxy, const std::string& forward) {
+void expect_forward_mode_used(uint16_t admin_port, const std::string& forward) {
     if (forward == "auto") return;
-    std::string why;
-    auto stats = proxy.stats(2, 5s, &why);
-    ASSERT_TRUE(stats) << why;
-    for (const char* key : {"splice_directions", "buffered_directions"})
-        ASSERT_TRUE(stats->front().values.count(key)) << "no " << key << " in the stats line";
-    uint64_t spliced = sum_stat(*stats, "splice_directions");
-    uint64_t buffered = sum_stat(*stats, "buffered_directions");
+    std::string error;
+    auto metrics = scrape_metrics(admin_port, &error);
+    ASSERT_TRUE(metrics) << error;
+    for (const char* name : {"ringlb_splice_directions_total", "ringlb_buffered_directions_total"})
+        ASSERT_TRUE(metrics->has(name)) << "no " << name << " in /metrics";
+    double spliced = metrics->sum("ringlb_splice_directions_total");
+    double buffered = metrics->sum("ringlb_buffered_directions_total");
     if (forward == "splice") {
-        EXPECT_GT(spliced, 0u);
-        EXPECT_EQ(buffered, 0u);
+        EXPECT_GT(spliced, 0);
+        EXPECT_EQ(buffered, 0);
     } else {
-        EXPECT_EQ(spliced, 0u);
-        EXPECT_GT(buffered, 0u);
+        EXPECT_EQ(spliced, 0);
+        EXPECT_GT(buffered, 0);
     }
 }
 
@@ -62,9 +63,10 @@ TEST_P(TransferTest, ByteExactEachDirectionAndBoth) {
     const auto& [engine, forward, size] = GetParam();
     BackendProcess backend;
     ASSERT_TRUE(backend.start(EchoMode::kHash));
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
-    RINGLB_START_PROXY(proxy, proxy_config(engine, forward, {backend.address()}, port), engine);
+    RINGLB_START_PROXY(proxy, proxy_config(engine, forward, {backend.address()}, port, admin_port),
+                       engine);
 
     struct Case {
         const char* name;
@@ -78,7 +80,7 @@ TEST_P(TransferTest, ByteExactEachDirectionAndBoth) {
         ExchangeResult result = hash_exchange(port, c.up, c.down);
         EXPECT_TRUE(result.ok) << result.error;
     }
-    expect_forward_mode_used(proxy, forward);
+    expect_forward_mode_used(admin_port, forward);
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
 
@@ -108,10 +110,10 @@ class ForwardingTest : public ::testing::TestWithParam<EngineForward> {
 TEST_P(ForwardingTest, ThousandConcurrentConnectionsAreByteExact) {
     BackendProcess backend;
     ASSERT_TRUE(backend.start(EchoMode::kHash));
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
-    RINGLB_START_PROXY(proxy, proxy_config(engine(), forward(), {backend.address()}, port),
-                       engine());
+    RINGLB_START_PROXY(
+        proxy, proxy_config(engine(), forward(), {backend.address()}, port, admin_port), engine());
     // A first session lets the proxy finish any lazy setup before the baseline is taken.
     ExchangeResult warm = hash_exchange(port, 64 * kKiB, 64 * kKiB);
     ASSERT_TRUE(warm.ok) << "warm-up exchange: " << warm.error;
@@ -125,10 +127,10 @@ TEST_P(ForwardingTest, ThousandConcurrentConnectionsAreByteExact) {
     RunSummary summary = run_concurrent(port, 1000, spec, options);
     EXPECT_TRUE(summary.ok()) << summary.describe();
 
-    std::string why;
-    auto stats = proxy.stats(2, 5s, &why);
-    ASSERT_TRUE(stats) << why;
-    EXPECT_GE(sum_stat(*stats, "accepted"), 1000u);
+    std::string error;
+    auto metrics = scrape_metrics(admin_port, &error);
+    ASSERT_TRUE(metrics) << error;
+    EXPECT_EQ(metrics->sum("ringlb_accepted_total"), 1001);  // and the warm-up
     // Every session is over, so only pooled idle pipes may remain beyond the baseline.
     FdCounts after = wait_for_fd_baseline(proxy, baseline, 3s, forward() == "buffered");
     EXPECT_TRUE(fd_counts_match(after, baseline, forward() == "buffered"))
@@ -141,10 +143,10 @@ TEST_P(ForwardingTest, ThousandConcurrentConnectionsAreByteExact) {
 TEST_P(ForwardingTest, HalfCloseKeepsTheReplyFlowing) {
     BackendProcess backend;
     ASSERT_TRUE(backend.start(EchoMode::kEcho));
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
-    RINGLB_START_PROXY(proxy, proxy_config(engine(), forward(), {backend.address()}, port),
-                       engine());
+    RINGLB_START_PROXY(
+        proxy, proxy_config(engine(), forward(), {backend.address()}, port, admin_port), engine());
 
     {
         SCOPED_TRACE("read only after SHUT_WR");
@@ -195,10 +197,12 @@ TEST_P(BalancingTest, RoundRobinReachesEveryBackend) {
     BackendProcess second;
     ASSERT_TRUE(first.start(EchoMode::kHttp, "b1"));
     ASSERT_TRUE(second.start(EchoMode::kHttp, "b2"));
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
     RINGLB_START_PROXY(
-        proxy, proxy_config(engine(), "auto", {first.address(), second.address()}, port), engine());
+        proxy,
+        proxy_config(engine(), "auto", {first.address(), second.address()}, port, admin_port),
+        engine());
 
     std::map<std::string, int> replies;
     for (int i = 0; i < 20; ++i) {
@@ -216,9 +220,10 @@ TEST_P(BalancingTest, RoundRobinReachesEveryBackend) {
 TEST_P(BalancingTest, BothShardsAcceptUnderLoad) {
     BackendProcess backend;
     ASSERT_TRUE(backend.start(EchoMode::kHash));
-    uint16_t port = 0;
+    uint16_t port = 0, admin_port = 0;
     ProxyProcess proxy;
-    RINGLB_START_PROXY(proxy, proxy_config(engine(), "auto", {backend.address()}, port), engine());
+    RINGLB_START_PROXY(proxy, proxy_config(engine(), "auto", {backend.address()}, port, admin_port),
+                       engine());
 
     // SO_REUSEPORT hashes the 4-tuple, so many connections (each its own source port) spread
     // over both shards' listeners.
@@ -231,13 +236,15 @@ TEST_P(BalancingTest, BothShardsAcceptUnderLoad) {
     RunSummary summary = run_concurrent(port, 400, spec, options);
     EXPECT_TRUE(summary.ok()) << summary.describe();
 
-    std::string why;
-    auto stats = proxy.stats(2, 5s, &why);
-    ASSERT_TRUE(stats) << why;
-    ASSERT_EQ(stats->size(), 2u);
-    for (const ShardStats& shard : *stats)
-        EXPECT_GT(shard.get("accepted"), 0u) << "shard " << shard.shard << " accepted nothing";
-    EXPECT_GE(sum_stat(*stats, "accepted"), 400u);
+    std::string error;
+    auto metrics = scrape_metrics(admin_port, &error);
+    ASSERT_TRUE(metrics) << error;
+    ASSERT_EQ(metrics->count("ringlb_accepted_total"), 2u)
+        << metrics->describe("ringlb_accepted_total");
+    for (const char* shard : {"0", "1"})
+        EXPECT_GT(metrics->sum("ringlb_accepted_total", {{"shard", shard}}), 0)
+            << "shard " << shard << " accepted nothing";
+    EXPECT_EQ(metrics->sum("ringlb_accepted_total"), 400);
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
 

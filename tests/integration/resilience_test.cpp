@@ -27,25 +27,6 @@ class ResilienceTest : public ::testing::TestWithParam<std::string> {
     const std::string& engine() const { return GetParam(); }
 };
 
-// The last value of `key` for every shard in a log (the "shard N stats:" lines).
-uint64_t sum_from_log(const std::string& log, const std::string& key) {
-    std::map<int, uint64_t> per_shard;
-    size_t pos = 0;
-    while ((pos = log.find("shard ", pos)) != std::string::npos) {
-        size_t end = log.find('\n', pos);
-        std::string line = log.substr(pos, end == std::string::npos ? end : end - pos);
-        pos = end == std::string::npos ? log.size() : end;
-        if (line.find(" stats:") == std::string::npos) continue;
-        int shard = std::atoi(line.c_str() + 6);
-        size_t at = line.find(" " + key + "=");
-        if (at == std::string::npos) continue;
-        per_shard[shard] = std::strtoull(line.c_str() + at + key.size() + 2, nullptr, 10);
-    }
-    uint64_t sum = 0;
-    for (const auto& [shard, value] : per_shard) sum += value;
-    return sum;
-}
-
 TEST_P(ResilienceTest, DeadBackendIsRetriedOnAnotherBeforeAnyByte) {
     BackendProcess live;
     ASSERT_TRUE(live.start(EchoMode::kHash));
@@ -59,12 +40,12 @@ TEST_P(ResilienceTest, DeadBackendIsRetriedOnAnotherBeforeAnyByte) {
     RunSummary summary = run_concurrent(spec.listen_port, 200,
                                         ExchangeSpec{ExchangeKind::kHash, 4096, 4096, 1, false});
     EXPECT_TRUE(summary.ok()) << summary.describe();
-    std::string why;
-    auto stats = proxy.stats(2, 5s, &why);
-    ASSERT_TRUE(stats) << why;
+    std::string error;
+    auto metrics = scrape_metrics(spec.admin_port, &error);
+    ASSERT_TRUE(metrics) << error;
     // Round-robin sends about half the first attempts to the dead backend; each is retried.
-    EXPECT_GT(sum_stat(*stats, "connect_retries"), 50u);
-    EXPECT_EQ(sum_stat(*stats, "no_backend"), 0u);
+    EXPECT_GT(metrics->sum("ringlb_cluster_retries_total"), 50);
+    EXPECT_EQ(metrics->sum("ringlb_cluster_no_backend_total"), 0);
     EXPECT_EQ(proxy.stop(), 0);
 }
 
@@ -103,12 +84,15 @@ TEST_P(ResilienceTest, RunningOutOfFdsPausesAcceptingAndRecovers) {
     RunSummary summary = run_concurrent(spec.listen_port, 10,
                                         ExchangeSpec{ExchangeKind::kEcho, 65536, 65536, 7, false});
     EXPECT_TRUE(summary.ok()) << summary.describe();
+    auto metrics = scrape_metrics(spec.admin_port, &error);
+    ASSERT_TRUE(metrics) << error;
+    EXPECT_GT(metrics->sum("ringlb_emfile_pauses_total"), 0)
+        << metrics->describe("ringlb_emfile_pauses_total");
 
     ::kill(proxy.pid(), SIGTERM);
     EXPECT_EQ(proxy.wait(10s), std::optional<int>(0));
     std::string log = read_file(dir.file("ringlb.log"));
     EXPECT_NE(log.find("out of file descriptors"), std::string::npos) << log;
-    EXPECT_GT(sum_from_log(log, "emfile_pauses"), 0u) << log;
 }
 
 TEST_P(ResilienceTest, EmptyPipePoolFallsBackToBufferedForwarding) {
@@ -131,11 +115,11 @@ TEST_P(ResilienceTest, EmptyPipePoolFallsBackToBufferedForwarding) {
     RunSummary summary = run_concurrent(
         spec.listen_port, 10, ExchangeSpec{ExchangeKind::kHash, 16 << 20, 16 << 20, 3, true});
     EXPECT_TRUE(summary.ok()) << summary.describe();
-    std::string why;
-    auto stats = proxy.stats(1, 5s, &why);
-    ASSERT_TRUE(stats) << why;
-    EXPECT_GT(sum_stat(*stats, "pipe_pool_exhausted"), 0u);
-    EXPECT_GT(sum_stat(*stats, "splice_directions"), 0u);
+    std::string error;
+    auto metrics = scrape_metrics(spec.admin_port, &error);
+    ASSERT_TRUE(metrics) << error;
+    EXPECT_GT(metrics->sum("ringlb_pipe_pool_exhausted_total"), 0);
+    EXPECT_GT(metrics->sum("ringlb_splice_directions_total"), 0);
     EXPECT_EQ(proxy.stop(), 0);
 }
 

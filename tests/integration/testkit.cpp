@@ -1914,6 +1914,12 @@ std::string Metrics::type(std::string_view family) const {
     return it == types_.end() ? "" : it->second;
 }
 
+std::vector<std::string> Metrics::families() const {
+    std::vector<std::string> out;
+    for (const auto& [family, type] : types_) out.push_back(family);
+    return out;
+}
+
 std::string Metrics::help(std::string_view family) const {
     auto it = helps_.find(family);
     return it == helps_.end() ? "" : it->second;
@@ -1965,6 +1971,28 @@ bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& l
     return wait_for_metric(
         admin_port, name, labels, [min_value](double value) { return value >= min_value; }, timeout,
         last);
+}
+
+::testing::AssertionResult promtool_check(const std::string& exposition) {
+    std::string promtool;
+    const char* path = std::getenv("PATH");
+    std::stringstream dirs(path ? path : "");
+    for (std::string dir; std::getline(dirs, dir, ':') && promtool.empty();) {
+        std::string candidate = (dir.empty() ? "." : dir) + "/promtool";
+        if (::access(candidate.c_str(), X_OK) == 0) promtool = candidate;
+    }
+    if (promtool.empty())
+        return ::testing::AssertionFailure()
+               << "promtool is not installed (Debian package prometheus; scripts/install-deps.sh "
+                  "installs it)";
+    TempDir dir;
+    write_file(dir.file("metrics.txt"), exposition);
+    std::string command = promtool + " check metrics < " + dir.file("metrics.txt") + " > " +
+                          dir.file("promtool.out") + " 2>&1";
+    int status = std::system(command.c_str());
+    if (status == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << command << " (status " << status << "):\n"
+                                         << read_file(dir.file("promtool.out"));
 }
 
 // ---------------------------------------------------------------------------------------------

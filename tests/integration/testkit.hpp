@@ -472,6 +472,8 @@ class Metrics {
     // From the # TYPE / # HELP lines of metric family `family`; "" when absent.
     std::string type(std::string_view family) const;
     std::string help(std::string_view family) const;
+    // Every family with a # TYPE line, sorted.
+    std::vector<std::string> families() const;
     // The matching samples one per line, for failure messages.
     std::string describe(std::string_view name, const Labels& labels = {}) const;
 
@@ -494,6 +496,11 @@ bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& l
 // The same, waiting for the sum to reach at least `min_value`.
 bool wait_for_metric(uint16_t admin_port, std::string_view name, const Labels& labels,
                      double min_value, Millis timeout, std::string* last = nullptr);
+
+// Runs `promtool check metrics` (Debian package prometheus, which scripts/install-deps.sh
+// installs for the tests) on an exposition: success, or promtool's complaints. A missing
+// promtool fails too, so the check cannot silently stop running.
+::testing::AssertionResult promtool_check(const std::string& exposition);
 
 // ---------------------------------------------------------------------------------------------
 // Sockets seen from outside: /proc/net/tcp, socket options of another process, ss
