@@ -13,6 +13,7 @@ namespace {
 // Written once at start before the shard threads exist (their creation orders it before their
 // reads); relaxed loads keep the per-accept check a plain load.
 std::atomic<int> g_threshold{INT_MAX};
+std::atomic<int> g_spare_floor{INT_MAX};
 
 int clamp_to_int(long value) {
     return static_cast<int>(std::min<long>(value, INT_MAX));
@@ -29,6 +30,17 @@ void reserve_fds(long fd_limit) {
     bool known = fd_limit > 0;
     g_threshold.store(known ? clamp_to_int(fd_limit - reserve) : INT_MAX,
                       std::memory_order_relaxed);
+    long spares = std::min<long>(kControlSpareFds, reserve / 2);
+    g_spare_floor.store(known && spares > 0 ? clamp_to_int(fd_limit - spares) : INT_MAX,
+                        std::memory_order_relaxed);
+}
+
+int control_spare_floor() {
+    return g_spare_floor.load(std::memory_order_relaxed);
+}
+
+bool fd_in_control_spares(int fd) {
+    return fd >= control_spare_floor();
 }
 
 int fd_reserve_threshold() {

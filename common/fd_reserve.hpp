@@ -16,6 +16,14 @@ namespace ringlb::common {
 // the shard's pause takes effect (300 queued clients at a limit of 256 took every fd left), so
 // the admin endpoint also holds spare fds of its own (proxy/admin/admin_server.cpp).
 
+// The very top of the table (kControlSpareFds slots, at most half the reserve) holds the admin
+// endpoint's spare fds, which it gives up to accept a connection when the process is out of fds
+// altogether. A freed spare is then the only free fd: an upstream socket that lands there is
+// closed again at once (as if out of fds), so the admin's accept, right after, gets it.
+inline constexpr long kControlSpareFds = 4;
+int control_spare_floor();  // the lowest of those slots; INT_MAX when none
+bool fd_in_control_spares(int fd);
+
 // fds kept back: kMaxFdReserve, or an eighth of the limit when that is smaller (but at least
 // one), so that a small limit (64 in the tests) still leaves the data path most of its fds.
 inline constexpr long kMaxFdReserve = 64;

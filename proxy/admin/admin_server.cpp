@@ -10,6 +10,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <climits>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -17,6 +18,7 @@
 #include <utility>
 
 #include "common/fd.hpp"
+#include "common/fd_reserve.hpp"
 #include "common/log.hpp"
 
 namespace ringlb::admin {
@@ -43,7 +45,7 @@ constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
 // connection when the process is out of fds: io_uring's multishot accept can take a burst of
 // queued clients past the shards' fd reserve (common/fd_reserve.hpp) before their pause takes
 // effect, and /metrics must answer exactly then. A few are enough: a scrape holds one.
-constexpr size_t kSpareFds = 4;
+constexpr size_t kSpareFds = common::kControlSpareFds;
 
 uint64_t steady_ms() {
     return static_cast<uint64_t>(
@@ -94,6 +96,13 @@ struct AdminServer::State {
         while (spare_fds.size() < kSpareFds) {
             common::Fd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
             if (!fd) return;
+            // Moved to the top slots of the table (common/fd_reserve.hpp), which the data path
+            // never keeps: the fd a given-up spare frees is then the admin endpoint's.
+            int floor = common::control_spare_floor();
+            if (floor != INT_MAX && fd.get() < floor) {
+                common::Fd high(::fcntl(fd.get(), F_DUPFD_CLOEXEC, floor));
+                if (high) fd = std::move(high);
+            }
             spare_fds.push_back(std::move(fd));
         }
     }
@@ -351,6 +360,7 @@ void AdminServer::accept() {
                              "admin: refused a connection: %zu open is the limit",
                              state_->connections.size());
         } else {
+            state_->refill_spares();
             std::make_shared<Connection>(std::move(socket), state_)->start();
         }
         accept();

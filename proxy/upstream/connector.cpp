@@ -204,6 +204,11 @@ common::Fd Connector::open_socket(BackendState& b, std::error_code& ec) {
     const config::ClusterConfig& cluster = *b.cluster->cluster->settings;
     const Backend& backend = *b.backend;
     common::Fd fd = common::tcp_socket(backend.address.family(), ec);
+    if (fd && common::fd_in_control_spares(fd.get())) {
+        // The slot of a spare the admin endpoint just gave up to accept (common/fd_reserve.hpp).
+        fd.reset();
+        ec = std::error_code(EMFILE, std::system_category());
+    }
     if (!fd) return fd;
     common::set_nodelay(fd.get());
     apply_tcp_options(fd.get(), cluster.tcp_keepalive, cluster.tcp_user_timeout);

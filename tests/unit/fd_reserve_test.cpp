@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <chrono>
 #include <vector>
@@ -34,12 +35,13 @@ class Reserve {
     Reserve& operator=(const Reserve&) = delete;
 };
 
-// A limit whose reserve starts at or below `in_reserve` and whose upper half starts exactly at
-// `upper_from`; -1 if there is none.
-long limit_for(int in_reserve, int upper_from) {
-    for (long limit = 1; limit < upper_from + 1000; ++limit) {
+// A limit whose reserve starts at or below `in_reserve` and whose admin spare slots start above
+// `free_below` (the fd the upstream socket will get); -1 if there is none.
+long limit_for(int in_reserve, int free_below) {
+    for (long limit = 1; limit < free_below + 1000; ++limit) {
         long reserve = common::fd_reserve_for(limit);
-        if (limit - reserve <= in_reserve && limit - reserve / 2 == upper_from) return limit;
+        long spares = std::min<long>(common::kControlSpareFds, reserve / 2);
+        if (limit - reserve <= in_reserve && limit - spares > free_below) return limit;
     }
     return -1;
 }
@@ -127,7 +129,7 @@ TEST_F(ShardFdReserveTest, ClientInTheReserveIsKeptAndAcceptingWaitsForAFreeFd) 
     engine::FakeEngine& f = h.fake();
     ShardHarness::Client client = h.queue_client();
     // The client in the lower half, its upstream socket (the next free fd) too.
-    long limit = limit_for(client.fd, lowest_free_fd() + 1);
+    long limit = limit_for(client.fd, lowest_free_fd());
     ASSERT_GT(limit, 0);
     Reserve reserve(limit);
     h.run();
@@ -165,7 +167,7 @@ TEST_F(ShardFdReserveTest, ClientAtTheTopOfTheTableIsKeptAndWaitsForItsUpstreamF
     ShardHarness::Client client = h.queue_client();
     // The client takes the last fd the data path may use; its upstream socket (the next free
     // fd) is in the reserve, which a client's own upstream socket may take.
-    long limit = limit_for(client.fd, client.fd);
+    long limit = limit_for(client.fd, lowest_free_fd());
     ASSERT_GT(limit, 0);
     Reserve reserve(limit);
     h.run();
