@@ -1,5 +1,7 @@
 #pragma once
 
+#include <signal.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +24,8 @@ EngineDecision decide_engine(config::EngineKind requested);
 // so one that arrives before run() (while the configuration loads) stays pending instead of
 // meeting its default action; run() unblocks them once its handlers are installed.
 void block_control_signals();
+// The set of those signals.
+sigset_t control_signals();
 
 // Process lifecycle: installs the signal handlers, opens listeners, starts shards, runs the
 // control thread (Boost.Asio: signals) until SIGTERM/SIGINT, then stops shards. A stop requested

@@ -66,6 +66,12 @@ void Shard::request_stop() {
     if (thread_.joinable() && engine_) engine_->wake();
 }
 
+void Shard::post(Message message) {
+    mailbox_.post(std::move(message));
+    // As in request_stop(): a shard not yet running reads its mailbox once it does.
+    if (thread_.joinable() && engine_) engine_->wake();
+}
+
 void Shard::join() {
     if (thread_.joinable()) thread_.join();
 }
@@ -114,6 +120,7 @@ void Shard::run_once(engine::Millis max_wait) {
         next && *next < now + static_cast<uint64_t>(wait.count()))
         wait = engine::Millis(*next > now ? *next - now : 0);
     engine_->run_once(wait);
+    for (Message& message : mailbox_.take()) message(*this);
 }
 
 void Shard::stop_here() {

@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "proxy/engine/engine.hpp"
 #include "proxy/shard/counters.hpp"
+#include "proxy/shard/mailbox.hpp"
 #include "proxy/shard/pipe_pool.hpp"
 #include "proxy/shard/snapshot.hpp"
 #include "proxy/shard/timer_wheel.hpp"
@@ -47,6 +48,9 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // Thread-safe: asks the shard to stop; join() waits for it.
     void request_stop();
     void join();
+    // Thread-safe: runs `message` on the shard's thread at its next loop iteration (at once if
+    // the loop is waiting). A message posted once the shard has stopped is never run.
+    void post(Message message);
 
     // Runs the shard on the calling thread instead (unit tests drive it with a scripted engine):
     // start_on() arms the listeners and pools, run_once() is one loop iteration, stop_here()
@@ -133,6 +137,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     common::LogLimiter out_of_fds_log_;
     Session* sessions_ = nullptr;  // intrusive list head
     std::deque<Session*> starved_;
+    Mailbox mailbox_;
     std::atomic<bool> stop_{false};
     bool stopping_ = false;
     std::thread thread_;

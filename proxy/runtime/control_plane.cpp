@@ -1,0 +1,231 @@
+#include "proxy/runtime/control_plane.hpp"
+
+#include <signal.h>
+
+#include <cstring>
+
+#include "common/fd_reserve.hpp"
+#include "common/log.hpp"
+#include "common/socket.hpp"
+#include "proxy/admin/routes.hpp"
+
+namespace ringlb::runtime {
+
+namespace {
+
+std::string format_stats(const shard::Shard& s) {
+    std::string line = "shard " + std::to_string(s.id()) + " stats:";
+    const shard::ShardCounters& c = s.counters();
+#define RINGLB_FORMAT_COUNTER(name, kind, help) \
+    line += " " #name "=" + std::to_string(c.name.get());
+    RINGLB_SHARD_COUNTERS(RINGLB_FORMAT_COUNTER)
+#undef RINGLB_FORMAT_COUNTER
+    // Upstream totals of this shard, summed over its clusters and backends.
+    uint64_t failures = 0, retries = 0, no_backend = 0;
+    for (const auto& cluster : s.connector().clusters()) {
+        retries += cluster->counters.retries.get();
+        no_backend += cluster->counters.no_backend.get();
+        for (const auto& b : cluster->backends)
+            for (const auto& f : b.counters.connect_failures) failures += f.get();
+    }
+    line += " connect_failures=" + std::to_string(failures) +
+            " connect_retries=" + std::to_string(retries) +
+            " no_backend=" + std::to_string(no_backend);
+    return line;
+}
+
+void log_advice(const std::vector<HostAdvice>& advice) {
+    for (const HostAdvice& a : advice) {
+        switch (a.level) {
+            case AdviceLevel::kInfo:
+                LOG_INFO("%s", a.message.c_str());
+                break;
+            case AdviceLevel::kWarn:
+                LOG_WARN("%s", a.message.c_str());
+                break;
+            case AdviceLevel::kError:
+                LOG_ERROR("%s", a.message.c_str());
+                break;
+        }
+    }
+}
+
+}  // namespace
+
+ControlPlane::ControlPlane(std::shared_ptr<const config::Config> config)
+    : signals_(io_, SIGINT, SIGTERM, SIGUSR1), config_(std::move(config)), shards_(io_) {
+    // Signal handling comes first, so no signal of the startup meets the default action (which
+    // kills the process without closing anything): a stop requested while shards start stops
+    // them and exits 0. Signals that arrived since block_control_signals() were kept pending and
+    // reach the signal_set as soon as they are unblocked.
+    signals_.add(SIGHUP);
+    sigset_t set = control_signals();
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    signals_.async_wait(
+        [this](const boost::system::error_code& ec, int signo) { on_signal(ec, signo); });
+    control_.loaded();
+}
+
+ControlPlane::~ControlPlane() = default;
+
+void ControlPlane::on_signal(const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    if (signo == SIGUSR1) {
+        log_stats();
+    } else if (signo == SIGHUP) {
+        LOG_WARN("SIGHUP: hot reload is not available in this version; configuration unchanged");
+    } else {
+        LOG_INFO("%s: stopping", strsignal(signo));
+        stop_requested_ = true;
+        io_.stop();
+        return;
+    }
+    signals_.async_wait([this](const boost::system::error_code& e, int s) { on_signal(e, s); });
+}
+
+void ControlPlane::log_stats() const {
+    for (const auto& s : shards_.shards()) LOG_INFO("%s", format_stats(*s).c_str());
+}
+
+void ControlPlane::stop() {
+    shards_.stop();
+    log_stats();
+    LOG_INFO("stopped");
+}
+
+int ControlPlane::run() {
+    fd_limit_ = common::raise_fd_limit();
+    common::reserve_fds(fd_limit_);  // the admin endpoint keeps answering out of fds
+    LOG_INFO("ringlb %s starting: config %s, fd limit %ld", RINGLB_VERSION, config_->source.c_str(),
+             fd_limit_);
+
+    engine_ = decide_engine(config_->runtime.engine);
+    if (!engine_.ok) {
+        LOG_ERROR("engine io_uring was configured but is unavailable: %s", engine_.reason.c_str());
+        return 1;
+    }
+    LOG_INFO("engine: %s (%s)", engine_.name, engine_.reason.c_str());
+
+    // What the host allows (ports, TIME_WAIT reuse, backlog cap, fds, CPUs), with advice where it
+    // caps the configured load; an error (e.g. source_port_range without IP_LOCAL_PORT_RANGE)
+    // stops.
+    limits_ = read_host_limits();
+    std::vector<HostAdvice> advice =
+        check_host(limits_, *config_, resolve_workers(config_->runtime, limits_.cpus));
+    log_advice(advice);
+    if (has_error(advice)) return 1;
+
+    bool stopped = false;
+    if (!start(stopped)) return 1;
+    if (stopped) {
+        stop();
+        return 0;
+    }
+    if (!start_admin()) return 1;
+    admin_->set_ready(true);
+
+    std::string names;
+    for (const auto& l : config_->listeners) names += " " + l.name + "=" + l.bind_text;
+    LOG_INFO("ready: %zu listeners on %zu shards, engine %s:%s", config_->listeners.size(),
+             shards_.size(), engine_.name, names.c_str());
+    io_.run();
+
+    admin_->set_ready(false);
+    admin_->close();
+    stop();
+    return 0;
+}
+
+bool ControlPlane::start(bool& stopped) {
+    unsigned workers = resolve_workers(config_->runtime, limits_.cpus);
+    snapshot_ = std::make_shared<const shard::Snapshot>(config_);
+
+    // Listening sockets are opened here, before any shard runs, so a bad bind is reported once
+    // and clearly. Each listener gets one SO_REUSEPORT group with a socket per shard; its first
+    // bind is exclusive, so an address another process already serves (an orphaned ringlb, say)
+    // fails here with EADDRINUSE instead of sharing its connections (common::listen_tcp_group).
+    std::vector<std::vector<common::Fd>> per_shard(workers);
+    for (const auto& l : config_->listeners) {
+        std::error_code ec;
+        std::vector<common::Fd> group = common::listen_tcp_group(l.bind, l.backlog, workers, ec);
+        if (group.empty()) {
+            LOG_ERROR("listener %s: cannot listen on %s: %s", l.name.c_str(), l.bind_text.c_str(),
+                      ec.message().c_str());
+            return false;
+        }
+        for (unsigned w = 0; w < workers; ++w) per_shard[w].push_back(std::move(group[w]));
+    }
+
+    // pin_cpus: shard N goes to the Nth CPU this process may run on, which need not be CPU N in a
+    // container's cpuset.
+    std::vector<int> cpu_ids = config_->runtime.pin_cpus ? usable_cpus() : std::vector<int>{};
+    engine::EngineParams params;
+    params.buffer_size = config_->runtime.buffer_size;
+    params.buffer_count = config_->runtime.buffer_count;
+    params.max_fds = static_cast<unsigned>(fd_limit_ > 0 ? fd_limit_ : 65536);
+    for (unsigned w = 0; w < workers; ++w) {
+        // A signal that arrived while the previous shards started is handled now.
+        io_.poll();
+        if (stop_requested_) break;
+        shard::ShardOptions options;
+        options.id = w;
+        options.cpu = cpu_ids.empty() ? -1 : cpu_ids[w % cpu_ids.size()];
+        options.engine = engine_.choice;
+        options.engine_params = params;
+        options.pipe_pool = config_->runtime.pipe_pool;
+        options.pipe_size = config_->runtime.pipe_size;
+        options.shards = workers;
+        // Shard threads inherit this mask: signals are handled only by the control thread. A
+        // signal that arrives meanwhile stays pending until the mask is restored.
+        sigset_t all;
+        sigfillset(&all);
+        sigset_t previous;
+        pthread_sigmask(SIG_BLOCK, &all, &previous);
+        std::string error = shards_.start(
+            std::make_unique<shard::Shard>(options, snapshot_, std::move(per_shard[w])));
+        pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+        if (!error.empty()) {
+            LOG_ERROR("%s", error.c_str());
+            return false;  // shards already started stop in the group's destructor
+        }
+    }
+    io_.poll();
+    if (stop_requested_) {
+        LOG_INFO("stop requested during startup: %zu of %u shards had started", shards_.size(),
+                 workers);
+        stopped = true;
+        return true;  // the listening sockets of shards that never started close here
+    }
+    forecast_.clear();
+    for (const auto& c : config_->clusters)
+        forecast_.push_back(sustainable_new_conn_rate(c, limits_));
+    port_watch_ = std::make_unique<PortWatch>(io_, config_, shards_, forecast_);
+    return true;
+}
+
+bool ControlPlane::start_admin() {
+    admin_ = std::make_unique<admin::AdminServer>(io_, [this] {
+        admin::MetricsSources sources{{}, engine_.name, forecast_, control_, admin_->stats()};
+        for (const auto& s : shards_.shards()) sources.shards.push_back(admin::view_of(*s));
+        return admin::render_metrics(sources);
+    });
+    // The endpoints that read the shards and the configuration (proxy/admin/routes.hpp).
+    admin_->add_route(admin::backends_route([this] {
+        std::vector<admin::ShardView> views;
+        for (const auto& s : shards_.shards()) views.push_back(admin::view_of(*s));
+        return views;
+    }));
+    admin_->add_route(admin::config_route([this] { return config_; }));
+    if (!config_->admin.enabled) return true;
+    std::error_code ec = admin_->listen(config_->admin.bind);
+    if (ec) {
+        LOG_ERROR("admin: cannot listen on %s: %s", config_->admin.bind_text.c_str(),
+                  ec.message().c_str());
+        return false;
+    }
+    LOG_INFO("admin: serving %s on %s", admin_->route_paths().c_str(),
+             config_->admin.bind_text.c_str());
+    return true;
+}
+
+}  // namespace ringlb::runtime

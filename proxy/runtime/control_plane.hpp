@@ -1,0 +1,58 @@
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "proxy/admin/admin_server.hpp"
+#include "proxy/admin/metrics.hpp"
+#include "proxy/runtime/host_check.hpp"
+#include "proxy/runtime/port_watch.hpp"
+#include "proxy/runtime/runtime.hpp"
+#include "proxy/runtime/shard_group.hpp"
+#include "proxy/shard/snapshot.hpp"
+
+namespace ringlb::runtime {
+
+// The process seen from its control thread: the Asio loop, signals, the admin endpoint and the
+// shard group, and the running configuration. run() is start, serve, stop; what changes the
+// running process (reload, drain) is a method here, and the shards hear of it by message.
+class ControlPlane {
+  public:
+    explicit ControlPlane(std::shared_ptr<const config::Config> config);
+    ~ControlPlane();
+    ControlPlane(const ControlPlane&) = delete;
+    ControlPlane& operator=(const ControlPlane&) = delete;
+
+    // Returns the process exit code.
+    int run();
+
+  private:
+    // Opens listeners and starts the shards; false (after logging why) when that fails.
+    // `stopped` is set when a stop signal arrived meanwhile.
+    bool start(bool& stopped);
+    bool start_admin();
+    void on_signal(const boost::system::error_code& ec, int signo);
+    void log_stats() const;
+    void stop();
+
+    boost::asio::io_context io_;
+    boost::asio::signal_set signals_;
+    std::shared_ptr<const config::Config> config_;
+    std::shared_ptr<const shard::Snapshot> snapshot_;
+    EngineDecision engine_;
+    HostLimits limits_;
+    long fd_limit_ = 0;
+    std::vector<double> forecast_;  // per cluster of config_
+    admin::ControlStats control_;   // for /metrics
+    bool stop_requested_ = false;
+    ShardGroup shards_;
+    std::unique_ptr<admin::AdminServer> admin_;
+    std::unique_ptr<PortWatch> port_watch_;
+};
+
+}  // namespace ringlb::runtime
