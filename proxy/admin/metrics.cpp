@@ -95,14 +95,14 @@ void add_shard_families(const std::vector<ShardView>& shards,
 void add_listener_families(const std::vector<ShardView>& shards,
                            std::vector<prometheus::MetricFamily>& families) {
     if (shards.empty()) return;
-    const std::vector<ListenerView>& listeners = shards.front().listeners;
+    const auto& listeners = shards.front().layout->listeners;
     auto name_of = [&](size_t l) { return std::string(listeners[l].name); };
 #define RINGLB_EXPORT_LISTENER(field, kind, help)                                            \
     {                                                                                        \
         auto family = make_family("ringlb_listener_", #field, kind, help);                   \
         for (size_t l = 0; l < listeners.size(); ++l)                                        \
             add_sample(family, {{"listener", name_of(l)}}, sum_shards(shards, [&](auto& s) { \
-                           return s.listeners[l].counters->field.get();                      \
+                           return s.layout->listeners[l].counters->field.get();              \
                        }));                                                                  \
         families.push_back(std::move(family));                                               \
     }
@@ -112,10 +112,11 @@ void add_listener_families(const std::vector<ShardView>& shards,
     prometheus::MetricFamily bytes{"ringlb_bytes_total", shard::kBytesHelp, counter, {}};
     for (size_t l = 0; l < listeners.size(); ++l) {
         for (size_t d = 0; d < shard::kByteDirectionNames.size(); ++d)
-            add_sample(
-                bytes, {{"listener", name_of(l)}, {"direction", shard::kByteDirectionNames[d]}},
-                sum_shards(shards,
-                           [&](auto& s) { return s.listeners[l].counters->bytes[d].get(); }));
+            add_sample(bytes,
+                       {{"listener", name_of(l)}, {"direction", shard::kByteDirectionNames[d]}},
+                       sum_shards(shards, [&](auto& s) {
+                           return s.layout->listeners[l].counters->bytes[d].get();
+                       }));
     }
     families.push_back(std::move(bytes));
 
@@ -125,7 +126,8 @@ void add_listener_families(const std::vector<ShardView>& shards,
                                       {}};
     for (size_t l = 0; l < listeners.size(); ++l) {
         common::HistogramTotals totals = shard::SessionHistogram::empty_totals();
-        for (const auto& s : shards) s.listeners[l].counters->session_duration.add_to(totals);
+        for (const auto& s : shards)
+            s.layout->listeners[l].counters->session_duration.add_to(totals);
         add_histogram(duration, {{"listener", name_of(l)}}, totals);
     }
     families.push_back(std::move(duration));
@@ -133,19 +135,19 @@ void add_listener_families(const std::vector<ShardView>& shards,
 
 void add_upstream_families(const std::vector<ShardView>& shards,
                            std::vector<prometheus::MetricFamily>& families) {
-    if (shards.empty() || shards.front().connector == nullptr) return;
-    const auto& clusters = shards.front().connector->clusters();
-    auto cluster_of = [](const ShardView& s, size_t c) -> const upstream::ClusterState& {
-        return *s.connector->clusters()[c];
+    if (shards.empty()) return;
+    const auto& clusters = shards.front().layout->clusters;
+    auto cluster_of = [](const ShardView& s, size_t c) -> const shard::ShardLayout::Cluster& {
+        return s.layout->clusters[c];
     };
 
 #define RINGLB_EXPORT_CLUSTER(field, kind, help)                          \
     {                                                                     \
         auto family = make_family("ringlb_cluster_", #field, kind, help); \
         for (size_t c = 0; c < clusters.size(); ++c)                      \
-            add_sample(family, {{"cluster", clusters[c]->cluster->name}}, \
+            add_sample(family, {{"cluster", clusters[c].name}},           \
                        sum_shards(shards, [&](const ShardView& s) {       \
-                           return cluster_of(s, c).counters.field.get();  \
+                           return cluster_of(s, c).counters->field.get(); \
                        }));                                               \
         families.push_back(std::move(family));                            \
     }
@@ -159,26 +161,26 @@ void add_upstream_families(const std::vector<ShardView>& shards,
                                         {}};
         for (size_t c = 0; c < clusters.size(); ++c) {
             common::HistogramTotals totals = upstream::ConnectHistogram::empty_totals();
-            for (const auto& s : shards) cluster_of(s, c).counters.connect_duration.add_to(totals);
-            add_histogram(family, {{"cluster", clusters[c]->cluster->name}}, totals);
+            for (const auto& s : shards) cluster_of(s, c).counters->connect_duration.add_to(totals);
+            add_histogram(family, {{"cluster", clusters[c].name}}, totals);
         }
         families.push_back(std::move(family));
     }
 
-#define RINGLB_EXPORT_BACKEND(field, kind, help)                                         \
-    {                                                                                    \
-        auto family = make_family("ringlb_backend_", #field, kind, help);                \
-        for (size_t c = 0; c < clusters.size(); ++c) {                                   \
-            for (size_t b = 0; b < clusters[c]->backends.size(); ++b) {                  \
-                add_sample(family,                                                       \
-                           {{"cluster", clusters[c]->cluster->name},                     \
-                            {"backend", clusters[c]->backends[b].backend->name}},        \
-                           sum_shards(shards, [&](const ShardView& s) {                  \
-                               return cluster_of(s, c).backends[b].counters.field.get(); \
-                           }));                                                          \
-            }                                                                            \
-        }                                                                                \
-        families.push_back(std::move(family));                                           \
+#define RINGLB_EXPORT_BACKEND(field, kind, help)                                                \
+    {                                                                                           \
+        auto family = make_family("ringlb_backend_", #field, kind, help);                       \
+        for (size_t c = 0; c < clusters.size(); ++c) {                                          \
+            for (size_t b = 0; b < clusters[c].backends.size(); ++b) {                          \
+                add_sample(                                                                     \
+                    family,                                                                     \
+                    {{"cluster", clusters[c].name}, {"backend", clusters[c].backends[b].name}}, \
+                    sum_shards(shards, [&](const ShardView& s) {                                \
+                        return cluster_of(s, c).backends[b].counters->field.get();              \
+                    }));                                                                        \
+            }                                                                                   \
+        }                                                                                       \
+        families.push_back(std::move(family));                                                  \
     }
     RINGLB_BACKEND_COUNTERS(RINGLB_EXPORT_BACKEND)
 #undef RINGLB_EXPORT_BACKEND
@@ -189,15 +191,15 @@ void add_upstream_families(const std::vector<ShardView>& shards,
                          auto read, auto applies) {
         prometheus::MetricFamily family{name, help, counter, {}};
         for (size_t c = 0; c < clusters.size(); ++c) {
-            for (size_t b = 0; b < clusters[c]->backends.size(); ++b) {
+            for (size_t b = 0; b < clusters[c].backends.size(); ++b) {
                 for (size_t r = 0; r < count; ++r) {
                     if (!applies(r)) continue;
                     add_sample(family,
-                               {{"cluster", clusters[c]->cluster->name},
-                                {"backend", clusters[c]->backends[b].backend->name},
+                               {{"cluster", clusters[c].name},
+                                {"backend", clusters[c].backends[b].name},
                                 {"reason", reason_name(r)}},
                                sum_shards(shards, [&](const ShardView& s) {
-                                   return read(cluster_of(s, c).backends[b].counters, r);
+                                   return read(*cluster_of(s, c).backends[b].counters, r);
                                }));
                 }
             }
@@ -224,8 +226,8 @@ void add_upstream_families(const std::vector<ShardView>& shards,
 
 void add_port_forecast(const std::vector<ShardView>& shards, const std::vector<double>& forecast,
                        std::vector<prometheus::MetricFamily>& families) {
-    if (shards.empty() || shards.front().connector == nullptr) return;
-    const auto& clusters = shards.front().connector->clusters();
+    if (shards.empty()) return;
+    const auto& clusters = shards.front().layout->clusters;
     if (forecast.size() != clusters.size()) return;
     prometheus::MetricFamily family{
         "ringlb_cluster_port_forecast_connections_per_second",
@@ -234,7 +236,7 @@ void add_port_forecast(const std::vector<ShardView>& shards, const std::vector<d
         gauge,
         {}};
     for (size_t c = 0; c < clusters.size(); ++c)
-        add_sample(family, {{"cluster", clusters[c]->cluster->name}}, forecast[c]);
+        add_sample(family, {{"cluster", clusters[c].name}}, forecast[c]);
     families.push_back(std::move(family));
 }
 
@@ -292,11 +294,8 @@ void ControlStats::loaded() {
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-ShardView view_of(const shard::Shard& shard) {
-    ShardView view{shard.id(), &shard.counters(), &shard.connector(), {}};
-    for (size_t i = 0; i < shard.listener_count(); ++i)
-        view.listeners.push_back({shard.listener_config(i).name, &shard.listener_counters(i)});
-    return view;
+ShardView view_of(const shard::Shard& shard, std::shared_ptr<const shard::ShardLayout> layout) {
+    return ShardView{shard.id(), &shard.counters(), std::move(layout)};
 }
 
 std::string render_metrics(const MetricsSources& sources) {

@@ -8,6 +8,7 @@
 
 #include "proxy/admin/admin_server.hpp"
 #include "proxy/shard/counters.hpp"
+#include "proxy/shard/layout.hpp"
 #include "proxy/upstream/connector.hpp"
 
 namespace ringlb::shard {
@@ -16,21 +17,16 @@ class Shard;
 
 namespace ringlb::admin {
 
-// One shard's counters of one listener.
-struct ListenerView {
-    std::string_view name;
-    const shard::ListenerCounters* counters = nullptr;
-};
-
 struct ShardView {
     unsigned id = 0;
     const shard::ShardCounters* counters = nullptr;
-    const upstream::Connector* connector = nullptr;  // per-cluster and per-backend state
-    std::vector<ListenerView> listeners;             // in configuration order
+    // Listeners, clusters and backends with their counters. Every shard's layout comes from the
+    // same configuration, so they line up by index.
+    std::shared_ptr<const shard::ShardLayout> layout;
 };
 
-// Everything /metrics shows of a running shard; callable from any thread once it started.
-ShardView view_of(const shard::Shard& shard);
+// Everything /metrics shows of a running shard, with the layout the control thread holds for it.
+ShardView view_of(const shard::Shard& shard, std::shared_ptr<const shard::ShardLayout> layout);
 
 // What the control thread counts of itself. The control thread also serves /metrics, so plain
 // values suffice. Configuration reloads call reload_succeeded() or reload_failed().

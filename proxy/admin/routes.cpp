@@ -11,28 +11,25 @@ namespace ringlb::admin {
 std::string render_backends(const std::vector<ShardView>& shards) {
     // ordered_json keeps the keys in the order written here, the order the README shows.
     nlohmann::ordered_json backends = nlohmann::ordered_json::array();
-    if (!shards.empty() && shards.front().connector != nullptr) {
-        // Every shard has the same clusters and backends in the same order (one snapshot).
-        const auto& clusters = shards.front().connector->clusters();
+    if (!shards.empty()) {
+        // Every shard has the same clusters and backends in the same order (one configuration).
+        const auto& clusters = shards.front().layout->clusters;
         for (size_t c = 0; c < clusters.size(); ++c) {
-            const upstream::Cluster& cluster = *clusters[c]->cluster;
+            const shard::ShardLayout::Cluster& cluster = clusters[c];
             for (size_t b = 0; b < cluster.backends.size(); ++b) {
                 uint64_t active = 0;
                 bool every_shard_full = true;
                 for (const ShardView& s : shards) {
-                    const upstream::BackendState& state = s.connector->clusters()[c]->backends[b];
-                    uint64_t here = state.counters.active_connections.get();
+                    const shard::ShardLayout::Backend& state = s.layout->clusters[c].backends[b];
+                    uint64_t here = state.counters->active_connections.get();
                     active += here;
-                    // `limit` is set when the shard builds its connector, before the shard
-                    // reports itself running, and never changes: safe to read from here. The
-                    // shard's own `active` is not; its counter is.
                     if (state.limit == 0 || here < state.limit) every_shard_full = false;
                 }
                 backends.push_back({
                     {"cluster", cluster.name},
                     {"backend", cluster.backends[b].name},
                     {"weight", cluster.backends[b].weight},
-                    {"max_connections", cluster.settings->backends[b].max_connections},
+                    {"max_connections", cluster.backends[b].max_connections},
                     {"active_connections", active},
                     {"state", every_shard_full ? kBackendFull : kBackendUp},
                     {"health", kHealthUnknown},

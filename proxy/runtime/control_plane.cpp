@@ -13,7 +13,7 @@ namespace ringlb::runtime {
 
 namespace {
 
-std::string format_stats(const shard::Shard& s) {
+std::string format_stats(const shard::Shard& s, const shard::ShardLayout& layout) {
     std::string line = "shard " + std::to_string(s.id()) + " stats:";
     const shard::ShardCounters& c = s.counters();
 #define RINGLB_FORMAT_COUNTER(name, kind, help) \
@@ -22,11 +22,11 @@ std::string format_stats(const shard::Shard& s) {
 #undef RINGLB_FORMAT_COUNTER
     // Upstream totals of this shard, summed over its clusters and backends.
     uint64_t failures = 0, retries = 0, no_backend = 0;
-    for (const auto& cluster : s.connector().clusters()) {
-        retries += cluster->counters.retries.get();
-        no_backend += cluster->counters.no_backend.get();
-        for (const auto& b : cluster->backends)
-            for (const auto& f : b.counters.connect_failures) failures += f.get();
+    for (const auto& cluster : layout.clusters) {
+        retries += cluster.counters->retries.get();
+        no_backend += cluster.counters->no_backend.get();
+        for (const auto& b : cluster.backends)
+            for (const auto& f : b.counters->connect_failures) failures += f.get();
     }
     line += " connect_failures=" + std::to_string(failures) +
             " connect_retries=" + std::to_string(retries) +
@@ -84,7 +84,15 @@ void ControlPlane::on_signal(const boost::system::error_code& ec, int signo) {
 }
 
 void ControlPlane::log_stats() const {
-    for (const auto& s : shards_.shards()) LOG_INFO("%s", format_stats(*s).c_str());
+    for (size_t i = 0; i < shards_.size() && i < layouts_.size(); ++i)
+        LOG_INFO("%s", format_stats(*shards_.shards()[i], *layouts_[i]).c_str());
+}
+
+std::vector<admin::ShardView> ControlPlane::shard_views() const {
+    std::vector<admin::ShardView> views;
+    for (size_t i = 0; i < shards_.size() && i < layouts_.size(); ++i)
+        views.push_back(admin::view_of(*shards_.shards()[i], layouts_[i]));
+    return views;
 }
 
 void ControlPlane::stop() {
@@ -188,6 +196,7 @@ bool ControlPlane::start(bool& stopped) {
             LOG_ERROR("%s", error.c_str());
             return false;  // shards already started stop in the group's destructor
         }
+        layouts_.push_back(shards_.shards().back()->layout());
     }
     io_.poll();
     if (stop_requested_) {
@@ -199,22 +208,18 @@ bool ControlPlane::start(bool& stopped) {
     forecast_.clear();
     for (const auto& c : config_->clusters)
         forecast_.push_back(sustainable_new_conn_rate(c, limits_));
-    port_watch_ = std::make_unique<PortWatch>(io_, config_, shards_, forecast_);
+    port_watch_ = std::make_unique<PortWatch>(io_, config_, layouts_, forecast_);
     return true;
 }
 
 bool ControlPlane::start_admin() {
     admin_ = std::make_unique<admin::AdminServer>(io_, [this] {
-        admin::MetricsSources sources{{}, engine_.name, forecast_, control_, admin_->stats()};
-        for (const auto& s : shards_.shards()) sources.shards.push_back(admin::view_of(*s));
+        admin::MetricsSources sources{shard_views(), engine_.name, forecast_, control_,
+                                      admin_->stats()};
         return admin::render_metrics(sources);
     });
     // The endpoints that read the shards and the configuration (proxy/admin/routes.hpp).
-    admin_->add_route(admin::backends_route([this] {
-        std::vector<admin::ShardView> views;
-        for (const auto& s : shards_.shards()) views.push_back(admin::view_of(*s));
-        return views;
-    }));
+    admin_->add_route(admin::backends_route([this] { return shard_views(); }));
     admin_->add_route(admin::config_route([this] { return config_; }));
     if (!config_->admin.enabled) return true;
     std::error_code ec = admin_->listen(config_->admin.bind);

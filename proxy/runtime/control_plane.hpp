@@ -38,6 +38,7 @@ class ControlPlane {
     bool start_admin();
     void on_signal(const boost::system::error_code& ec, int signo);
     void log_stats() const;
+    std::vector<admin::ShardView> shard_views() const;
     void stop();
 
     boost::asio::io_context io_;
@@ -51,6 +52,8 @@ class ControlPlane {
     admin::ControlStats control_;   // for /metrics
     bool stop_requested_ = false;
     ShardGroup shards_;
+    // What the control thread reads of each shard's listeners and clusters (shard/layout.hpp).
+    std::vector<std::shared_ptr<const shard::ShardLayout>> layouts_;
     std::unique_ptr<admin::AdminServer> admin_;
     std::unique_ptr<PortWatch> port_watch_;
 };

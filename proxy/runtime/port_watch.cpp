@@ -7,10 +7,11 @@
 namespace ringlb::runtime {
 
 PortWatch::PortWatch(boost::asio::io_context& io, std::shared_ptr<const config::Config> config,
-                     const ShardGroup& shards, std::vector<double> forecast)
+                     const std::vector<std::shared_ptr<const shard::ShardLayout>>& layouts,
+                     std::vector<double> forecast)
     : timer_(io),
       config_(std::move(config)),
-      shards_(shards),
+      layouts_(layouts),
       forecast_(std::move(forecast)),
       warned_at_(config_->clusters.size()) {
     last_ = totals();
@@ -18,14 +19,13 @@ PortWatch::PortWatch(boost::asio::io_context& io, std::shared_ptr<const config::
 }
 
 std::vector<uint64_t> PortWatch::totals() const {
-    // By name: a shard's connector lists the clusters of the snapshot it runs, which during a
-    // reload may not yet be this configuration's.
+    // By name, which is what the counters are kept by across reloads.
     std::vector<uint64_t> sums(config_->clusters.size(), 0);
-    for (const auto& s : shards_.shards())
-        for (const auto& state : s->connector().clusters())
+    for (const auto& layout : layouts_)
+        for (const auto& cluster : layout->clusters)
             for (size_t c = 0; c < sums.size(); ++c)
-                if (state->cluster->name == config_->clusters[c].name)
-                    sums[c] += state->counters.connects.get();
+                if (cluster.name == config_->clusters[c].name)
+                    sums[c] += cluster.counters->connects.get();
     return sums;
 }
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "proxy/runtime/shard_group.hpp"
+#include "proxy/shard/layout.hpp"
 
 namespace ringlb::runtime {
 
@@ -18,7 +18,8 @@ namespace ringlb::runtime {
 class PortWatch {
   public:
     PortWatch(boost::asio::io_context& io, std::shared_ptr<const config::Config> config,
-              const ShardGroup& shards, std::vector<double> forecast);
+              const std::vector<std::shared_ptr<const shard::ShardLayout>>& layouts,
+              std::vector<double> forecast);
 
   private:
     static constexpr auto kInterval = std::chrono::seconds(10);
@@ -30,7 +31,7 @@ class PortWatch {
 
     boost::asio::steady_timer timer_;
     std::shared_ptr<const config::Config> config_;
-    const ShardGroup& shards_;
+    const std::vector<std::shared_ptr<const shard::ShardLayout>>& layouts_;
     std::vector<double> forecast_;
     std::vector<uint64_t> last_;
     std::vector<std::chrono::steady_clock::time_point> warned_at_;

@@ -109,7 +109,24 @@ void Shard::start_on(std::unique_ptr<engine::Engine> engine) {
     for (auto& l : listeners_)
         l->cluster = &connector_->state_of(snapshot_->clusters[l->config->cluster_index]);
     connector_->start();
+    layout_ = build_layout();
     for (auto& l : listeners_) arm_accept(*l);
+}
+
+std::shared_ptr<const ShardLayout> Shard::build_layout() const {
+    auto layout = std::make_shared<ShardLayout>();
+    for (const auto& l : listeners_) layout->listeners.push_back({l->config->name, &l->counters});
+    for (const auto& state : connector_->clusters()) {
+        ShardLayout::Cluster& c = layout->clusters.emplace_back();
+        c.name = state->cluster->name;
+        c.counters = state->counters_owner;
+        for (const upstream::BackendState& b : state->backends) {
+            c.backends.push_back({b.backend->name, b.backend->weight,
+                                  state->cluster->settings->backends[b.index].max_connections,
+                                  b.limit, b.counters_owner});
+        }
+    }
+    return layout;
 }
 
 void Shard::run_once(engine::Millis max_wait) {

@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "proxy/engine/engine.hpp"
 #include "proxy/shard/counters.hpp"
+#include "proxy/shard/layout.hpp"
 #include "proxy/shard/mailbox.hpp"
 #include "proxy/shard/pipe_pool.hpp"
 #include "proxy/shard/snapshot.hpp"
@@ -73,6 +74,10 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     size_t listener_count() const { return listeners_.size(); }
     const config::ListenerConfig& listener_config(size_t i) const { return *listeners_[i]->config; }
     const ListenerCounters& listener_counters(size_t i) const { return listeners_[i]->counters; }
+    // What other threads may read of this shard's listeners, clusters and backends: the one
+    // built by start_on() (safe to take once start() has returned), then the one a message that
+    // changes the configuration builds and hands back (shard/layout.hpp).
+    std::shared_ptr<const ShardLayout> layout() const { return layout_; }
 
     // For sessions, on the shard's own thread only.
     engine::Engine& engine() { return *engine_; }
@@ -117,6 +122,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     };
 
     void run(std::string& error, std::atomic<int>& state);
+    std::shared_ptr<const ShardLayout> build_layout() const;
     void arm_accept(Listener& l);
     void on_accept(Listener& l, const engine::Completion& c);
     void start_session(Listener& l, common::Fd client);
@@ -137,6 +143,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     common::LogLimiter out_of_fds_log_;
     Session* sessions_ = nullptr;  // intrusive list head
     std::deque<Session*> starved_;
+    std::shared_ptr<const ShardLayout> layout_;
     Mailbox mailbox_;
     std::atomic<bool> stop_{false};
     bool stopping_ = false;

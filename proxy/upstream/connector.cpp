@@ -39,10 +39,20 @@ void apply_tcp_options(int fd, const config::TcpKeepalive& keepalive, config::Mi
         common::set_user_timeout(fd, static_cast<unsigned>(user_timeout.count()));
 }
 
-ClusterState::ClusterState(const Cluster& c, unsigned shards, uint64_t seed)
-    : cluster(&c), balancer(make_balancer(c, seed)), backends(c.backends.size()) {
-    for (size_t i = 0; i < backends.size(); ++i) {
-        BackendState& b = backends[i];
+ClusterState::ClusterState(const Cluster& c, unsigned shards, uint64_t seed,
+                           const ClusterState* previous)
+    : cluster(&c),
+      balancer(make_balancer(c, seed)),
+      counters_owner(previous ? previous->counters_owner : std::make_shared<ClusterCounters>()),
+      counters(*counters_owner) {
+    backends.reserve(c.backends.size());
+    for (size_t i = 0; i < c.backends.size(); ++i) {
+        std::shared_ptr<BackendCounters> shared;
+        if (previous) {
+            for (const BackendState& old : previous->backends)
+                if (old.backend->name == c.backends[i].name) shared = old.counters_owner;
+        }
+        BackendState& b = backends.emplace_back(std::move(shared));
         b.backend = &c.backends[i];
         b.index = i;
         b.cluster = this;

@@ -28,12 +28,18 @@ class ConnectRequest;
 // One backend as one shard sees it: its share of the connection limit, what is attached to it
 // now, and its counters. Written only by the owning shard.
 struct BackendState {
+    // `counters`: shared with this backend's state before a reload, so they survive it.
+    explicit BackendState(std::shared_ptr<BackendCounters> shared = nullptr)
+        : counters_owner(shared ? std::move(shared) : std::make_shared<BackendCounters>()),
+          counters(*counters_owner) {}
+
     const Backend* backend = nullptr;
     ClusterState* cluster = nullptr;
     size_t index = 0;
     uint32_t active = 0;  // sessions connecting or connected (what max_connections limits)
     uint32_t limit = 0;   // this shard's share of max_connections; 0 = unlimited
-    BackendCounters counters;
+    std::shared_ptr<BackendCounters> counters_owner;
+    BackendCounters& counters;
     std::unique_ptr<WarmPool> pool;  // when the cluster has pool.warm > 0
 
     bool full() const { return limit != 0 && active >= limit; }
@@ -42,12 +48,16 @@ struct BackendState {
 // One cluster as one shard sees it: the balancer (shard-local view of the immutable Cluster),
 // the backends' states and the queue of clients waiting for a slot.
 struct ClusterState {
-    ClusterState(const Cluster& cluster, unsigned shards, uint64_t seed);
+    // `previous`: this cluster's state before a reload, whose counters (the cluster's and those of
+    // backends with the same name) carry on here.
+    ClusterState(const Cluster& cluster, unsigned shards, uint64_t seed,
+                 const ClusterState* previous = nullptr);
 
     const Cluster* cluster;
     std::unique_ptr<Balancer> balancer;
     std::vector<BackendState> backends;
-    ClusterCounters counters;
+    std::shared_ptr<ClusterCounters> counters_owner;
+    ClusterCounters& counters;
     bool has_limits = false;  // some backend has max_connections
     // Waiting clients, oldest first (intrusive).
     ConnectRequest* queue_head = nullptr;
