@@ -108,4 +108,8 @@ std::optional<Address> parse_ip(std::string_view text, std::string* error) {
     return fail(error, "invalid IP address \"" + host + "\" (host names are not resolved)");
 }
 
+bool Address::operator==(const Address& other) const {
+    return length == other.length && std::memcmp(&storage, &other.storage, length) == 0;
+}
+
 }  // namespace ringlb::common

@@ -17,6 +17,8 @@ struct Address {
     int family() const { return storage.ss_family; }
     uint16_t port() const;
     std::string to_string() const;
+    // Same family, address and port (the bytes the kernel would be given).
+    bool operator==(const Address& other) const;
 };
 
 // Parses "1.2.3.4:80" or "[::1]:80". Returns nullopt with a reason in *error on failure.

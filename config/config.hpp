@@ -35,6 +35,8 @@ struct TcpKeepalive {
     Millis idle{0};      // TCP_KEEPIDLE, whole seconds (0: kernel default)
     Millis interval{0};  // TCP_KEEPINTVL, whole seconds (0: kernel default)
     uint32_t count = 0;  // TCP_KEEPCNT (0: kernel default)
+
+    bool operator==(const TcpKeepalive&) const = default;
 };
 
 struct RuntimeConfig {
@@ -46,6 +48,8 @@ struct RuntimeConfig {
     uint32_t buffer_count = 256;       // buffers per shard (a power of two)
     uint32_t pipe_size = 64 * 1024;    // F_SETPIPE_SZ for pooled pipes
     uint32_t pipe_pool = 256;          // most pipes a shard holds (idle + lent)
+
+    bool operator==(const RuntimeConfig&) const = default;
 };
 
 struct BackendConfig {
@@ -53,18 +57,24 @@ struct BackendConfig {
     std::string address_text;
     uint32_t weight = 1;
     uint32_t max_connections = 0;  // per backend, divided over shards; 0: unlimited
+
+    bool operator==(const BackendConfig&) const = default;
 };
 
 // `pool = { warm = N, max_idle = "30s" }`: N pre-connected sockets per backend per shard.
 struct PoolConfig {
     uint32_t warm = 0;  // 0: no pool
     Millis max_idle{30000};
+
+    bool operator==(const PoolConfig&) const = default;
 };
 
 // `queue = { size = N, timeout = "1s" }`: clients that wait for a backend slot.
 struct QueueConfig {
     uint32_t size = 0;  // 0: no queue (a client finding every backend full is closed)
     Millis timeout{1000};
+
+    bool operator==(const QueueConfig&) const = default;
 };
 
 struct ClusterConfig {
@@ -85,6 +95,8 @@ struct ClusterConfig {
     uint16_t source_port_min = 0;  // IP_LOCAL_PORT_RANGE; 0/0: the system range
     uint16_t source_port_max = 0;
     ClosePolicy close = ClosePolicy::kGraceful;
+
+    bool operator==(const ClusterConfig&) const = default;
 };
 
 struct ListenerConfig {
@@ -103,6 +115,8 @@ struct ListenerConfig {
     Millis max_duration_jitter{0};               // random extra in [0, jitter]
     TcpKeepalive tcp_keepalive;
     Millis tcp_user_timeout{0};
+
+    bool operator==(const ListenerConfig&) const = default;
 };
 
 // The admin HTTP endpoint (proxy/admin: /metrics, /ready, /backends, ...), served by the control
@@ -111,6 +125,8 @@ struct AdminConfig {
     bool enabled = false;  // only when [admin] is present
     common::Address bind;
     std::string bind_text;
+
+    bool operator==(const AdminConfig&) const = default;
 };
 
 // A whole validated configuration. Immutable once loaded: shards read it through a shared_ptr

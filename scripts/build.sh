@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Configures and builds ringlb. Usage: scripts/build.sh [release|asan|fuzz] (build dir:
+# Configures and builds ringlb. Usage: scripts/build.sh [release|asan|tsan|fuzz] (build dir:
 # build/<kind>). fuzz: only the libFuzzer targets of tests/fuzz, with clang, ASan and UBSan.
+# tsan: only the unit tests, with ThreadSanitizer (scripts/test.sh runs the threaded ones).
 set -euo pipefail
 kind=${1:-release}
 root=$(cd "$(dirname "$0")/.." && pwd)
 case "$kind" in
   release) args=(-DCMAKE_BUILD_TYPE=Release) ;;
   asan) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGLB_SANITIZE=ON) ;;
+  tsan) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGLB_TSAN=ON) ;;
   fuzz) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGLB_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++) ;;
-  *) echo "usage: $0 [release|asan|fuzz]" >&2; exit 2 ;;
+  *) echo "usage: $0 [release|asan|tsan|fuzz]" >&2; exit 2 ;;
 esac
 args+=(-DRINGLB_TESTS="${RINGLB_TESTS:-ON}")
 cmake -S "$root" -B "$root/build/$kind" "${args[@]}" >/dev/null
-cmake --build "$root/build/$kind" -j"$(nproc)"
+targets=()
+[ "$kind" = tsan ] && targets=(--target ringlb_unit_tests)
+cmake --build "$root/build/$kind" -j"$(nproc)" "${targets[@]}"

@@ -14,6 +14,10 @@ echo "== tests (asan+ubsan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan --output-on-failure -j2 --timeout 900
 
+echo "== tests (tsan: the unit tests whose code runs on several threads)"
+scripts/build.sh tsan
+TSAN_OPTIONS=halt_on_error=1 build/tsan/ringlb_unit_tests --gtest_filter="$(cat tests/unit/tsan_filter)"
+
 echo "== fuzz (config loader, 200,000 runs)"
 # On a copy of the corpus, so new inputs stay in build/; a crash saves its input in build/fuzz/.
 # A fixed seed and run count make the step repeatable (about a minute here); longer fuzzing with

@@ -73,7 +73,7 @@ void ControlPlane::on_signal(const boost::system::error_code& ec, int signo) {
     if (signo == SIGUSR1) {
         log_stats();
     } else if (signo == SIGHUP) {
-        LOG_WARN("SIGHUP: hot reload is not available in this version; configuration unchanged");
+        reload("SIGHUP");
     } else {
         LOG_INFO("%s: stopping", strsignal(signo));
         stop_requested_ = true;
@@ -136,7 +136,9 @@ int ControlPlane::run() {
     for (const auto& l : config_->listeners) names += " " + l.name + "=" + l.bind_text;
     LOG_INFO("ready: %zu listeners on %zu shards, engine %s:%s", config_->listeners.size(),
              shards_.size(), engine_.name, names.c_str());
+    serving_ = true;
     io_.run();
+    serving_ = false;
 
     admin_->set_ready(false);
     admin_->close();
@@ -221,6 +223,14 @@ bool ControlPlane::start_admin() {
     // The endpoints that read the shards and the configuration (proxy/admin/routes.hpp).
     admin_->add_route(admin::backends_route([this] { return shard_views(); }));
     admin_->add_route(admin::config_route([this] { return config_; }));
+    admin_->add_route({"/reload",
+                       {"POST"},
+                       "reads the configuration file again and applies it (as SIGHUP does)",
+                       [this](const admin::Request&) -> admin::Reply {
+                           ReloadResult r = reload("POST /reload");
+                           if (r.ok) return {200, "text/plain", "reloaded: " + r.message + "\n"};
+                           return {400, "text/plain", "reload failed: " + r.message + "\n"};
+                       }});
     if (!config_->admin.enabled) return true;
     std::error_code ec = admin_->listen(config_->admin.bind);
     if (ec) {

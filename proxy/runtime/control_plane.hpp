@@ -31,6 +31,15 @@ class ControlPlane {
     // Returns the process exit code.
     int run();
 
+    struct ReloadResult {
+        bool ok = false;
+        std::string message;  // the change summary, or why nothing changed
+    };
+    // Reads the configuration file again and applies it to every shard (proxy/runtime/reload.cpp).
+    // On any error the running configuration stays and the error is logged and counted.
+    // `trigger`: "SIGHUP", "POST /reload", for the log.
+    ReloadResult reload(const char* trigger);
+
   private:
     // Opens listeners and starts the shards; false (after logging why) when that fails.
     // `stopped` is set when a stop signal arrived meanwhile.
@@ -51,6 +60,8 @@ class ControlPlane {
     std::vector<double> forecast_;  // per cluster of config_
     admin::ControlStats control_;   // for /metrics
     bool stop_requested_ = false;
+    bool serving_ = false;  // started, not yet stopping
+    bool draining_ = false;
     ShardGroup shards_;
     // What the control thread reads of each shard's listeners and clusters (shard/layout.hpp).
     std::vector<std::shared_ptr<const shard::ShardLayout>> layouts_;

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <boost/asio/post.hpp>
+#include <condition_variable>
+#include <mutex>
 
 namespace ringlb::runtime {
 
@@ -33,6 +35,28 @@ void ShardGroup::post_each(std::function<void(shard::Shard&, size_t)> message,
                 boost::asio::post(io_, *shared_done);
         });
     }
+}
+
+bool ShardGroup::post_each_and_wait(std::function<void(shard::Shard&, size_t)> message,
+                                    std::chrono::milliseconds timeout) {
+    struct Wait {
+        std::mutex mutex;
+        std::condition_variable cv;
+        size_t remaining;
+    };
+    auto wait = std::make_shared<Wait>();
+    wait->remaining = shards_.size();
+    auto shared_message =
+        std::make_shared<std::function<void(shard::Shard&, size_t)>>(std::move(message));
+    for (size_t i = 0; i < shards_.size(); ++i) {
+        shards_[i]->post([i, wait, shared_message](shard::Shard& s) {
+            (*shared_message)(s, i);
+            std::lock_guard lock(wait->mutex);
+            if (--wait->remaining == 0) wait->cv.notify_all();
+        });
+    }
+    std::unique_lock lock(wait->mutex);
+    return wait->cv.wait_for(lock, timeout, [&] { return wait->remaining == 0; });
 }
 
 void ShardGroup::stop() {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -31,6 +32,12 @@ class ShardGroup {
     // Runs `message(shard, i)` on shard i; then `done` as above.
     void post_each(std::function<void(shard::Shard&, size_t)> message,
                    std::function<void()> done = {});
+
+    // Runs `message(shard, i)` on every shard i and waits, on the calling thread, until all have
+    // run it or `timeout` passed (false then). Shards never wait for the control thread, so
+    // blocking it briefly is safe; a reload uses this to answer with what happened.
+    bool post_each_and_wait(std::function<void(shard::Shard&, size_t)> message,
+                            std::chrono::milliseconds timeout);
 
     // Asks every shard to stop, then waits for all (sessions still open are aborted).
     void stop();

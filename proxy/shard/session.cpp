@@ -82,6 +82,7 @@ Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot
       cluster_(cluster),
       buffered_(*this),
       splice_(*this) {
+    ++cluster_.users;  // a state a reload replaced lives until its last session ends
     client_.fd = std::move(client);
     client_.bind(this, kClientBase);
     upstream_.bind(this, kUpstreamBase);
@@ -105,6 +106,7 @@ Session::~Session() {
     // Observed before the gauge drops, so a scrape that sees no session open sees them all here.
     listener_counters_.session_duration.observe((monotonic_ns() - accepted_ns_) / 1000);
     listener_counters_.active_connections.sub();
+    --cluster_.users;
 }
 
 void Session::start() {

@@ -4,6 +4,8 @@
 #include <sched.h>
 #include <time.h>
 
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -37,8 +39,9 @@ Shard::Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
       timers_(coarse_ms()),
       random_state_(0x2545f4914f6cdd1dull ^ (uint64_t{options_.id} << 32) ^ coarse_ms()) {
     for (size_t i = 0; i < listeners.size(); ++i) {
-        listeners_.push_back(std::make_unique<Listener>(*this, std::move(listeners[i]),
-                                                        snapshot_->config->listeners[i]));
+        const config::ListenerConfig& cfg = snapshot_->config->listeners[i];
+        listeners_.push_back(std::make_unique<Listener>(*this, std::move(listeners[i]), snapshot_,
+                                                        cfg, counters_for(cfg.name)));
     }
     pause_timer_.bind(this, 0);
 }
@@ -105,7 +108,7 @@ void Shard::run(std::string& error, std::atomic<int>& state) {
 void Shard::start_on(std::unique_ptr<engine::Engine> engine) {
     engine_ = std::move(engine);
     connector_ = std::make_unique<upstream::Connector>(*engine_, *this, options_.shards,
-                                                       options_.id, snapshot_->clusters);
+                                                       options_.id, snapshot_->clusters, snapshot_);
     for (auto& l : listeners_)
         l->cluster = &connector_->state_of(snapshot_->clusters[l->config->cluster_index]);
     connector_->start();
@@ -115,7 +118,7 @@ void Shard::start_on(std::unique_ptr<engine::Engine> engine) {
 
 std::shared_ptr<const ShardLayout> Shard::build_layout() const {
     auto layout = std::make_shared<ShardLayout>();
-    for (const auto& l : listeners_) layout->listeners.push_back({l->config->name, &l->counters});
+    for (const auto& l : listeners_) layout->listeners.push_back({l->config->name, l->counters});
     for (const auto& state : connector_->clusters()) {
         ShardLayout::Cluster& c = layout->clusters.emplace_back();
         c.name = state->cluster->name;
@@ -138,6 +141,14 @@ void Shard::run_once(engine::Millis max_wait) {
         wait = engine::Millis(*next > now ? *next - now : 0);
     engine_->run_once(wait);
     for (Message& message : mailbox_.take()) message(*this);
+    if (!closing_listeners_.empty()) {
+        std::erase_if(closing_listeners_, [this](const auto& l) {
+            if (l->accept_op.armed()) return false;
+            accept_queued(*l);
+            engine_->close_fd(l->fd.release());
+            return true;
+        });
+    }
 }
 
 void Shard::stop_here() {
@@ -153,6 +164,11 @@ void Shard::stop_here() {
                                 [](const auto& l) { return l->accept_op.armed(); });
         if (!busy) break;
         engine_->run_once(engine::Millis{10});
+    }
+    for (auto& l : closing_listeners_) engine_->cancel(l->accept_op);
+    for (int i = 0; i < 100 && !closing_listeners_.empty(); ++i) {
+        std::erase_if(closing_listeners_, [](const auto& l) { return !l->accept_op.armed(); });
+        if (!closing_listeners_.empty()) engine_->run_once(engine::Millis{10});
     }
     for (auto& l : listeners_) l->fd.reset();
 }
@@ -209,7 +225,7 @@ void Shard::on_accept(Listener& l, const engine::Completion& c) {
         start_session(l, std::move(client));
         if (last) pause_accepting();
     }
-    if (c.more() || stopping_) return;
+    if (c.more() || stopping_ || l.closing) return;
     switch (-c.res) {
         case EMFILE:
         case ENFILE:
@@ -234,15 +250,105 @@ void Shard::on_accept(Listener& l, const engine::Completion& c) {
 
 void Shard::start_session(Listener& l, common::Fd client) {
     counters_.accepted.add();
-    l.counters.connections.add();
+    l.counters->connections.add();
     upstream::apply_tcp_options(client.get(), l.config->tcp_keepalive, l.config->tcp_user_timeout);
-    auto owned = std::make_unique<Session>(*this, std::move(client), snapshot_, *l.config,
-                                           l.counters, *l.cluster);
+    auto owned = std::make_unique<Session>(*this, std::move(client), l.snapshot, *l.config,
+                                           *l.counters, *l.cluster);
     Session* session = owned.release();  // owned by the intrusive list until session_closed
     session->next = sessions_;
     if (sessions_) sessions_->prev = session;
     sessions_ = session;
     session->start();  // may already have closed (and freed) the session
+}
+
+ListenerCounters& Shard::counters_for(const std::string& name) {
+    auto it = listener_counters_.find(name);
+    if (it == listener_counters_.end())
+        it = listener_counters_.emplace(name, std::make_unique<ListenerCounters>()).first;
+    return *it->second;
+}
+
+void Shard::apply(std::shared_ptr<const Snapshot> next, std::vector<common::Fd> fds) {
+    size_t kept_clusters = connector_->apply(next->clusters, next);
+    std::vector<std::unique_ptr<Listener>> old = std::move(listeners_);
+    listeners_.clear();
+    const auto& configs = next->config->listeners;
+    for (size_t i = 0; i < configs.size(); ++i) {
+        const config::ListenerConfig& cfg = configs[i];
+        std::unique_ptr<Listener> l;
+        if (i < fds.size() && fds[i]) {
+            l = std::make_unique<Listener>(*this, std::move(fds[i]), next, cfg,
+                                           counters_for(cfg.name));
+        } else {
+            auto same = std::find_if(old.begin(), old.end(), [&](const auto& o) {
+                return o && o->config->bind == cfg.bind;
+            });
+            if (same == old.end()) {
+                // The control plane opens a socket for every address that is new; not finding
+                // one here is a bug, and the listener is left out rather than guessed.
+                LOG_ERROR("shard %u: reload: listener %s has no socket", options_.id,
+                          cfg.name.c_str());
+                continue;
+            }
+            l = std::move(*same);
+            // listen() again on a listening socket only changes its backlog.
+            if (l->config->backlog != cfg.backlog) ::listen(l->fd.get(), cfg.backlog);
+            l->snapshot = next;
+            l->config = &cfg;
+            l->counters = &counters_for(cfg.name);
+        }
+        l->cluster = connector_->state_named(cfg.cluster);
+        listeners_.push_back(std::move(l));
+    }
+    snapshot_ = std::move(next);
+    // New listeners accept before removed ones close.
+    if (!accept_paused_)
+        for (auto& l : listeners_) arm_accept(*l);
+    size_t closed = 0;
+    for (auto& l : old) {
+        if (!l) continue;
+        close_listener(std::move(l));
+        ++closed;
+    }
+    layout_ = build_layout();
+    LOG_DEBUG("shard %u: reload applied: %zu listeners (%zu closed), %zu of %zu clusters kept",
+              options_.id, listeners_.size(), closed, kept_clusters, snapshot_->clusters.size());
+}
+
+void Shard::close_listener(std::unique_ptr<Listener> l) {
+    l->closing = true;
+    engine_->cancel(l->accept_op);
+    int flags = ::fcntl(l->fd.get(), F_GETFL);
+    if (flags >= 0) ::fcntl(l->fd.get(), F_SETFL, flags | O_NONBLOCK);
+    accept_queued(*l);
+    // The socket closes once its accept op has completed (an engine may still refer to the fd
+    // until then); what is queued meanwhile is accepted again just before (run_once).
+    if (l->accept_op.armed())
+        closing_listeners_.push_back(std::move(l));
+    else
+        engine_->close_fd(l->fd.release());  // the engine forgets the fd before it is reused
+}
+
+void Shard::accept_queued(Listener& l) {
+    // Closing one socket of a SO_REUSEPORT group drops the connections waiting in its queue:
+    // accept them first. A connection the kernel queues after the last accept4() and before
+    // close() is reset; the other sockets of the group (this listener's on the other shards)
+    // take new ones meanwhile, until they close too.
+    for (;;) {
+        if (!common::fd_below_reserve_free()) {
+            LOG_WARN(
+                "listener %s: out of file descriptors while closing; connections still "
+                "queued are reset",
+                l.config->name.c_str());
+            return;
+        }
+        int fd = ::accept4(l.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            return;  // EAGAIN: the queue is empty; anything else: nothing more to take
+        }
+        start_session(l, common::Fd(fd));
+    }
 }
 
 void Shard::pause_accepting() {
@@ -286,6 +392,7 @@ void Shard::session_closed(Session* session) {
     }
     std::unique_ptr<Session> owned(session);
     owned.reset();
+    if (connector_->retired_count() != 0) connector_->collect_retired();
     // Two fds were just freed: if accepting paused for lack of fds and one below the reserve is
     // free now, try again at once (else the pause timer checks again). Without the check, a
     // session in the reserve that closed resumed accepting with no fd to spare, and io_uring's

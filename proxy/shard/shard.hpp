@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -73,7 +74,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // thread.
     size_t listener_count() const { return listeners_.size(); }
     const config::ListenerConfig& listener_config(size_t i) const { return *listeners_[i]->config; }
-    const ListenerCounters& listener_counters(size_t i) const { return listeners_[i]->counters; }
+    const ListenerCounters& listener_counters(size_t i) const { return *listeners_[i]->counters; }
     // What other threads may read of this shard's listeners, clusters and backends: the one
     // built by start_on() (safe to take once start() has returned), then the one a message that
     // changes the configuration builds and hands back (shard/layout.hpp).
@@ -100,12 +101,25 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
 
     void on_complete(engine::Op& op, const engine::Completion& c) override;
 
+    // A reload, on the shard's thread: `next` replaces the snapshot new sessions start on.
+    // `fds[i]` is this shard's socket for next->config->listeners[i] when the control plane
+    // opened one; an empty Fd means the listener keeps the socket of the running listener with
+    // the same address (so its accept queue is never dropped). Listeners not carried over stop
+    // accepting: what already waits in their queues is accepted and served, then they close.
+    // Sessions keep the snapshot, cluster and backend they started with.
+    void apply(std::shared_ptr<const Snapshot> next, std::vector<common::Fd> fds);
+
   private:
     // Each listener is the handler of its own accept op, so a completion finds its listener
     // without an index in the op's 8-bit tag (a 256th listener would otherwise collide).
     struct Listener final : engine::Handler {
-        Listener(Shard& shard, common::Fd listen_fd, const config::ListenerConfig& cfg)
-            : shard(shard), fd(std::move(listen_fd)), config(&cfg) {
+        Listener(Shard& shard, common::Fd listen_fd, std::shared_ptr<const Snapshot> snapshot,
+                 const config::ListenerConfig& cfg, ListenerCounters& counters)
+            : shard(shard),
+              fd(std::move(listen_fd)),
+              snapshot(std::move(snapshot)),
+              config(&cfg),
+              counters(&counters) {
             accept_op.bind(this, 0);
         }
         void on_complete(engine::Op&, const engine::Completion& c) override {
@@ -113,13 +127,24 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
         }
         Shard& shard;
         common::Fd fd;
+        std::shared_ptr<const Snapshot> snapshot;  // holds `config`; its sessions start on it
         const config::ListenerConfig* config = nullptr;
         upstream::ClusterState* cluster = nullptr;  // set once the connector exists
         engine::Op accept_op;
         common::LogLimiter accept_error_log;
-        // Its sessions hold a reference: a listener must outlive its sessions.
-        ListenerCounters counters;
+        ListenerCounters* counters;  // in Shard::listener_counters_, by name
+        bool closing = false;        // a reload removed it: no accept is armed again
     };
+
+    // The counters of the listener named `name`, made on first use. Kept for the shard's life
+    // (sessions hold a reference and a reload carries them on by name): one entry per listener
+    // name ever configured, a few hundred bytes each.
+    ListenerCounters& counters_for(const std::string& name);
+    // Stops `l` accepting for good: takes what waits in its queue, then closes the socket; `l`
+    // moves to closing_listeners_ until its accept op has completed.
+    void close_listener(std::unique_ptr<Listener> l);
+    // Accepts and serves what waits in l's queue now, without blocking.
+    void accept_queued(Listener& l);
 
     void run(std::string& error, std::atomic<int>& state);
     std::shared_ptr<const ShardLayout> build_layout() const;
@@ -131,7 +156,9 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
 
     ShardOptions options_;
     std::shared_ptr<const Snapshot> snapshot_;
+    std::map<std::string, std::unique_ptr<ListenerCounters>, std::less<>> listener_counters_;
     std::vector<std::unique_ptr<Listener>> listeners_;  // stable addresses: ops point at them
+    std::vector<std::unique_ptr<Listener>> closing_listeners_;
     std::unique_ptr<engine::Engine> engine_;
     std::unique_ptr<upstream::Connector> connector_;
     PipePool pipes_;

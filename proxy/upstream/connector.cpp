@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -65,14 +66,64 @@ ClusterState::ClusterState(const Cluster& c, unsigned shards, uint64_t seed,
 }
 
 Connector::Connector(engine::Engine& engine, ConnectorHost& host, unsigned shards,
-                     unsigned shard_id, const std::vector<Cluster>& clusters)
-    : engine_(engine), host_(host), shards_(shards == 0 ? 1 : shards) {
+                     unsigned shard_id, const std::vector<Cluster>& clusters,
+                     std::shared_ptr<const void> origin)
+    : engine_(engine), host_(host), shards_(shards == 0 ? 1 : shards), shard_id_(shard_id) {
     clusters_.reserve(clusters.size());
     for (size_t i = 0; i < clusters.size(); ++i) {
         // Per-shard seeds: random policies on different shards must not move in lockstep.
         uint64_t seed = 0x9e3779b97f4a7c15ull * (shard_id + 1) + i;
         clusters_.push_back(std::make_unique<ClusterState>(clusters[i], shards_, seed));
+        clusters_.back()->origin = origin;
     }
+}
+
+ClusterState* Connector::state_named(std::string_view name) {
+    for (auto& c : clusters_)
+        if (c->cluster->name == name) return c.get();
+    return nullptr;
+}
+
+size_t Connector::apply(const std::vector<Cluster>& clusters, std::shared_ptr<const void> origin) {
+    std::vector<std::unique_ptr<ClusterState>> next;
+    next.reserve(clusters.size());
+    size_t kept = 0;
+    for (size_t i = 0; i < clusters.size(); ++i) {
+        const Cluster& c = clusters[i];
+        auto old = std::find_if(clusters_.begin(), clusters_.end(), [&](const auto& state) {
+            return state && state->cluster->name == c.name;
+        });
+        if (old != clusters_.end() && *(*old)->cluster->settings == *c.settings) {
+            next.push_back(std::move(*old));  // still points at its own (equal) Cluster
+            ++kept;
+            continue;
+        }
+        uint64_t seed = 0x9e3779b97f4a7c15ull * (shard_id_ + 1) + i + 0x51ed27 * retired_.size();
+        auto state = std::make_unique<ClusterState>(c, shards_, seed,
+                                                    old != clusters_.end() ? old->get() : nullptr);
+        state->origin = origin;
+        if (started_) start_pools(*state);
+        next.push_back(std::move(state));
+    }
+    for (auto& old : clusters_) {
+        if (!old) continue;
+        for (BackendState& b : old->backends)
+            if (b.pool) b.pool->stop();
+        retired_.push_back(std::move(old));
+    }
+    clusters_ = std::move(next);
+    collect_retired();
+    return kept;
+}
+
+void Connector::collect_retired() {
+    std::erase_if(retired_, [](const std::unique_ptr<ClusterState>& state) {
+        if (state->users != 0 || state->queue_head != nullptr || state->dispatched != 0)
+            return false;
+        for (const BackendState& b : state->backends)
+            if (b.active != 0 || (b.pool && b.pool->busy())) return false;
+        return true;
+    });
 }
 
 Connector::~Connector() = default;
@@ -261,27 +312,32 @@ void Connector::pool_ready(ConnectRequest& req, common::Fd fd) {
 }
 
 void Connector::start() {
-    for (auto& cs : clusters_) {
-        const config::PoolConfig& pool = cs->cluster->settings->pool;
-        if (pool.warm == 0) continue;
-        for (BackendState& b : cs->backends) {
-            b.pool = std::make_unique<WarmPool>(*this, b, pool.warm,
-                                                static_cast<uint64_t>(pool.max_idle.count()));
-            b.pool->fill();
-        }
+    started_ = true;
+    for (auto& cs : clusters_) start_pools(*cs);
+}
+
+void Connector::start_pools(ClusterState& cs) {
+    const config::PoolConfig& pool = cs.cluster->settings->pool;
+    if (pool.warm == 0) return;
+    for (BackendState& b : cs.backends) {
+        b.pool = std::make_unique<WarmPool>(*this, b, pool.warm,
+                                            static_cast<uint64_t>(pool.max_idle.count()));
+        b.pool->fill();
     }
 }
 
 void Connector::stop() {
-    for (auto& cs : clusters_)
-        for (BackendState& b : cs->backends)
-            if (b.pool) b.pool->stop();
+    for (const auto* list : {&clusters_, &retired_})
+        for (auto& cs : *list)
+            for (BackendState& b : cs->backends)
+                if (b.pool) b.pool->stop();
 }
 
 bool Connector::busy() const {
-    for (const auto& cs : clusters_)
-        for (const BackendState& b : cs->backends)
-            if (b.pool && b.pool->busy()) return true;
+    for (const auto* list : {&clusters_, &retired_})
+        for (const auto& cs : *list)
+            for (const BackendState& b : cs->backends)
+                if (b.pool && b.pool->busy()) return true;
     return false;
 }
 

@@ -54,6 +54,9 @@ struct ClusterState {
                  const ClusterState* previous = nullptr);
 
     const Cluster* cluster;
+    // Keeps `cluster` (and its settings) alive: the snapshot it came from. A state that a reload
+    // keeps unchanged outlives the snapshot that made it.
+    std::shared_ptr<const void> origin;
     std::unique_ptr<Balancer> balancer;
     std::vector<BackendState> backends;
     std::shared_ptr<ClusterCounters> counters_owner;
@@ -66,6 +69,9 @@ struct ClusterState {
     uint32_t dispatched = 0;              // waiters woken for a freed slot, not yet resumed
     size_t next_source = 0;               // round-robin over cluster->source_addresses
     common::LogLimiter addr_warning_log;  // EADDRNOTAVAIL, per cluster
+    // Sessions that hold this state (Session's constructor and destructor count them): a state
+    // a reload replaced is freed once none is left.
+    uint32_t users = 0;
 };
 
 // What the owner of a ConnectRequest hears back, exactly once per acquire() unless it abandons
@@ -143,8 +149,9 @@ class ConnectorHost {
 // One per shard, used only on the shard's thread.
 class Connector {
   public:
+    // `origin` keeps `clusters` alive (the snapshot they belong to).
     Connector(engine::Engine& engine, ConnectorHost& host, unsigned shards, unsigned shard_id,
-              const std::vector<Cluster>& clusters);
+              const std::vector<Cluster>& clusters, std::shared_ptr<const void> origin = nullptr);
     ~Connector();
     Connector(const Connector&) = delete;
     Connector& operator=(const Connector&) = delete;
@@ -157,6 +164,19 @@ class Connector {
 
     // The shard-local state of `cluster` (one of the clusters given at construction).
     ClusterState& state_of(const Cluster& cluster);
+    // The current state of the cluster named `name`, or nullptr.
+    ClusterState* state_named(std::string_view name);
+
+    // A new configuration (a reload): a cluster whose settings did not change keeps its state
+    // (balancer position, warm pool, limits, queue); any other gets a new state that carries on
+    // the counters of the cluster and backends with the same names, and starts its warm pool.
+    // Replaced and removed states stop their pools and are freed once no session holds them
+    // (their sessions finish on them, with the backends they had). Returns how many states were
+    // kept unchanged.
+    size_t apply(const std::vector<Cluster>& clusters, std::shared_ptr<const void> origin);
+    // Frees replaced states that no session holds any more; cheap when there are none.
+    void collect_retired();
+    size_t retired_count() const { return retired_.size(); }
     const std::vector<std::unique_ptr<ClusterState>>& clusters() const { return clusters_; }
 
     // Starts finding an upstream socket for `req`. The answer comes through `callbacks`: from a
@@ -176,6 +196,7 @@ class Connector {
   private:
     friend class WarmPool;
 
+    void start_pools(ClusterState& cluster);
     void try_next(ConnectRequest& req);
     void start_connect(ConnectRequest& req, BackendState& backend);
     // Every eligible backend is full: the queue, or queue_full when it has no room.
@@ -199,7 +220,10 @@ class Connector {
     engine::Engine& engine_;
     ConnectorHost& host_;
     unsigned shards_;
+    uint64_t shard_id_;
+    bool started_ = false;
     std::vector<std::unique_ptr<ClusterState>> clusters_;
+    std::vector<std::unique_ptr<ClusterState>> retired_;
 };
 
 }  // namespace ringlb::upstream

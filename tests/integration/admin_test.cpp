@@ -335,10 +335,10 @@ TEST_F(AdminTest, UnknownPathIs404ListingTheEndpoints) {
     EXPECT_TRUE(body.starts_with("not found: /nope\nendpoints:\n")) << body;
     for (const char* line :
          {"\nGET, HEAD /metrics  ", "\nGET, HEAD /healthz  ", "\nGET, HEAD /ready  ",
-          "\nGET, HEAD /backends  ", "\nGET, HEAD /config  "})
+          "\nGET, HEAD /backends  ", "\nGET, HEAD /config  ", "\nPOST /reload  "})
         EXPECT_NE(body.find(line), std::string::npos) << line << " in:\n" << body;
-    // Five endpoints, one line each, after the two lines of preamble.
-    EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 7) << body;
+    // Six endpoints, one line each, after the two lines of preamble.
+    EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 8) << body;
 
     // A 404 keeps the connection.
     ASSERT_TRUE(client.send(request("GET", "/healthz")));

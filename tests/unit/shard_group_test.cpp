@@ -16,10 +16,11 @@
 namespace ringlb::runtime {
 namespace {
 
-std::shared_ptr<const shard::Snapshot> empty_snapshot() {
+std::shared_ptr<const shard::Snapshot> empty_snapshot(const std::string& more = "") {
     auto cfg = std::make_shared<const config::Config>(config::load_string(
         "[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:8080\"\ncluster = \"app\"\n"
-        "[[cluster]]\nname = \"app\"\nbackends = [{ address = \"127.0.0.1:9\" }]\n",
+        "[[cluster]]\nname = \"app\"\nbackends = [{ address = \"127.0.0.1:9\" }]\n" +
+            more,
         "t.toml"));
     return std::make_shared<const shard::Snapshot>(cfg);
 }
@@ -98,6 +99,37 @@ TEST_F(ShardGroupTest, MessagesReachEachShardInOrder) {
     for (const auto& v : seen) {
         ASSERT_EQ(v.size(), 100u);
         for (int k = 0; k < 100; ++k) EXPECT_EQ(v[k], k);
+    }
+}
+
+TEST_F(ShardGroupTest, PostEachAndWaitReturnsOnceEveryShardRanIt) {
+    start_shards(2);
+    std::atomic<int> ran{0};
+    EXPECT_TRUE(group.post_each_and_wait([&](shard::Shard&, size_t) { ran.fetch_add(1); },
+                                         std::chrono::seconds(5)));
+    EXPECT_EQ(ran.load(), 2);
+}
+
+// What a reload does to the shards: each applies the new snapshot on its thread and hands back
+// a layout that the control thread then reads; counters of a cluster that changed carry on.
+TEST_F(ShardGroupTest, ApplyingASnapshotPublishesANewLayout) {
+    start_shards(2);
+    auto next = empty_snapshot(
+        "[[cluster]]\nname = \"more\"\nbackends = [{ address = \"127.0.0.1:10\" }]\n");
+    std::vector<std::shared_ptr<const shard::ShardLayout>> before(2), after(2);
+    for (size_t i = 0; i < 2; ++i) before[i] = group.shards()[i]->layout();
+    ASSERT_TRUE(group.post_each_and_wait(
+        [&](shard::Shard& s, size_t i) {
+            s.apply(next, std::vector<common::Fd>(1));
+            after[i] = s.layout();
+        },
+        std::chrono::seconds(5)));
+    for (size_t i = 0; i < 2; ++i) {
+        ASSERT_EQ(before[i]->clusters.size(), 1u);
+        ASSERT_EQ(after[i]->clusters.size(), 2u);
+        EXPECT_EQ(after[i]->clusters[1].name, "more");
+        // "app" did not change: the same state, so the same counters.
+        EXPECT_EQ(after[i]->clusters[0].counters, before[i]->clusters[0].counters);
     }
 }
 

@@ -1,0 +1,262 @@
+// Hot reload (SIGHUP and POST /reload) with the real binary: configurations swapped under load
+// lose no connection and no byte, a bad configuration changes nothing, counters survive.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/testkit.hpp"
+#include "tests/tools/pattern.hpp"
+
+namespace ringlb::testkit {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string pattern_bytes(uint64_t seed, uint64_t offset, size_t n) {
+    std::string out(n, '\0');
+    tools::pattern_fill(seed, offset, reinterpret_cast<uint8_t*>(out.data()), n);
+    return out;
+}
+
+// POST `path` on a fresh connection; the status line and body ("" on a transport error).
+std::string post(uint16_t port, const std::string& path) {
+    ClientSession client;
+    if (!client.connect(port)) return "connect: " + client.error();
+    if (!client.send(
+            "POST " + path +
+            " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+        return "send: " + client.error();
+    std::string data;
+    client.wait_for_close(15000ms, &data);
+    return data;
+}
+
+double metric_sum(uint16_t admin_port, const std::string& name, const Labels& labels = {}) {
+    std::string error;
+    auto metrics = scrape_metrics(admin_port, &error);
+    if (!metrics) return -1;
+    return metrics->sum(name, labels);
+}
+
+struct Ports {
+    uint16_t main = free_port();
+    uint16_t extra_a = free_port();
+    uint16_t extra_b = free_port();
+    uint16_t admin = free_port();
+};
+
+// Two valid configurations that differ in every way a reload can: a listener moves to another
+// address (extra_a -> extra_b, its sockets change), the main listener changes a timeout (keeps
+// its sockets), the cluster gains a backend (a new cluster state) and a cluster is added.
+std::string config_text(const std::string& engine, const Ports& p, int variant,
+                        const std::vector<std::string>& backends) {
+    std::string t = "[runtime]\nworkers = 2\nengine = \"" + engine +
+                    "\"\n\n[admin]\nbind = \"127.0.0.1:" + std::to_string(p.admin) + "\"\n";
+    t += "\n[[listener]]\nname = \"main\"\nbind = \"127.0.0.1:" + std::to_string(p.main) +
+         "\"\ncluster = \"app\"\nidle_timeout = \"" + (variant == 0 ? "1h" : "2h") + "\"\n";
+    t += "\n[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:" +
+         std::to_string(variant == 0 ? p.extra_a : p.extra_b) + "\"\ncluster = \"" +
+         (variant == 0 ? "app" : "other") + "\"\n";
+    t += "\n[[cluster]]\nname = \"app\"\nbackends = [{ address = \"" + backends[0] + "\" }";
+    if (variant == 1) t += ", { address = \"" + backends[1] + "\" }";
+    t += "]\n";
+    if (variant == 1)
+        t +=
+            "\n[[cluster]]\nname = \"other\"\nbackends = [{ address = \"" + backends[1] + "\" }]\n";
+    return t;
+}
+
+class ReloadTest : public ::testing::TestWithParam<std::string> {
+  protected:
+    void SetUp() override {
+        for (int i = 0; i < 2; ++i) {
+            auto b = std::make_unique<BackendProcess>();
+            BackendOptions options;
+            options.mode = EchoMode::kEcho;
+            options.threads = 2;
+            ASSERT_TRUE(b->start(options));
+            addresses_.push_back(b->address());
+            backends_.push_back(std::move(b));
+        }
+    }
+
+    std::vector<std::unique_ptr<BackendProcess>> backends_;
+    std::vector<std::string> addresses_;
+};
+
+// 200 long-lived sessions exchanging bytes and a stream of new connections, while 50 reloads
+// alternate between two configurations (SIGHUP and POST /reload in turn) and every 10th is an
+// invalid file: no connection fails, no byte is wrong, and the counters keep counting.
+TEST_P(ReloadTest, FiftyReloadsUnderLoadLoseNothing) {
+    Ports p;
+    ProxyProcess proxy;
+    RINGLB_START_PROXY(proxy, config_text(GetParam(), p, 0, addresses_), GetParam());
+
+    constexpr size_t kLongLived = 200;
+    constexpr size_t kChunk = 8192;
+    std::vector<ClientSession> sessions(kLongLived);
+    for (auto& s : sessions) ASSERT_TRUE(s.connect(p.main)) << s.error();
+    std::vector<uint64_t> echoed(kLongLived, 0);
+    // One round: every long-lived session sends a chunk of its own pattern and reads it back.
+    auto round = [&]() -> ::testing::AssertionResult {
+        for (size_t i = 0; i < kLongLived; ++i) {
+            std::string chunk = pattern_bytes(i + 1, echoed[i], kChunk);
+            if (!sessions[i].send(chunk))
+                return ::testing::AssertionFailure() << sessions[i].error();
+        }
+        for (size_t i = 0; i < kLongLived; ++i) {
+            std::string chunk = pattern_bytes(i + 1, echoed[i], kChunk);
+            if (!sessions[i].expect(chunk, 10000ms))
+                return ::testing::AssertionFailure()
+                       << "session " << i << " at " << echoed[i] << ": " << sessions[i].error();
+            echoed[i] += kChunk;
+        }
+        return ::testing::AssertionSuccess();
+    };
+    ASSERT_TRUE(round());
+
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> streamed{0}, stream_failures{0};
+    std::string first_failure;
+    std::thread stream([&] {
+        uint64_t seed = 1000;
+        while (!stop.load()) {
+            ExchangeSpec spec;
+            spec.kind = ExchangeKind::kEcho;
+            spec.send_bytes = 4096;
+            spec.seed = ++seed;
+            ExchangeResult r = exchange(p.main, spec, 10000ms);
+            if (r.ok) {
+                streamed.fetch_add(1);
+            } else if (stream_failures.fetch_add(1) == 0) {
+                first_failure = r.error;
+            }
+        }
+    });
+
+    size_t expected_ok = 0, expected_failed = 0;
+    for (int k = 1; k <= 50; ++k) {
+        bool invalid = k % 10 == 0;
+        int variant = k % 2;
+        std::string text = config_text(GetParam(), p, variant, addresses_);
+        if (invalid) text += "\n[[cluster]]\nname = \"app\"\nbackends = []\n";  // a duplicate
+        write_file(proxy.config_path(), text);
+        if (k % 2 == 0) {
+            std::string reply = post(p.admin, "/reload");
+            EXPECT_TRUE(reply.starts_with(invalid ? "HTTP/1.1 400" : "HTTP/1.1 200"))
+                << "reload " << k << ": " << reply;
+        } else {
+            ASSERT_TRUE(proxy.signal(SIGHUP));
+        }
+        (invalid ? expected_failed : expected_ok) += 1;
+        std::string last;
+        ASSERT_TRUE(wait_for_metric(
+            p.admin, "ringlb_config_reloads_total", {{"result", invalid ? "failure" : "success"}},
+            static_cast<double>(invalid ? expected_failed : expected_ok), 10000ms, &last))
+            << "reload " << k << ": " << last << "\n"
+            << proxy.log_tail();
+        ASSERT_TRUE(round()) << "after reload " << k;
+        if (!invalid && k % 5 == 1) {
+            // The moved listener answers on its new address only.
+            uint16_t now = variant == 0 ? p.extra_a : p.extra_b;
+            uint16_t gone = variant == 0 ? p.extra_b : p.extra_a;
+            EXPECT_TRUE(echo_exchange(now, 1000, false, 5000ms).ok) << "reload " << k;
+            std::string error;
+            EXPECT_FALSE(connect_to(gone, 1000ms, &error)) << "reload " << k;
+        }
+    }
+    stop = true;
+    stream.join();
+    EXPECT_EQ(stream_failures.load(), 0u) << first_failure;
+    EXPECT_GT(streamed.load(), 50u);
+
+    // Every long-lived session ends cleanly: EOF both ways, nothing extra.
+    for (auto& s : sessions) s.shutdown_write();
+    for (size_t i = 0; i < kLongLived; ++i) {
+        CloseResult c = sessions[i].wait_for_close(10000ms);
+        EXPECT_EQ(c.kind, CloseKind::kEof) << i;
+        EXPECT_EQ(c.bytes_before, 0u) << i;
+    }
+    // Counters kept counting through 45 reloads: every connection to "main" is there.
+    uint64_t total = kLongLived + streamed.load() + stream_failures.load();
+    std::string last;
+    EXPECT_TRUE(wait_for_metric(
+        p.admin, "ringlb_listener_connections_total", {{"listener", "main"}},
+        [&](double v) { return v == static_cast<double>(total); }, 5000ms, &last))
+        << "expected " << total << ": " << last;
+    EXPECT_EQ(metric_sum(p.admin, "ringlb_config_reloads_total", {{"result", "failure"}}), 5);
+    EXPECT_EQ(metric_sum(p.admin, "ringlb_config_reloads_total", {{"result", "success"}}), 45);
+    EXPECT_EQ(proxy.stop(), 0);
+    EXPECT_EQ(sanitizer_report(proxy.log()), "") << proxy.log_tail();
+}
+
+// A configuration that fails validation, or changes a key that needs a restart, or cannot bind,
+// leaves everything as it runs: same listeners, same /config, an error that names the cause.
+TEST_P(ReloadTest, BadReloadsChangeNothing) {
+    Ports p;
+    ProxyProcess proxy;
+    std::string good = config_text(GetParam(), p, 0, addresses_);
+    RINGLB_START_PROXY(proxy, good, GetParam());
+    auto before = http_request(p.admin, "/config");
+    ASSERT_TRUE(before && before->status == 200);
+
+    struct Case {
+        std::string text;
+        std::string expect;  // in the reply
+    };
+    // Another process holds this port: the bind fails.
+    common::Fd holder = [] { return common::Fd(::socket(AF_INET, SOCK_STREAM, 0)); }();
+    uint16_t held = free_port();
+    {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(held);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::bind(holder.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+        ASSERT_EQ(::listen(holder.get(), 1), 0);
+    }
+    std::string moved = good;
+    moved.replace(moved.find(std::to_string(p.extra_a)), std::to_string(p.extra_a).size(),
+                  std::to_string(held));
+    std::string workers = good;
+    workers.replace(workers.find("workers = 2"), 11, "workers = 1");
+    std::vector<Case> cases{
+        {good + "\nbogus = 1\n", ":1"},  // an unknown key: file:line:col
+        {workers, "runtime.workers"},
+        {moved, "cannot listen on 127.0.0.1:" + std::to_string(held)},
+    };
+    for (const Case& c : cases) {
+        write_file(proxy.config_path(), c.text);
+        std::string reply = post(p.admin, "/reload");
+        EXPECT_TRUE(reply.starts_with("HTTP/1.1 400")) << reply;
+        EXPECT_NE(reply.find(c.expect), std::string::npos) << reply;
+        auto after = http_request(p.admin, "/config");
+        ASSERT_TRUE(after);
+        EXPECT_EQ(after->body, before->body);
+        EXPECT_TRUE(echo_exchange(p.main, 1000, false, 5000ms).ok);
+        EXPECT_TRUE(echo_exchange(p.extra_a, 1000, false, 5000ms).ok);
+    }
+    EXPECT_EQ(metric_sum(p.admin, "ringlb_config_reloads_total", {{"result", "failure"}}), 3);
+    EXPECT_EQ(metric_sum(p.admin, "ringlb_config_last_reload_successful"), 0);
+    EXPECT_TRUE(
+        proxy.wait_for_log("reload (POST /reload) failed, running configuration unchanged", 0ms));
+    // A GET is refused: a reload changes state.
+    auto get = http_request(p.admin, "/reload");
+    ASSERT_TRUE(get);
+    EXPECT_EQ(get->status, 405);
+    EXPECT_EQ(proxy.stop(), 0);
+    EXPECT_EQ(sanitizer_report(proxy.log()), "") << proxy.log_tail();
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, ReloadTest, ::testing::ValuesIn(kEngines), engine_name);
+
+}  // namespace
+}  // namespace ringlb::testkit
