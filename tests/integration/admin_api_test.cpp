@@ -336,8 +336,8 @@ TEST(AdminConfigTest, UnknownPathListsBackendsAndConfig) {
         EXPECT_TRUE(reply.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")) << reply;
         EXPECT_NE(reply.find("\r\nAllow: GET, HEAD\r\n"), std::string::npos) << reply;
     }
-    EXPECT_TRUE(
-        proxy.wait_for_log("admin: serving /metrics /healthz /ready /backends /config /reload on", 0ms));
+    EXPECT_TRUE(proxy.wait_for_log(
+        "admin: serving /metrics /healthz /ready /backends /config /reload on", 0ms));
     EXPECT_EQ(proxy.stop(), 0);
     EXPECT_EQ(sanitizer_report(proxy.log()), "") << proxy.log_tail();
 }
