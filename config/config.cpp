@@ -142,7 +142,7 @@ constexpr int64_t kMinPipeSize = 4096;
 constexpr int64_t kMaxPipeSize = 1024 * 1024;
 constexpr int64_t kMaxPipePool = 65536;
 constexpr int64_t kMaxBacklog = 65535;
-constexpr int64_t kMaxWeight = 1000;
+constexpr int64_t kMaxWeight = kMaxBackendWeight;
 constexpr int64_t kMaxBackendConnections = 1000000;
 constexpr Millis kMaxConnectTimeout = std::chrono::hours(1);
 // Session timeouts that "0s" turns off: long enough for any sensible idle or lifetime limit,

@@ -13,6 +13,9 @@ namespace ringlb::config {
 
 using Millis = std::chrono::milliseconds;
 
+// A backend's `weight` (also what POST /backends/C/B/weight accepts).
+inline constexpr uint32_t kMaxBackendWeight = 1000;
+
 enum class EngineKind { kAuto, kIoUring, kEpoll };
 enum class ForwardMode { kAuto, kSplice, kBuffered };
 // How a cluster picks a backend for a new session (`balance`).

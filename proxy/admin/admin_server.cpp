@@ -82,6 +82,7 @@ struct AdminServer::State {
     AdminLimits limits;
     std::vector<Route> routes;
     bool ready = false;
+    std::string not_ready_reason;
     bool closed = false;
     std::unordered_set<Connection*> connections;
     uint64_t rejected = 0;
@@ -117,7 +118,7 @@ struct AdminServer::State {
     // The reply to a request that parsed.
     Reply route(const Request& request) const {
         for (const auto& r : routes) {
-            if (r.path != request.path) continue;
+            if (r.prefix ? !request.path.starts_with(r.path) : r.path != request.path) continue;
             // A HEAD handler is the GET handler: the connection drops the body.
             for (const auto& m : r.methods)
                 if (m == request.method) return r.handler(request);
@@ -282,6 +283,8 @@ AdminServer::AdminServer(asio::io_context& io, std::function<std::string()> metr
          "200 once every shard serves, 503 while starting or stopping",
          [state](const Request&) -> Reply {
              if (state->ready) return {200, "text/plain", "ready\n"};
+             if (!state->not_ready_reason.empty())
+                 return {503, "text/plain", "not ready: " + state->not_ready_reason + "\n"};
              return {503, "text/plain", "not ready\n"};
          }},
     };
@@ -314,8 +317,9 @@ std::error_code AdminServer::listen(const common::Address& address) {
     return {};
 }
 
-void AdminServer::set_ready(bool ready) {
+void AdminServer::set_ready(bool ready, std::string why) {
     state_->ready = ready;
+    state_->not_ready_reason = std::move(why);
 }
 
 void AdminServer::close() {

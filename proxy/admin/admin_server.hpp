@@ -51,6 +51,8 @@ struct Route {
     std::vector<std::string> methods;
     std::string description;  // one line, listed in the 404 body
     std::function<Reply(const Request&)> handler;
+    // `path` ends with '/' and matches every request path that starts with it.
+    bool prefix = false;
 };
 
 // The bounds that make a stuck, slow or hostile admin client cost a bounded amount. The
@@ -98,7 +100,8 @@ class AdminServer {
     void add_route(Route route);
     // Binds and starts accepting; returns the error instead of throwing.
     std::error_code listen(const common::Address& address);
-    void set_ready(bool ready);
+    // `why`: the body of a 503 ("not ready: WHY").
+    void set_ready(bool ready, std::string why = "");
     // Stops accepting and closes every admin connection.
     void close();
 

@@ -31,7 +31,9 @@ std::string render_backends(const std::vector<ShardView>& shards) {
                     {"weight", cluster.backends[b].weight},
                     {"max_connections", cluster.backends[b].max_connections},
                     {"active_connections", active},
-                    {"state", every_shard_full ? kBackendFull : kBackendUp},
+                    {"state", cluster.backends[b].drained
+                                  ? kBackendDrained
+                                  : (every_shard_full ? kBackendFull : kBackendUp)},
                     {"health", kHealthUnknown},
                 });
             }

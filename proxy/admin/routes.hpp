@@ -20,6 +20,7 @@ namespace ringlb::admin {
 // another backend.
 inline constexpr const char* kBackendUp = "up";
 inline constexpr const char* kBackendFull = "full";
+inline constexpr const char* kBackendDrained = "drained";
 // What "health" says until active health checks exist: nothing has checked the backend.
 inline constexpr const char* kHealthUnknown = "unknown";
 

@@ -130,13 +130,12 @@ int ControlPlane::run() {
         return 0;
     }
     if (!start_admin()) return 1;
-    admin_->set_ready(true);
-
     std::string names;
     for (const auto& l : config_->listeners) names += " " + l.name + "=" + l.bind_text;
     LOG_INFO("ready: %zu listeners on %zu shards, engine %s:%s", config_->listeners.size(),
              shards_.size(), engine_.name, names.c_str());
     serving_ = true;
+    update_ready();
     io_.run();
     serving_ = false;
 
@@ -231,6 +230,12 @@ bool ControlPlane::start_admin() {
                            if (r.ok) return {200, "text/plain", "reloaded: " + r.message + "\n"};
                            return {400, "text/plain", "reload failed: " + r.message + "\n"};
                        }});
+    admin_->add_route({"/backends/",
+                       {"POST"},
+                       "CLUSTER/BACKEND/drain, /enable or /weight?value=N: takes a backend out of "
+                       "rotation, back in, or changes its weight until the next reload",
+                       [this](const admin::Request& r) { return backend_action(r); },
+                       true});
     if (!config_->admin.enabled) return true;
     std::error_code ec = admin_->listen(config_->admin.bind);
     if (ec) {

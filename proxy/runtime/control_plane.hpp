@@ -39,12 +39,22 @@ class ControlPlane {
     // On any error the running configuration stays and the error is logged and counted.
     // `trigger`: "SIGHUP", "POST /reload", for the log.
     ReloadResult reload(const char* trigger);
+    // POST /backends/CLUSTER/BACKEND/drain|enable|weight?value=N: a new snapshot with the change,
+    // through the same path as a reload; it lasts until the next reload.
+    admin::Reply backend_action(const admin::Request& request);
 
   private:
     // Opens listeners and starts the shards; false (after logging why) when that fails.
     // `stopped` is set when a stop signal arrived meanwhile.
     bool start(bool& stopped);
     bool start_admin();
+    // Hands `next` (with `overrides` on top) to every shard and waits until all run it; `fds`:
+    // new listener sockets per shard (nullptr: none). Returns "" or why it failed.
+    std::string publish(std::shared_ptr<const config::Config> next,
+                        const upstream::BackendOverrides& overrides,
+                        std::shared_ptr<std::vector<std::vector<common::Fd>>> fds);
+    // /ready: 200 while serving, not draining, and every cluster has a usable backend.
+    void update_ready();
     void on_signal(const boost::system::error_code& ec, int signo);
     void log_stats() const;
     std::vector<admin::ShardView> shard_views() const;
@@ -62,6 +72,7 @@ class ControlPlane {
     bool stop_requested_ = false;
     bool serving_ = false;  // started, not yet stopping
     bool draining_ = false;
+    upstream::BackendOverrides overrides_;  // through the admin API, until the next reload
     ShardGroup shards_;
     // What the control thread reads of each shard's listeners and clusters (shard/layout.hpp).
     std::vector<std::shared_ptr<const shard::ShardLayout>> layouts_;

@@ -1,6 +1,9 @@
 // ControlPlane::reload: a new configuration from the same file, applied to every shard by
 // message without dropping a connection (README "Hot reload").
+#include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <optional>
 
 #include "common/log.hpp"
 #include "common/socket.hpp"
@@ -66,12 +69,34 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
         ++opened;
     }
 
+    // What the admin API changed lasts until the next reload: the file is the truth again.
+    upstream::BackendOverrides none;
+    if (std::string error = publish(next, none, fds); !error.empty()) {
+        control_.reload_failed();
+        LOG_ERROR("reload (%s) failed: %s", trigger, error.c_str());
+        return {false, error};
+    }
+    overrides_.clear();
+    control_.reload_succeeded();
+    for (const HostAdvice& a : advice)
+        if (a.level == AdviceLevel::kWarn) LOG_WARN("%s", a.message.c_str());
+    std::string summary = changes.summary();
+    LOG_INFO("reload (%s): applied %s: %s (%zu new sockets per shard)", trigger,
+             config_->source.c_str(), summary.c_str(), opened);
+    return {true, summary};
+}
+
+std::string ControlPlane::publish(std::shared_ptr<const config::Config> next,
+                                  const upstream::BackendOverrides& overrides,
+                                  std::shared_ptr<std::vector<std::vector<common::Fd>>> fds) {
+    size_t workers = shards_.size();
     std::shared_ptr<const shard::Snapshot> snapshot;
     try {
-        snapshot = std::make_shared<const shard::Snapshot>(next);
+        snapshot = std::make_shared<const shard::Snapshot>(next, &overrides);
     } catch (const std::exception& e) {
-        return fail(e.what());
+        return e.what();
     }
+    if (!fds) fds = std::make_shared<std::vector<std::vector<common::Fd>>>(workers);
     auto layouts =
         std::make_shared<std::vector<std::shared_ptr<const shard::ShardLayout>>>(workers);
     bool applied = shards_.post_each_and_wait(
@@ -82,25 +107,116 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
         kApplyTimeout);
     if (!applied) {
         // Some shards may run the new configuration already: nothing to roll back to safely.
-        LOG_ERROR("reload (%s): a shard did not apply the configuration within %lld s", trigger,
-                  static_cast<long long>(kApplyTimeout.count()));
-        control_.reload_failed();
-        return {false, "a shard did not answer"};
+        return "a shard did not apply the configuration within " +
+               std::to_string(kApplyTimeout.count()) + " s";
     }
     layouts_ = std::move(*layouts);
-    config_ = next;
+    config_ = std::move(next);
     snapshot_ = snapshot;
     forecast_.clear();
     for (const auto& c : config_->clusters)
         forecast_.push_back(sustainable_new_conn_rate(c, limits_));
     port_watch_ = std::make_unique<PortWatch>(io_, config_, layouts_, forecast_);
-    control_.reload_succeeded();
-    for (const HostAdvice& a : advice)
-        if (a.level == AdviceLevel::kWarn) LOG_WARN("%s", a.message.c_str());
-    std::string summary = changes.summary();
-    LOG_INFO("reload (%s): applied %s: %s (%zu new sockets per shard)", trigger,
-             config_->source.c_str(), summary.c_str(), opened);
-    return {true, summary};
+    update_ready();
+    return {};
+}
+
+void ControlPlane::update_ready() {
+    if (!admin_) return;
+    if (!serving_ || draining_) {
+        admin_->set_ready(false, draining_ ? "draining" : "");
+        return;
+    }
+    for (const upstream::Cluster& c : snapshot_->clusters) {
+        if (c.usable() == 0) {
+            admin_->set_ready(false, "cluster " + c.name + " has no usable backend");
+            return;
+        }
+    }
+    admin_->set_ready(true);
+}
+
+namespace {
+
+// "%5B" and the like in a path segment (IPv6 brackets, ':').
+std::string percent_decode(std::string_view in) {
+    std::string out;
+    for (size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '%' && i + 2 < in.size() &&
+            std::isxdigit(static_cast<unsigned char>(in[i + 1])) &&
+            std::isxdigit(static_cast<unsigned char>(in[i + 2]))) {
+            out += static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16));
+            i += 2;
+        } else {
+            out += in[i];
+        }
+    }
+    return out;
+}
+
+// "value=N" with 1 <= N <= kMaxBackendWeight.
+std::optional<uint32_t> weight_of(std::string_view query) {
+    if (!query.starts_with("value=")) return std::nullopt;
+    std::string_view digits = query.substr(6);
+    if (digits.empty() || digits.size() > 4) return std::nullopt;
+    uint32_t value = 0;
+    for (char ch : digits) {
+        if (ch < '0' || ch > '9') return std::nullopt;
+        value = value * 10 + static_cast<uint32_t>(ch - '0');
+    }
+    if (value < 1 || value > config::kMaxBackendWeight) return std::nullopt;
+    return value;
+}
+
+}  // namespace
+
+admin::Reply ControlPlane::backend_action(const admin::Request& request) {
+    // /backends/CLUSTER/BACKEND/ACTION
+    std::string_view rest = request.path.substr(std::string_view("/backends/").size());
+    size_t first = rest.find('/');
+    size_t last = rest.rfind('/');
+    if (first == std::string_view::npos || last == first)
+        return {404, "text/plain",
+                "not found: POST /backends/CLUSTER/BACKEND/drain|enable|weight?value=N\n"};
+    std::string cluster = percent_decode(rest.substr(0, first));
+    std::string backend = percent_decode(rest.substr(first + 1, last - first - 1));
+    std::string action(rest.substr(last + 1));
+    const config::ClusterConfig* cc = nullptr;
+    for (const auto& c : config_->clusters)
+        if (c.name == cluster) cc = &c;
+    bool known = cc && std::any_of(cc->backends.begin(), cc->backends.end(),
+                                   [&](const auto& b) { return b.address_text == backend; });
+    if (!known)
+        return {404, "text/plain", "no backend " + backend + " in cluster " + cluster + "\n"};
+    if (!serving_ || draining_) return {503, "text/plain", "not serving\n"};
+    upstream::BackendOverrides next = overrides_;
+    upstream::BackendOverride& o = next[{cluster, backend}];
+    std::string what;
+    if (action == "drain") {
+        o.drained = true;
+        what = "drained";
+    } else if (action == "enable") {
+        o.drained = false;
+        what = "enabled";
+    } else if (action == "weight") {
+        std::optional<uint32_t> weight = weight_of(request.query);
+        if (!weight)
+            return {400, "text/plain",
+                    "weight: expected ?value=N with N from 1 to " +
+                        std::to_string(config::kMaxBackendWeight) + "\n"};
+        o.weight = *weight;
+        what = "weight " + std::to_string(*weight);
+    } else {
+        return {404, "text/plain", "unknown action " + action + " (drain, enable, weight)\n"};
+    }
+    if (std::string error = publish(config_, next, nullptr); !error.empty()) {
+        LOG_ERROR("admin: POST %s failed: %s", std::string(request.path).c_str(), error.c_str());
+        return {500, "text/plain", error + "\n"};
+    }
+    overrides_ = std::move(next);
+    LOG_INFO("admin: cluster %s backend %s: %s (until the next reload)", cluster.c_str(),
+             backend.c_str(), what.c_str());
+    return {200, "text/plain", "cluster " + cluster + " backend " + backend + ": " + what + "\n"};
 }
 
 }  // namespace ringlb::runtime

@@ -25,6 +25,7 @@ struct ShardLayout {
         uint32_t weight = 1;
         uint32_t max_connections = 0;  // configured, for the whole process
         uint32_t limit = 0;            // this shard's share; 0: unlimited
+        bool drained = false;          // through the admin API
         std::shared_ptr<const upstream::BackendCounters> counters;
     };
     struct Cluster {

@@ -126,7 +126,7 @@ std::shared_ptr<const ShardLayout> Shard::build_layout() const {
         for (const upstream::BackendState& b : state->backends) {
             c.backends.push_back({b.backend->name, b.backend->weight,
                                   state->cluster->settings->backends[b.index].max_connections,
-                                  b.limit, b.counters_owner});
+                                  b.limit, b.backend->drained, b.counters_owner});
         }
     }
     return layout;

@@ -12,9 +12,12 @@ namespace ringlb::shard {
 // shard keeps the one it runs on alive while any session uses it, so sessions refer to clusters
 // and backends by plain reference.
 struct Snapshot {
-    explicit Snapshot(std::shared_ptr<const config::Config> cfg) : config(std::move(cfg)) {
+    // `overrides`: what the admin API changed of backends (weights, drained) on top of `cfg`.
+    explicit Snapshot(std::shared_ptr<const config::Config> cfg,
+                      const upstream::BackendOverrides* overrides = nullptr)
+        : config(std::move(cfg)) {
         clusters.reserve(config->clusters.size());
-        for (const auto& c : config->clusters) clusters.emplace_back(c);
+        for (const auto& c : config->clusters) clusters.emplace_back(c, overrides);
     }
 
     std::shared_ptr<const config::Config> config;

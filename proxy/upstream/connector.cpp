@@ -93,7 +93,7 @@ size_t Connector::apply(const std::vector<Cluster>& clusters, std::shared_ptr<co
         auto old = std::find_if(clusters_.begin(), clusters_.end(), [&](const auto& state) {
             return state && state->cluster->name == c.name;
         });
-        if (old != clusters_.end() && *(*old)->cluster->settings == *c.settings) {
+        if (old != clusters_.end() && (*old)->cluster->same_as(c)) {
             next.push_back(std::move(*old));  // still points at its own (equal) Cluster
             ++kept;
             continue;
@@ -166,6 +166,10 @@ void Connector::try_next(ConnectRequest& req) {
     }
     // Backends at their limit are excluded from this pick, like those already tried.
     TriedSet exclude = req.tried_;
+    if (cs.cluster->any_drained) {
+        for (const BackendState& b : cs.backends)
+            if (b.backend->drained) exclude.insert(b.index);
+    }
     bool any_full = false;
     if (cs.has_limits) {
         for (BackendState& b : cs.backends) {
@@ -320,6 +324,7 @@ void Connector::start_pools(ClusterState& cs) {
     const config::PoolConfig& pool = cs.cluster->settings->pool;
     if (pool.warm == 0) return;
     for (BackendState& b : cs.backends) {
+        if (b.backend->drained) continue;  // nobody would take its sockets
         b.pool = std::make_unique<WarmPool>(*this, b, pool.warm,
                                             static_cast<uint64_t>(pool.max_idle.count()));
         b.pool->fill();

@@ -330,14 +330,16 @@ TEST(AdminConfigTest, UnknownPathListsBackendsAndConfig) {
               "GET, HEAD /config  the running configuration as TOML, every key with its "
               "effective value\n"
               "POST /reload  reads the configuration file again and applies it (as SIGHUP "
-              "does)\n");
+              "does)\n"
+              "POST /backends/  CLUSTER/BACKEND/drain, /enable or /weight?value=N: takes a "
+              "backend out of rotation, back in, or changes its weight until the next reload\n");
     for (const char* path : {"/backends", "/config"}) {
         std::string reply = raw_exchange(admin_port, "POST", path);
         EXPECT_TRUE(reply.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")) << reply;
         EXPECT_NE(reply.find("\r\nAllow: GET, HEAD\r\n"), std::string::npos) << reply;
     }
     EXPECT_TRUE(proxy.wait_for_log(
-        "admin: serving /metrics /healthz /ready /backends /config /reload on", 0ms));
+        "admin: serving /metrics /healthz /ready /backends /config /reload /backends/ on", 0ms));
     EXPECT_EQ(proxy.stop(), 0);
     EXPECT_EQ(sanitizer_report(proxy.log()), "") << proxy.log_tail();
 }

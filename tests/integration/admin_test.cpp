@@ -333,12 +333,12 @@ TEST_F(AdminTest, UnknownPathIs404ListingTheEndpoints) {
     EXPECT_EQ(response->header("content-type"), "text/plain");
     const std::string& body = response->body;
     EXPECT_TRUE(body.starts_with("not found: /nope\nendpoints:\n")) << body;
-    for (const char* line :
-         {"\nGET, HEAD /metrics  ", "\nGET, HEAD /healthz  ", "\nGET, HEAD /ready  ",
-          "\nGET, HEAD /backends  ", "\nGET, HEAD /config  ", "\nPOST /reload  "})
+    for (const char* line : {"\nGET, HEAD /metrics  ", "\nGET, HEAD /healthz  ",
+                             "\nGET, HEAD /ready  ", "\nGET, HEAD /backends  ",
+                             "\nGET, HEAD /config  ", "\nPOST /reload  ", "\nPOST /backends/  "})
         EXPECT_NE(body.find(line), std::string::npos) << line << " in:\n" << body;
-    // Six endpoints, one line each, after the two lines of preamble.
-    EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 8) << body;
+    // Seven endpoints, one line each, after the two lines of preamble.
+    EXPECT_EQ(std::count(body.begin(), body.end(), '\n'), 9) << body;
 
     // A 404 keeps the connection.
     ASSERT_TRUE(client.send(request("GET", "/healthz")));

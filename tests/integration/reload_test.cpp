@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -257,6 +258,121 @@ TEST_P(ReloadTest, BadReloadsChangeNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, ReloadTest, ::testing::ValuesIn(kEngines), engine_name);
+
+}  // namespace
+}  // namespace ringlb::testkit
+
+namespace ringlb::testkit {
+namespace {
+
+// Which backend a new client lands on: the backend greets with its letter.
+std::string landed(uint16_t port) {
+    ClientSession c;
+    if (!c.connect(port)) return "connect: " + c.error();
+    std::string got;
+    if (!c.receive(1, &got, 2000ms)) return "<closed>";
+    return got;
+}
+
+class BackendAdminTest : public ::testing::TestWithParam<std::string> {};
+
+// POST /backends/C/B/drain|enable|weight change the running snapshot (new sessions only) until
+// the next reload; /ready says 503 while a cluster has no usable backend.
+TEST_P(BackendAdminTest, DrainEnableAndWeightLastUntilTheNextReload) {
+    std::vector<std::unique_ptr<BackendProcess>> backends;
+    for (const char* letter : {"A", "B"}) {
+        BackendOptions options;
+        options.greeting = letter;
+        backends.push_back(std::make_unique<BackendProcess>());
+        ASSERT_TRUE(backends.back()->start(options));
+    }
+    ProxyConfigSpec spec;
+    spec.engine = GetParam();
+    spec.backends = {backends[0]->address(), backends[1]->address()};
+    ProxyProcess proxy;
+    RINGLB_START_PROXY(proxy, make_config(spec), GetParam());
+    const std::string a = backends[0]->address();
+    const std::string b = backends[1]->address();
+
+    // A session on A, open across the drain.
+    ClientSession on_a;
+    for (int i = 0; i < 10 && !on_a.connected(); ++i) {
+        ClientSession c;
+        ASSERT_TRUE(c.connect(spec.listen_port));
+        std::string got;
+        ASSERT_TRUE(c.receive(1, &got));
+        if (got == "A") on_a = std::move(c);
+    }
+    ASSERT_TRUE(on_a.connected());
+
+    std::string reply = post(spec.admin_port, "/backends/app/" + a + "/drain");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
+    EXPECT_NE(reply.find("cluster app backend " + a + ": drained"), std::string::npos) << reply;
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(landed(spec.listen_port), "B");
+    auto backends_json = http_request(spec.admin_port, "/backends");
+    ASSERT_TRUE(backends_json);
+    EXPECT_NE(backends_json->body.find("\"state\": \"drained\""), std::string::npos)
+        << backends_json->body;
+    // The established session still forwards.
+    ASSERT_TRUE(on_a.send("ping"));
+    EXPECT_TRUE(on_a.expect("ping"));
+    auto ready = http_request(spec.admin_port, "/ready");
+    ASSERT_TRUE(ready);
+    EXPECT_EQ(ready->status, 200);
+
+    // Both drained: nothing usable, /ready says why, a new client is closed.
+    reply = post(spec.admin_port, "/backends/app/" + b + "/drain");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
+    ready = http_request(spec.admin_port, "/ready");
+    ASSERT_TRUE(ready);
+    EXPECT_EQ(ready->status, 503);
+    EXPECT_EQ(ready->body, "not ready: cluster app has no usable backend\n");
+    EXPECT_EQ(landed(spec.listen_port), "<closed>");
+
+    reply = post(spec.admin_port, "/backends/app/" + a + "/enable");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(landed(spec.listen_port), "A");
+    ready = http_request(spec.admin_port, "/ready");
+    ASSERT_TRUE(ready);
+    EXPECT_EQ(ready->status, 200);
+
+    reply = post(spec.admin_port, "/backends/app/" + a + "/weight?value=7");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
+    backends_json = http_request(spec.admin_port, "/backends");
+    ASSERT_TRUE(backends_json);
+    EXPECT_NE(backends_json->body.find("\"weight\": 7"), std::string::npos) << backends_json->body;
+
+    // Mistakes: unknown backend, bad weight, unknown action, GET.
+    EXPECT_TRUE(
+        post(spec.admin_port, "/backends/app/127.0.0.1:1/drain").starts_with("HTTP/1.1 404"));
+    EXPECT_TRUE(
+        post(spec.admin_port, "/backends/nope/" + a + "/drain").starts_with("HTTP/1.1 404"));
+    EXPECT_TRUE(post(spec.admin_port, "/backends/app/" + a + "/weight?value=0")
+                    .starts_with("HTTP/1.1 400"));
+    EXPECT_TRUE(post(spec.admin_port, "/backends/app/" + a + "/weight?value=x")
+                    .starts_with("HTTP/1.1 400"));
+    EXPECT_TRUE(
+        post(spec.admin_port, "/backends/app/" + a + "/explode").starts_with("HTTP/1.1 404"));
+    auto get = http_request(spec.admin_port, "/backends/app/" + a + "/drain");
+    ASSERT_TRUE(get);
+    EXPECT_EQ(get->status, 405);
+
+    // A reload returns to the file: B is back, weights as written.
+    reply = post(spec.admin_port, "/reload");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
+    backends_json = http_request(spec.admin_port, "/backends");
+    ASSERT_TRUE(backends_json);
+    EXPECT_EQ(backends_json->body.find("drained"), std::string::npos) << backends_json->body;
+    EXPECT_EQ(backends_json->body.find("\"weight\": 7"), std::string::npos) << backends_json->body;
+    std::set<std::string> seen;
+    for (int i = 0; i < 6; ++i) seen.insert(landed(spec.listen_port));
+    EXPECT_EQ(seen, (std::set<std::string>{"A", "B"}));
+    on_a.close();
+    EXPECT_EQ(proxy.stop(), 0);
+    EXPECT_EQ(sanitizer_report(proxy.log()), "") << proxy.log_tail();
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, BackendAdminTest, ::testing::ValuesIn(kEngines), engine_name);
 
 }  // namespace
 }  // namespace ringlb::testkit
