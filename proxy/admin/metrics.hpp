@@ -12,7 +12,8 @@
 
 namespace ringlb::shard {
 class Shard;
-}
+class AccessLogBuffer;
+}  // namespace ringlb::shard
 
 namespace ringlb::admin {
 
@@ -27,6 +28,8 @@ struct ShardView {
     const shard::ShardCounters* counters = nullptr;
     const upstream::Connector* connector = nullptr;  // per-cluster and per-backend state
     std::vector<ListenerView> listeners;             // in configuration order
+    // When [log] access is set: its dropped-lines count.
+    const shard::AccessLogBuffer* access_log = nullptr;
 };
 
 // Everything /metrics shows of a running shard; callable from any thread once it started.
@@ -76,7 +79,7 @@ struct MetricsSources {
 //   RINGLB_BACKEND_COUNTERS, RINGLB_CONNECT_FAILURES, RINGLB_CLOSE_REASONS
 //                                proxy/upstream/counters.hpp  labels cluster, backend (reason)
 //   RINGLB_PROCESS_METRICS       proxy/admin/process_stats.hpp
-//   RINGLB_ADMIN_STATS, control, build and engine info: metrics.cpp
+//   RINGLB_ADMIN_STATS, control, build and engine info, access log: metrics.cpp
 // Per-listener, per-cluster and per-backend values are summed over shards, histograms merged
 // bucket by bucket; per-shard counters keep their `shard` label.
 std::string render_metrics(const MetricsSources& sources);

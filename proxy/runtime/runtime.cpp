@@ -17,6 +17,7 @@
 #include "proxy/admin/admin_server.hpp"
 #include "proxy/admin/metrics.hpp"
 #include "proxy/admin/routes.hpp"
+#include "proxy/runtime/access_log_writer.hpp"
 #include "proxy/runtime/host_check.hpp"
 #include "proxy/shard/shard.hpp"
 #include "proxy/shard/snapshot.hpp"
@@ -172,6 +173,8 @@ int run(std::shared_ptr<const config::Config> config) {
         sigset_t set = control_signals();
         pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
     }
+    // Declared before the shards, so it outlives them and writes what they hand over last.
+    std::unique_ptr<AccessLogWriter> access_log;
     std::vector<std::unique_ptr<shard::Shard>> shards;
     admin::ControlStats control;  // for /metrics; a reload calls reload_succeeded/failed
     control.loaded();
@@ -194,9 +197,10 @@ int run(std::shared_ptr<const config::Config> config) {
             signals.async_wait(on_signal);
         };
     signals.async_wait(on_signal);
-    auto stop_shards = [&shards] {
+    auto stop_shards = [&shards, &access_log] {
         for (auto& s : shards) s->request_stop();
         for (auto& s : shards) s->join();
+        if (access_log) access_log->flush();  // the sessions the shards closed as they stopped
         log_stats(shards);
         LOG_INFO("stopped");
     };
@@ -233,6 +237,17 @@ int run(std::shared_ptr<const config::Config> config) {
         }
     }
     if (has_error(advice)) return 1;
+
+    if (config->log.access_enabled()) {
+        std::string error;
+        access_log = AccessLogWriter::open(config->log, &error);
+        if (!access_log) {
+            LOG_ERROR("%s", error.c_str());
+            return 1;
+        }
+        LOG_INFO("access log: %s (%s)", access_log->target().c_str(),
+                 common::to_string(config->log.format));
+    }
 
     auto snapshot = std::make_shared<const shard::Snapshot>(config);
 
@@ -271,6 +286,7 @@ int run(std::shared_ptr<const config::Config> config) {
         options.pipe_pool = config->runtime.pipe_pool;
         options.pipe_size = config->runtime.pipe_size;
         options.shards = workers;
+        options.access_log = access_log ? access_log->add_shard() : nullptr;
         // Shard threads inherit this mask: signals are handled only by the control thread. A
         // signal that arrives meanwhile stays pending until the mask is restored.
         sigset_t all;
@@ -326,6 +342,7 @@ int run(std::shared_ptr<const config::Config> config) {
     for (const auto& l : config->listeners) names += " " + l.name + "=" + l.bind_text;
     LOG_INFO("ready: %zu listeners on %u shards, engine %s:%s", config->listeners.size(), workers,
              engine.name, names.c_str());
+    if (access_log) access_log->start(io);
     io.run();
 
     admin_server.set_ready(false);

@@ -19,6 +19,7 @@
 namespace ringlb::shard {
 
 class Session;
+class AccessLogBuffer;
 
 struct ShardOptions {
     unsigned id = 0;
@@ -28,6 +29,8 @@ struct ShardOptions {
     uint32_t pipe_pool = 256;
     uint32_t pipe_size = 64 * 1024;
     unsigned shards = 1;  // how many shards share the configured limits (max_connections)
+    // Where finished sessions go when [log] access is set; outlives the shard. nullptr: off.
+    AccessLogBuffer* access_log = nullptr;
 };
 
 // One worker thread: its own engine, its own listening sockets (SO_REUSEPORT), its sessions,
@@ -69,12 +72,14 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     size_t listener_count() const { return listeners_.size(); }
     const config::ListenerConfig& listener_config(size_t i) const { return *listeners_[i]->config; }
     const ListenerCounters& listener_counters(size_t i) const { return listeners_[i]->counters; }
+    const AccessLogBuffer* access_log() const { return options_.access_log; }
 
     // For sessions, on the shard's own thread only.
     engine::Engine& engine() { return *engine_; }
     PipePool& pipes() { return pipes_; }
     uint32_t buffer_count() const { return options_.engine_params.buffer_count; }
     ShardCounters& stats() { return counters_; }
+    AccessLogBuffer* access_log() { return options_.access_log; }
     upstream::Connector& connector() { return *connector_; }
     void session_closed(Session* session);
     // Out of fds (EMFILE/ENFILE, or a client's fd in the fd reserve): stop accepting until
