@@ -63,8 +63,11 @@ bool Session::allowed(Phase from, Phase to) {
 
 bool Session::enter(Phase next) {
     if (!allowed(phase_, next)) {
-        LOG_ERROR("session: impossible phase transition %s -> %s (ignored)", to_string(phase_),
-                  to_string(next));
+        // A bug, but one that could hit every session: limited like the data path's warnings.
+        thread_local common::LogLimiter transition_log;
+        LOG_ERROR_LIMITED(transition_log, shard_.now_ms(),
+                          "session: impossible phase transition %s -> %s (ignored)",
+                          to_string(phase_), to_string(next));
         return false;
     }
     phase_ = next;
