@@ -2,17 +2,21 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
+#include <string>
 
 namespace ringlb::common {
 
 namespace {
 std::atomic<LogLevel> g_level{LogLevel::kInfo};
+std::atomic<LogFormat> g_format{LogFormat::kText};
+}  // namespace
 
-const char* level_name(LogLevel level) {
+const char* to_string(LogLevel level) {
     switch (level) {
         case LogLevel::kDebug:
             return "debug";
@@ -25,13 +29,19 @@ const char* level_name(LogLevel level) {
     }
     return "?";
 }
-}  // namespace
 
 void set_log_level(LogLevel level) {
     g_level.store(level, std::memory_order_relaxed);
 }
 LogLevel log_level() {
     return g_level.load(std::memory_order_relaxed);
+}
+
+void set_log_format(LogFormat format) {
+    g_format.store(format, std::memory_order_relaxed);
+}
+LogFormat log_format() {
+    return g_format.load(std::memory_order_relaxed);
 }
 
 bool parse_log_level(std::string_view text, LogLevel& out) {
@@ -50,28 +60,43 @@ bool parse_log_level(std::string_view text, LogLevel& out) {
 
 namespace {
 
-// One line: timestamp, level, the formatted message, `suffix`, newline.
+// One line: timestamp, level, the formatted message followed by `suffix`, in log_format().
 void write_line(LogLevel level, const char* suffix, const char* fmt, va_list ap) {
-    char line[1024];
+    // The message is cut here, before escaping, as the text line always was (about 1000 bytes);
+    // an escaped JSON message may be longer.
+    char message[1024];
+    int m = vsnprintf(message, sizeof(message), fmt, ap);
+    size_t n = m < 0 ? 0 : std::min(static_cast<size_t>(m), sizeof(message) - 1);
+    if (suffix != nullptr) {
+        m = snprintf(message + n, sizeof(message) - n, "%s", suffix);
+        if (m > 0) n = std::min(n + static_cast<size_t>(m), sizeof(message) - 1);
+    }
+    std::string_view text(message, n);
+
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
-    tm utc{};
-    gmtime_r(&ts.tv_sec, &utc);
-    size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &utc);
-    n += static_cast<size_t>(snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ",
-                                      ts.tv_nsec / 1000000, level_name(level)));
-    int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
-    if (m < 0) m = 0;
-    n += static_cast<size_t>(m);
-    if (n > sizeof(line) - 2) n = sizeof(line) - 2;
-    if (suffix != nullptr) {
-        m = snprintf(line + n, sizeof(line) - n - 1, "%s", suffix);
-        if (m > 0) n += static_cast<size_t>(m);
-        if (n > sizeof(line) - 2) n = sizeof(line) - 2;
+    // Reused per thread: no allocation per line once a thread's longest line has been written.
+    thread_local std::string line;
+    line.clear();
+    char stamp_text[40];
+    std::string_view stamp = format_timestamp(ts, stamp_text);
+    LogFormat format = log_format();
+    if (format == LogFormat::kText) {
+        line.append(stamp);
+        line += ' ';
+        line += to_string(level);
+        line += ' ';
+        line.append(text);
+        line += '\n';
+    } else {
+        FieldWriter fields(line, format);
+        fields.text("ts", stamp);
+        fields.text("level", to_string(level));
+        fields.text("msg", text);
+        fields.end();
     }
-    line[n++] = '\n';
     // One write per line keeps lines whole across threads; a failed log write is not actionable.
-    [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, line, n);
+    [[maybe_unused]] ssize_t w = ::write(STDERR_FILENO, line.data(), line.size());
 }
 
 }  // namespace

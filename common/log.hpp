@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "common/log_format.hpp"
+
 namespace ringlb::common {
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
@@ -10,9 +12,16 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 void set_log_level(LogLevel level);
 LogLevel log_level();
 bool parse_log_level(std::string_view text, LogLevel& out);
+const char* to_string(LogLevel level);
 
-// Writes one whole line to stderr with a timestamp and level; lines from different threads never
-// interleave (one write(2) per line).
+// The format of every line log() writes from now on (text until set: the lines written before
+// the configuration is loaded).
+void set_log_format(LogFormat format);
+LogFormat log_format();
+
+// Writes one whole line to stderr with a timestamp and level, in log_format(); lines from
+// different threads never interleave (one write(2) per line). The message is cut at about 1000
+// bytes before it is escaped.
 void log(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // Rate limit for one source of a warning that can repeat per event (a shard out of fds, a
@@ -60,10 +69,13 @@ void log_limited(LogLevel level, LogLimiter& limiter, uint64_t now_ms, const cha
 #define LOG_INFO(...) RINGLB_LOG(::ringlb::common::LogLevel::kInfo, __VA_ARGS__)
 #define LOG_WARN(...) RINGLB_LOG(::ringlb::common::LogLevel::kWarn, __VA_ARGS__)
 #define LOG_ERROR(...) RINGLB_LOG(::ringlb::common::LogLevel::kError, __VA_ARGS__)
-// LOG_WARN through a LogLimiter: LOG_WARN_LIMITED(limiter_, now_ms(), "fmt", args...).
-#define LOG_WARN_LIMITED(limiter, now_ms, ...)                                                    \
-    do {                                                                                          \
-        if (::ringlb::common::LogLevel::kWarn >= ::ringlb::common::log_level())                   \
-            ::ringlb::common::log_limited(::ringlb::common::LogLevel::kWarn, (limiter), (now_ms), \
-                                          __VA_ARGS__);                                           \
+// A log line through a LogLimiter: LOG_LIMITED(level, limiter_, now_ms(), "fmt", args...).
+#define LOG_LIMITED(level, limiter, now_ms, ...)                                      \
+    do {                                                                              \
+        if ((level) >= ::ringlb::common::log_level())                                 \
+            ::ringlb::common::log_limited((level), (limiter), (now_ms), __VA_ARGS__); \
     } while (0)
+#define LOG_WARN_LIMITED(limiter, now_ms, ...) \
+    LOG_LIMITED(::ringlb::common::LogLevel::kWarn, limiter, now_ms, __VA_ARGS__)
+#define LOG_ERROR_LIMITED(limiter, now_ms, ...) \
+    LOG_LIMITED(::ringlb::common::LogLevel::kError, limiter, now_ms, __VA_ARGS__)

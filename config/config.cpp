@@ -160,6 +160,8 @@ constexpr int64_t kMinMaglevTableSize = 101;
 constexpr int64_t kMaxMaglevTableSize = 1000003;  // a prime
 constexpr int64_t kMaxPoolWarm = 1024;
 constexpr int64_t kMaxQueueSize = 65536;
+// PATH_MAX counts the terminating NUL.
+constexpr size_t kMaxAccessPath = 4095;
 
 static_assert(kMaxConfigBytes % (1024 * 1024) == 0);
 // kMaxConfigBytes as messages write it.
@@ -171,6 +173,7 @@ std::string size_limit() {
 // Keys a user may have put at the wrong level; used for "it belongs in [runtime]" hints.
 constexpr std::string_view kRuntimeKeys[] = {"workers",      "pin_cpus",  "engine",   "buffer_size",
                                              "buffer_count", "pipe_size", "pipe_pool"};
+constexpr std::string_view kLogKeys[] = {"format", "level", "access"};
 constexpr std::string_view kListenerOnlyKeys[] = {"bind",
                                                   "backlog",
                                                   "forward",
@@ -512,11 +515,13 @@ class Loader {
         toml::table root = parse();
         Config config;
         config.source = source_;
-        check_keys(root, "", {"runtime", "admin", "listener", "cluster"});
+        check_keys(root, "", {"runtime", "admin", "log", "listener", "cluster"});
         if (const toml::node* runtime = root.get("runtime"))
             config.runtime = load_runtime(table_of(*runtime, "runtime", "[runtime]"));
         if (const toml::node* admin = root.get("admin"))
             config.admin = load_admin(table_of(*admin, "admin", "[admin]"));
+        if (const toml::node* log = root.get("log"))
+            config.log = load_log(table_of(*log, "log", "[log]"));
         config.listeners = load_listeners(root);
         config.clusters = load_clusters(root);
         resolve_clusters(root, config);
@@ -601,8 +606,11 @@ class Loader {
         } else if (prefix.empty() && std::find(std::begin(kRuntimeKeys), std::end(kRuntimeKeys),
                                                name) != std::end(kRuntimeKeys)) {
             reason += " (it belongs in the [runtime] table)";
+        } else if (prefix.empty() && std::find(std::begin(kLogKeys), std::end(kLogKeys), name) !=
+                                         std::end(kLogKeys)) {
+            reason += " (it belongs in the [log] table)";
         } else if (name == "log_level") {
-            reason += " (the log level is set on the command line with --log-level)";
+            reason += " (the log level is set as level in the [log] table)";
         } else {
             for (const Misplaced& elsewhere : misplaced) {
                 if (std::find(elsewhere.keys.begin(), elsewhere.keys.end(), name) !=
@@ -727,7 +735,8 @@ class Loader {
         constexpr std::string_view kPrefix = "runtime";
         check_keys(table, kPrefix,
                    {"workers", "pin_cpus", "engine", "buffer_size", "buffer_count", "pipe_size",
-                    "pipe_pool"});
+                    "pipe_pool"},
+                   {{kLogKeys, "it belongs in the [log] table"}});
         RuntimeConfig runtime;
         if (const toml::node* node = table.get("workers")) {
             std::string key = join(kPrefix, "workers");
@@ -778,6 +787,45 @@ class Loader {
         admin.bind =
             address_of(require(table, kPrefix, "bind"), join(kPrefix, "bind"), &admin.bind_text);
         return admin;
+    }
+
+    LogConfig load_log(const toml::table& table) const {
+        constexpr std::string_view kPrefix = "log";
+        check_keys(table, kPrefix, {"format", "level", "access"},
+                   {{kRuntimeKeys, "it belongs in the [runtime] table"}});
+        LogConfig log;
+        if (const toml::node* node = table.get("format"))
+            log.format = enum_of<common::LogFormat>(*node, join(kPrefix, "format"),
+                                                    {{"text", common::LogFormat::kText},
+                                                     {"logfmt", common::LogFormat::kLogfmt},
+                                                     {"json", common::LogFormat::kJson}});
+        if (const toml::node* node = table.get("level"))
+            log.level = enum_of<common::LogLevel>(*node, join(kPrefix, "level"),
+                                                  {{"debug", common::LogLevel::kDebug},
+                                                   {"info", common::LogLevel::kInfo},
+                                                   {"warn", common::LogLevel::kWarn},
+                                                   {"error", common::LogLevel::kError}});
+        if (const toml::node* node = table.get("access")) {
+            std::string key = join(kPrefix, "access");
+            const std::string& text = string_of(*node, key);
+            constexpr std::string_view kExpected =
+                "expected \"stderr\" or an absolute file path such as "
+                "\"/var/log/ringlb/access.log\"";
+            // A relative path would depend on the directory ringlb happens to start in (under
+            // systemd, /); a trailing slash names a directory.
+            if (text != "stderr" && (!text.starts_with('/') || text.ends_with('/')))
+                fail(*node, key, std::string(kExpected) + ", got " + quote(text));
+            if (text.size() > kMaxAccessPath)
+                fail(*node, key,
+                     "a path of at most " + std::to_string(kMaxAccessPath) + " bytes, got " +
+                         std::to_string(text.size()));
+            if (std::any_of(text.begin(), text.end(), [](char c) {
+                    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+                }))
+                fail(*node, key, "a control character in the path " + quote(text));
+            log.access = text;
+        }
+        return log;
     }
 
     std::vector<ListenerConfig> load_listeners(const toml::table& root) const {

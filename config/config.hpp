@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/log.hpp"
 
 namespace ringlb::config {
 
@@ -132,12 +133,23 @@ struct AdminConfig {
     bool operator==(const AdminConfig&) const = default;
 };
 
+// [log]: how ringlb writes its log lines, and the optional access log (one line per finished
+// session).
+struct LogConfig {
+    common::LogFormat format = common::LogFormat::kText;
+    // The command line's --log-level, when given, replaces the file's value (proxy/main.cpp).
+    common::LogLevel level = common::LogLevel::kInfo;
+    std::string access;  // "" = off; "stderr"; else an absolute file path
+    bool access_enabled() const { return !access.empty(); }
+};
+
 // A whole validated configuration. Immutable once loaded: shards read it through a shared_ptr
 // snapshot.
 struct Config {
     std::string source;  // the file it came from
     RuntimeConfig runtime;
     AdminConfig admin;
+    LogConfig log;
     std::vector<ListenerConfig> listeners;
     std::vector<ClusterConfig> clusters;
 };

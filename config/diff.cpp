@@ -57,6 +57,9 @@ ConfigDiff diff(const Config& running, const Config& next) {
     if (a.buffer_count != b.buffer_count) d.restart_only.push_back("runtime.buffer_count");
     if (a.pipe_size != b.pipe_size) d.restart_only.push_back("runtime.pipe_size");
     if (a.pipe_pool != b.pipe_pool) d.restart_only.push_back("runtime.pipe_pool");
+    // The log format and the access log's target are set up at start; the level is not.
+    if (running.log.format != next.log.format) d.restart_only.push_back("log.format");
+    if (running.log.access != next.log.access) d.restart_only.push_back("log.access");
     if (running.admin.enabled != next.admin.enabled) d.restart_only.push_back("admin");
     if (running.admin.enabled && next.admin.enabled && !(running.admin.bind == next.admin.bind))
         d.restart_only.push_back("admin.bind");

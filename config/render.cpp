@@ -141,6 +141,13 @@ std::string render_toml(const Config& config) {
         admin.insert("bind", config.admin.bind_text);
         write("[admin]", std::move(admin));
     }
+    {
+        toml::table log;
+        log.insert("format", common::to_string(config.log.format));
+        log.insert("level", common::to_string(config.log.level));
+        if (config.log.access_enabled()) log.insert("access", config.log.access);
+        write("[log]", std::move(log));
+    }
     for (const ListenerConfig& listener : config.listeners)
         write("[[listener]]", listener_table(listener));
     for (const ClusterConfig& cluster : config.clusters)

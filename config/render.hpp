@@ -12,9 +12,10 @@ namespace ringlb::config {
 // keeps tables sorted). A comment at the top names the source file.
 //
 // Left out, because the file has no spelling for their "unset" value or the loader refuses them
-// there: `[admin]` when the file has none, `tcp_keepalive` when it is off (present, even as `{}`,
-// turns it on), its sub-keys that keep the kernel's value, `source_port_range` when it is the
-// system range, and `hash_key` and `maglev_table_size` unless `balance = "maglev"`.
+// there: `[admin]` when the file has none, `access` in `[log]` when the access log is off,
+// `tcp_keepalive` when it is off (present, even as `{}`, turns it on), its sub-keys that keep the
+// kernel's value, `source_port_range` when it is the system range, and `hash_key` and
+// `maglev_table_size` unless `balance = "maglev"`.
 std::string render_toml(const Config& config);
 
 }  // namespace ringlb::config

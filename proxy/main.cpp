@@ -5,6 +5,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -85,17 +86,25 @@ int cmd_version() {
     return 0;
 }
 
-int cmd_run(const std::string& path) {
+// `cli_level`: --log-level, which replaces the file's [log] level (and is what GET /config then
+// shows, as the level in effect).
+int cmd_run(const std::string& path, std::optional<ringlb::common::LogLevel> cli_level) {
     // A stop signal during the configuration load waits for run()'s handlers.
     ringlb::runtime::block_control_signals();
     std::shared_ptr<const ringlb::config::Config> cfg;
     try {
-        cfg = std::make_shared<const ringlb::config::Config>(ringlb::config::load_file(path));
+        ringlb::config::Config loaded = ringlb::config::load_file(path);
+        if (cli_level) loaded.log.level = *cli_level;
+        cfg = std::make_shared<const ringlb::config::Config>(std::move(loaded));
     } catch (const ringlb::config::ConfigError& e) {
+        // Still text: the file that would say otherwise did not load.
         LOG_ERROR("%s", e.what());
         return 1;
     }
-    return ringlb::runtime::run(std::move(cfg));
+    // Before the first line that follows the load: every line from here on is in the file's format.
+    ringlb::common::set_log_format(cfg->log.format);
+    ringlb::common::set_log_level(cfg->log.level);
+    return ringlb::runtime::run(std::move(cfg), cli_level);
 }
 
 }  // namespace
@@ -112,18 +121,21 @@ int main(int argc, char** argv) {
     }
     if ((cmd != "run" && cmd != "check") || argc < 3) return usage_error();
     std::string path = argv[2];
+    std::optional<ringlb::common::LogLevel> cli_level;
     for (int i = 3; i < argc; ++i) {
         std::string_view arg = argv[i];
         if (arg == "--log-level" && i + 1 < argc) {
             ringlb::common::LogLevel level;
             if (!ringlb::common::parse_log_level(argv[++i], level)) return usage_error();
+            // Already for the lines written while the configuration loads.
             ringlb::common::set_log_level(level);
+            cli_level = level;
         } else {
             return usage_error();
         }
     }
     try {
-        return cmd == "check" ? cmd_check(path) : cmd_run(path);
+        return cmd == "check" ? cmd_check(path) : cmd_run(path, cli_level);
     } catch (const std::exception& e) {
         LOG_ERROR("fatal: %s", e.what());
         return 1;

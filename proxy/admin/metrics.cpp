@@ -8,6 +8,7 @@
 
 #include "common/histogram.hpp"
 #include "proxy/admin/process_stats.hpp"
+#include "proxy/shard/access_log.hpp"
 #include "proxy/shard/shard.hpp"
 
 namespace ringlb::admin {
@@ -287,6 +288,22 @@ void add_admin_families(const AdminServer::Stats& stats,
 #undef RINGLB_EXPORT_ADMIN
 }
 
+// One family for the whole process (exported at 0 when the access log is off): a dashboard sees
+// the series from the first scrape, and drops are a process-wide fact, not a shard's.
+void add_access_log_family(const std::vector<ShardView>& shards,
+                           std::vector<prometheus::MetricFamily>& families) {
+    prometheus::MetricFamily family{
+        "ringlb_access_log_dropped_total",
+        "Access-log lines dropped: the writer fell behind (a shard's pending lines over 4 MiB) or "
+        "a write failed.",
+        counter,
+        {}};
+    add_sample(family, {}, sum_shards(shards, [](const ShardView& s) {
+                   return s.access_log ? s.access_log->dropped() : 0;
+               }));
+    families.push_back(std::move(family));
+}
+
 }  // namespace
 
 void ControlStats::loaded() {
@@ -295,7 +312,7 @@ void ControlStats::loaded() {
 }
 
 ShardView view_of(const shard::Shard& shard, std::shared_ptr<const shard::ShardLayout> layout) {
-    return ShardView{shard.id(), &shard.counters(), std::move(layout)};
+    return ShardView{shard.id(), &shard.counters(), std::move(layout), shard.access_log()};
 }
 
 std::string render_metrics(const MetricsSources& sources) {
@@ -311,6 +328,7 @@ std::string render_metrics(const MetricsSources& sources) {
     add_listener_families(sources.shards, families);
     add_upstream_families(sources.shards, families);
     add_port_forecast(sources.shards, sources.port_forecast, families);
+    add_access_log_family(sources.shards, families);
     return prometheus::TextSerializer().Serialize(families);
 }
 

@@ -13,7 +13,8 @@
 
 namespace ringlb::shard {
 class Shard;
-}
+class AccessLogBuffer;
+}  // namespace ringlb::shard
 
 namespace ringlb::admin {
 
@@ -23,6 +24,8 @@ struct ShardView {
     // Listeners, clusters and backends with their counters. Every shard's layout comes from the
     // same configuration, so they line up by index.
     std::shared_ptr<const shard::ShardLayout> layout;
+    // When [log] access is set: its dropped-lines count.
+    const shard::AccessLogBuffer* access_log = nullptr;
 };
 
 // Everything /metrics shows of a running shard, with the layout the control thread holds for it.
@@ -72,7 +75,7 @@ struct MetricsSources {
 //   RINGLB_BACKEND_COUNTERS, RINGLB_CONNECT_FAILURES, RINGLB_CLOSE_REASONS
 //                                proxy/upstream/counters.hpp  labels cluster, backend (reason)
 //   RINGLB_PROCESS_METRICS       proxy/admin/process_stats.hpp
-//   RINGLB_ADMIN_STATS, control, build and engine info: metrics.cpp
+//   RINGLB_ADMIN_STATS, control, build and engine info, access log: metrics.cpp
 // Per-listener, per-cluster and per-backend values are summed over shards, histograms merged
 // bucket by bucket; per-shard counters keep their `shard` label.
 std::string render_metrics(const MetricsSources& sources);

@@ -52,8 +52,12 @@ void log_advice(const std::vector<HostAdvice>& advice) {
 
 }  // namespace
 
-ControlPlane::ControlPlane(std::shared_ptr<const config::Config> config)
-    : signals_(io_, SIGINT, SIGTERM, SIGUSR1), config_(std::move(config)), shards_(io_) {
+ControlPlane::ControlPlane(std::shared_ptr<const config::Config> config,
+                           std::optional<common::LogLevel> cli_level)
+    : signals_(io_, SIGINT, SIGTERM, SIGUSR1),
+      config_(std::move(config)),
+      cli_level_(cli_level),
+      shards_(io_) {
     // Signal handling comes first, so no signal of the startup meets the default action (which
     // kills the process without closing anything): a stop requested while shards start stops
     // them and exits 0. Signals that arrived since block_control_signals() were kept pending and
@@ -97,6 +101,7 @@ std::vector<admin::ShardView> ControlPlane::shard_views() const {
 
 void ControlPlane::stop() {
     shards_.stop();
+    if (access_log_) access_log_->flush();  // the sessions the shards closed as they stopped
     log_stats();
     LOG_INFO("stopped");
 }
@@ -123,6 +128,17 @@ int ControlPlane::run() {
     log_advice(advice);
     if (has_error(advice)) return 1;
 
+    if (config_->log.access_enabled()) {
+        std::string error;
+        access_log_ = AccessLogWriter::open(config_->log, &error);
+        if (!access_log_) {
+            LOG_ERROR("%s", error.c_str());
+            return 1;
+        }
+        LOG_INFO("access log: %s (%s)", access_log_->target().c_str(),
+                 common::to_string(config_->log.format));
+    }
+
     bool stopped = false;
     if (!start(stopped)) return 1;
     if (stopped) {
@@ -134,6 +150,7 @@ int ControlPlane::run() {
     for (const auto& l : config_->listeners) names += " " + l.name + "=" + l.bind_text;
     LOG_INFO("ready: %zu listeners on %zu shards, engine %s:%s", config_->listeners.size(),
              shards_.size(), engine_.name, names.c_str());
+    if (access_log_) access_log_->start(io_);
     serving_ = true;
     update_ready();
     io_.run();
@@ -184,6 +201,7 @@ bool ControlPlane::start(bool& stopped) {
         options.pipe_pool = config_->runtime.pipe_pool;
         options.pipe_size = config_->runtime.pipe_size;
         options.shards = workers;
+        options.access_log = access_log_ ? access_log_->add_shard() : nullptr;
         // Shard threads inherit this mask: signals are handled only by the control thread. A
         // signal that arrives meanwhile stays pending until the mask is restored.
         sigset_t all;

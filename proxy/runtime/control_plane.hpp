@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "proxy/admin/admin_server.hpp"
 #include "proxy/admin/metrics.hpp"
+#include "proxy/runtime/access_log_writer.hpp"
 #include "proxy/runtime/host_check.hpp"
 #include "proxy/runtime/port_watch.hpp"
 #include "proxy/runtime/runtime.hpp"
@@ -23,7 +24,8 @@ namespace ringlb::runtime {
 // running process (reload, drain) is a method here, and the shards hear of it by message.
 class ControlPlane {
   public:
-    explicit ControlPlane(std::shared_ptr<const config::Config> config);
+    ControlPlane(std::shared_ptr<const config::Config> config,
+                 std::optional<common::LogLevel> cli_level);
     ~ControlPlane();
     ControlPlane(const ControlPlane&) = delete;
     ControlPlane& operator=(const ControlPlane&) = delete;
@@ -67,12 +69,15 @@ class ControlPlane {
     EngineDecision engine_;
     HostLimits limits_;
     long fd_limit_ = 0;
-    std::vector<double> forecast_;  // per cluster of config_
-    admin::ControlStats control_;   // for /metrics
+    std::vector<double> forecast_;               // per cluster of config_
+    admin::ControlStats control_;                // for /metrics
+    std::optional<common::LogLevel> cli_level_;  // --log-level: wins over [log] level
     bool stop_requested_ = false;
     bool serving_ = false;  // started, not yet stopping
     bool draining_ = false;
     upstream::BackendOverrides overrides_;  // through the admin API, until the next reload
+    // Declared before the shards, so it outlives them and writes what they hand over last.
+    std::unique_ptr<AccessLogWriter> access_log_;
     ShardGroup shards_;
     // What the control thread reads of each shard's listeners and clusters (shard/layout.hpp).
     std::vector<std::shared_ptr<const shard::ShardLayout>> layouts_;

@@ -29,7 +29,9 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
 
     std::shared_ptr<const config::Config> next;
     try {
-        next = std::make_shared<const config::Config>(config::load_file(config_->source));
+        config::Config loaded = config::load_file(config_->source);
+        if (cli_level_) loaded.log.level = *cli_level_;
+        next = std::make_shared<const config::Config>(std::move(loaded));
     } catch (const config::ConfigError& e) {
         return fail(e.what());
     }
@@ -78,6 +80,7 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
     }
     overrides_.clear();
     control_.reload_succeeded();
+    common::set_log_level(config_->log.level);
     for (const HostAdvice& a : advice)
         if (a.level == AdviceLevel::kWarn) LOG_WARN("%s", a.message.c_str());
     std::string summary = changes.summary();

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,8 @@ sigset_t control_signals();
 // Process lifecycle: installs the signal handlers, opens listeners, starts shards, runs the
 // control thread (Boost.Asio: signals) until SIGTERM/SIGINT, then stops shards. A stop requested
 // while shards start stops those already started and returns 0. Returns the process exit code.
-int run(std::shared_ptr<const config::Config> config);
+// `cli_level`: --log-level, which replaces [log] level at every reload too.
+int run(std::shared_ptr<const config::Config> config,
+        std::optional<common::LogLevel> cli_level = std::nullopt);
 
 }  // namespace ringlb::runtime

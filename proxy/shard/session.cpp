@@ -63,8 +63,11 @@ bool Session::allowed(Phase from, Phase to) {
 
 bool Session::enter(Phase next) {
     if (!allowed(phase_, next)) {
-        LOG_ERROR("session: impossible phase transition %s -> %s (ignored)", to_string(phase_),
-                  to_string(next));
+        // A bug, but one that could hit every session: limited like the data path's warnings.
+        thread_local common::LogLimiter transition_log;
+        LOG_ERROR_LIMITED(transition_log, shard_.now_ms(),
+                          "session: impossible phase transition %s -> %s (ignored)",
+                          to_string(phase_), to_string(next));
         return false;
     }
     phase_ = next;
@@ -115,6 +118,7 @@ void Session::start() {
     // TCP_NODELAY from the listener (see common::listen_tcp).
     enter(Phase::kConnecting);
     upstream::PickContext context;
+    if (shard_.access_log()) access_ = AccessTally::for_client(client_.fd.get());
     if (cluster_.cluster->settings->balance == config::Balance::kMaglev) {
         // Only hashing policies need the client's address: one getpeername() for them alone.
         client_address_ = std::make_unique<common::Address>();
@@ -130,6 +134,7 @@ void Session::start() {
 void Session::on_upstream_ready(upstream::ConnectRequest& req) {
     upstream_.fd = std::move(req.fd);
     backend_ = req.backend;
+    if (access_) access_->connected_ns = monotonic_ns();
     on_connected();
 }
 
@@ -278,9 +283,11 @@ void Session::count_bytes(const Direction& d, size_t n) {
     if (d.c2u) {
         shard_.stats().bytes_in.add(n);
         listener_counters_.bytes[static_cast<size_t>(k_client_to_upstream)].add(n);
+        if (access_) access_->bytes_in += n;
     } else {
         shard_.stats().bytes_out.add(n);
         listener_counters_.bytes[static_cast<size_t>(k_upstream_to_client)].add(n);
+        if (access_) access_->bytes_out += n;
     }
 }
 
@@ -359,7 +366,22 @@ void Session::maybe_destroy() {
     }
     if (upstream_.fd) engine_.close_fd(upstream_.fd.release());
     if (client_.fd) engine_.close_fd(client_.fd.release());
+    if (access_) log_access();
     shard_.session_closed(this);  // deletes this
+}
+
+void Session::log_access() {
+    AccessRecord record;
+    record.listener = listener_.name;
+    if (access_->client.length != 0) record.client = &access_->client;
+    if (backend_) record.backend = backend_->backend->name;
+    record.bytes_in = access_->bytes_in;
+    record.bytes_out = access_->bytes_out;
+    record.duration_ns = monotonic_ns() - accepted_ns_;
+    record.connected = access_->connected_ns != 0;
+    record.connect_ns = record.connected ? access_->connected_ns - accepted_ns_ : 0;
+    record.reason = upstream::to_string(close_reason_);
+    shard_.access_log()->append(record, shard_.timers(), shard_.now_ms());
 }
 
 }  // namespace ringlb::shard

@@ -9,6 +9,7 @@
 #include "common/fd.hpp"
 #include "config/config.hpp"
 #include "proxy/engine/engine.hpp"
+#include "proxy/shard/access_log.hpp"
 #include "proxy/shard/buffered_pump.hpp"
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/direction.hpp"
@@ -109,6 +110,7 @@ class Session final : public engine::Handler,
     void teardown();
     bool any_armed() const;
     void maybe_destroy();
+    void log_access();
 
     Shard& shard_;
     engine::Engine& engine_;
@@ -120,6 +122,8 @@ class Session final : public engine::Handler,
     upstream::BackendState* backend_ = nullptr;  // once connected; released at close
     // Only for balancers that hash it (maglev): 8 bytes per session instead of 136.
     std::unique_ptr<common::Address> client_address_;
+    // Only when the access log is on (the client's address, connect time, bytes).
+    std::unique_ptr<AccessTally> access_;
     Leg client_;
     Leg upstream_;
     Direction c2u_;

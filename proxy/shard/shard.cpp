@@ -13,6 +13,7 @@
 
 #include "common/fd_reserve.hpp"
 #include "common/log.hpp"
+#include "proxy/shard/access_log.hpp"
 #include "proxy/shard/session.hpp"
 
 namespace ringlb::shard {
@@ -153,6 +154,7 @@ void Shard::run_once(engine::Millis max_wait) {
 
 void Shard::stop_here() {
     stopping_ = true;
+    if (options_.access_log) options_.access_log->stopping();  // the aborted sessions are logged
     for (auto& l : listeners_) engine_->cancel(l->accept_op);
     engine_->cancel(pause_timer_);
     shutdown_sessions();
@@ -171,6 +173,7 @@ void Shard::stop_here() {
         if (!closing_listeners_.empty()) engine_->run_once(engine::Millis{10});
     }
     for (auto& l : listeners_) l->fd.reset();
+    if (options_.access_log) options_.access_log->hand_off();
 }
 
 uint64_t Shard::now_ms() const {

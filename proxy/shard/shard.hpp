@@ -22,6 +22,7 @@
 namespace ringlb::shard {
 
 class Session;
+class AccessLogBuffer;
 
 struct ShardOptions {
     unsigned id = 0;
@@ -31,6 +32,8 @@ struct ShardOptions {
     uint32_t pipe_pool = 256;
     uint32_t pipe_size = 64 * 1024;
     unsigned shards = 1;  // how many shards share the configured limits (max_connections)
+    // Where finished sessions go when [log] access is set; outlives the shard. nullptr: off.
+    AccessLogBuffer* access_log = nullptr;
 };
 
 // One worker thread: its own engine, its own listening sockets (SO_REUSEPORT), its sessions,
@@ -79,12 +82,14 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // built by start_on() (safe to take once start() has returned), then the one a message that
     // changes the configuration builds and hands back (shard/layout.hpp).
     std::shared_ptr<const ShardLayout> layout() const { return layout_; }
+    const AccessLogBuffer* access_log() const { return options_.access_log; }
 
     // For sessions, on the shard's own thread only.
     engine::Engine& engine() { return *engine_; }
     PipePool& pipes() { return pipes_; }
     uint32_t buffer_count() const { return options_.engine_params.buffer_count; }
     ShardCounters& stats() { return counters_; }
+    AccessLogBuffer* access_log() { return options_.access_log; }
     upstream::Connector& connector() { return *connector_; }
     void session_closed(Session* session);
     // Out of fds (EMFILE/ENFILE, or a client's fd in the fd reserve): stop accepting until

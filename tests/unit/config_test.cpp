@@ -240,10 +240,70 @@ TEST(ConfigTest, UnknownRuntimeKeySuggests) {
               "t.toml:2:1: runtime.worker: unknown key \"worker\" (did you mean \"workers\"?)");
 }
 
-TEST(ConfigTest, LogLevelIsNotAConfigKey) {
+TEST(ConfigTest, LogLevelInRuntimePointsAtTheLogTable) {
     EXPECT_EQ(error_of(with("[runtime]\nlog_level = \"debug\"\n")),
-              "t.toml:2:1: runtime.log_level: unknown key \"log_level\" (the log level is set on "
-              "the command line with --log-level)");
+              "t.toml:2:1: runtime.log_level: unknown key \"log_level\" (the log level is set as "
+              "level in the [log] table)");
+}
+
+TEST(ConfigTest, LogDefaults) {
+    Config config = load_string(with(""), "t.toml");
+    EXPECT_EQ(config.log.format, ringlb::common::LogFormat::kText);
+    EXPECT_EQ(config.log.level, ringlb::common::LogLevel::kInfo);
+    EXPECT_EQ(config.log.access, "");
+    EXPECT_FALSE(config.log.access_enabled());
+}
+
+TEST(ConfigTest, LogSection) {
+    Config config = load_string(
+        with("[log]\nformat = \"json\"\nlevel = \"warn\"\naccess = \"/var/log/ringlb/a.log\"\n"),
+        "t.toml");
+    EXPECT_EQ(config.log.format, ringlb::common::LogFormat::kJson);
+    EXPECT_EQ(config.log.level, ringlb::common::LogLevel::kWarn);
+    EXPECT_EQ(config.log.access, "/var/log/ringlb/a.log");
+    EXPECT_TRUE(config.log.access_enabled());
+    config = load_string(with("[log]\nformat = \"logfmt\"\naccess = \"stderr\"\n"), "t.toml");
+    EXPECT_EQ(config.log.format, ringlb::common::LogFormat::kLogfmt);
+    EXPECT_EQ(config.log.level, ringlb::common::LogLevel::kInfo);
+    EXPECT_EQ(config.log.access, "stderr");
+}
+
+TEST(ConfigTest, LogErrors) {
+    EXPECT_EQ(error_of(with("[log]\nformat = \"JSON\"\n")),
+              "t.toml:2:10: log.format: expected one of \"text\", \"logfmt\", \"json\", got "
+              "\"JSON\" (did you mean \"json\"?)");
+    EXPECT_EQ(error_of(with("[log]\nlevel = \"warning\"\n")),
+              "t.toml:2:9: log.level: expected one of \"debug\", \"info\", \"warn\", \"error\", "
+              "got \"warning\"");
+    EXPECT_EQ(error_of(with("[log]\nlevel = 2\n")),
+              "t.toml:2:9: log.level: expected one of \"debug\", \"info\", \"warn\", \"error\", "
+              "got integer 2");
+    EXPECT_EQ(error_of(with("[log]\nformt = \"json\"\n")),
+              "t.toml:2:1: log.formt: unknown key \"formt\" (did you mean \"format\"?)");
+    EXPECT_EQ(error_of(with("[log]\nworkers = 2\n")),
+              "t.toml:2:1: log.workers: unknown key \"workers\" (it belongs in the [runtime] "
+              "table)");
+    EXPECT_EQ(error_of(with("[runtime]\nformat = \"json\"\n")),
+              "t.toml:2:1: runtime.format: unknown key \"format\" (it belongs in the [log] table)");
+    EXPECT_EQ(error_of(with("access = \"stderr\"\n")),
+              "t.toml:1:1: access: unknown key \"access\" (it belongs in the [log] table)");
+    EXPECT_EQ(error_of(with("log = 1\n")), "t.toml:1:7: log: expected a table [log], got integer");
+    const char* kExpected =
+        "log.access: expected \"stderr\" or an absolute file path such as "
+        "\"/var/log/ringlb/access.log\", got ";
+    EXPECT_EQ(error_of(with("[log]\naccess = \"access.log\"\n")),
+              std::string("t.toml:2:10: ") + kExpected + "\"access.log\"");
+    EXPECT_EQ(error_of(with("[log]\naccess = \"\"\n")),
+              std::string("t.toml:2:10: ") + kExpected + "\"\"");
+    EXPECT_EQ(error_of(with("[log]\naccess = \"/var/log/\"\n")),
+              std::string("t.toml:2:10: ") + kExpected + "\"/var/log/\"");
+    EXPECT_EQ(error_of(with("[log]\naccess = \"/tmp/a\\nb\"\n")),
+              "t.toml:2:10: log.access: a control character in the path \"/tmp/a\\u000ab\"");
+    EXPECT_EQ(error_of(with("[log]\naccess = true\n")),
+              "t.toml:2:10: log.access: expected a string, got boolean true");
+    std::string long_path = "/" + std::string(4095, 'a');
+    EXPECT_EQ(error_of(with("[log]\naccess = \"" + long_path + "\"\n")),
+              "t.toml:2:10: log.access: a path of at most 4095 bytes, got 4096");
 }
 
 TEST(ConfigTest, UnknownClusterKeySuggests) {

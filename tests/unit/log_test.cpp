@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/fd.hpp"
+#include "tests/tools/logfmt.hpp"
 
 namespace ringlb::common {
 namespace {
@@ -97,6 +99,94 @@ TEST(LogLimiterTest, BelowTheLogLevelNothingIsWritten) {
     std::string out = capture_stderr([&] { LOG_WARN_LIMITED(limiter, 0, "hidden %d", 1); });
     set_log_level(saved);
     EXPECT_EQ(out, "");
+}
+
+// Sets the log format for one test and restores text after it.
+class ScopedFormat {
+  public:
+    explicit ScopedFormat(LogFormat format) { set_log_format(format); }
+    ~ScopedFormat() { set_log_format(LogFormat::kText); }
+};
+
+// A message with everything a format must escape: quotes, a backslash, a newline, a tab, a
+// control character and non-ASCII text.
+constexpr const char* kAwkward = "listener \"web\": C:\\dir\nnext\tline \x01 caf\xc3\xa9";
+
+TEST(LogFormatLinesTest, TextIsTimestampLevelMessage) {
+    std::string out = capture_stderr([] { log(LogLevel::kWarn, "hello %d", 42); });
+    // 2026-12-02T12:00:00.123Z warn hello 42
+    ASSERT_EQ(lines(out), 1u) << out;
+    ASSERT_GE(out.size(), 25u);
+    EXPECT_EQ(out[4], '-');
+    EXPECT_EQ(out[10], 'T');
+    EXPECT_EQ(out[23], 'Z');
+    EXPECT_EQ(out.substr(24), " warn hello 42\n");
+}
+
+TEST(LogFormatLinesTest, JsonLinesParseWithEveryCharacterKept) {
+    ScopedFormat json(LogFormat::kJson);
+    std::string out = capture_stderr([] {
+        log(LogLevel::kError, "%s", kAwkward);
+        log(LogLevel::kInfo, "plain");
+    });
+    ASSERT_EQ(lines(out), 2u) << out;
+    std::string first = out.substr(0, out.find('\n'));
+    nlohmann::json parsed = nlohmann::json::parse(first);
+    EXPECT_EQ(parsed.size(), 3u) << first;
+    EXPECT_EQ(parsed["level"], "error");
+    EXPECT_EQ(parsed["msg"], kAwkward);
+    std::string ts = parsed["ts"];
+    EXPECT_EQ(ts.size(), 24u) << ts;
+    EXPECT_TRUE(ts.ends_with('Z')) << ts;
+    EXPECT_TRUE(first.starts_with("{\"ts\":\"")) << first;
+    nlohmann::json second = nlohmann::json::parse(out.substr(first.size() + 1));
+    EXPECT_EQ(second["msg"], "plain");
+    EXPECT_EQ(second["level"], "info");
+}
+
+TEST(LogFormatLinesTest, LogfmtLinesParseWithEveryCharacterKept) {
+    ScopedFormat logfmt(LogFormat::kLogfmt);
+    std::string out = capture_stderr([] {
+        log(LogLevel::kWarn, "%s", kAwkward);
+        log(LogLevel::kDebug, "stopped");
+    });
+    ASSERT_EQ(lines(out), 2u) << out;
+    std::string first = out.substr(0, out.find('\n'));
+    std::string error;
+    auto fields = tools::parse_logfmt(first, &error);
+    ASSERT_TRUE(fields) << error;
+    EXPECT_EQ(fields->size(), 3u);
+    EXPECT_EQ(fields->at("level"), "warn");
+    EXPECT_EQ(fields->at("msg"), kAwkward);
+    EXPECT_EQ(fields->at("ts").size(), 24u);
+    EXPECT_TRUE(first.starts_with("ts=")) << first;
+    // A one-word message needs no quotes.
+    std::string second = out.substr(first.size() + 1);
+    EXPECT_TRUE(second.ends_with(" level=debug msg=stopped\n")) << second;
+}
+
+TEST(LogFormatLinesTest, LimitedLinesKeepTheirSuffixInsideTheMessage) {
+    ScopedFormat json(LogFormat::kJson);
+    LogLimiter limiter(10000);
+    std::string out = capture_stderr([&] {
+        for (uint64_t t = 0; t <= 10000; t += 100) LOG_WARN_LIMITED(limiter, t, "out of fds");
+    });
+    ASSERT_EQ(lines(out), 2u) << out;
+    nlohmann::json second = nlohmann::json::parse(out.substr(out.find('\n') + 1));
+    EXPECT_EQ(second["msg"], "out of fds (suppressed 99 in the last 10 s)");
+}
+
+TEST(LogFormatLinesTest, ALongMessageIsCutButStaysOneValidLine) {
+    ScopedFormat json(LogFormat::kJson);
+    // 3000 quotes: cut at about 1000 before escaping, each escaped to two bytes.
+    std::string quotes(3000, '"');
+    std::string out = capture_stderr([&] { log(LogLevel::kInfo, "%s", quotes.c_str()); });
+    ASSERT_EQ(lines(out), 1u);
+    nlohmann::json parsed = nlohmann::json::parse(out);
+    std::string msg = parsed["msg"];
+    EXPECT_GE(msg.size(), 1000u);
+    EXPECT_LT(msg.size(), 1024u);
+    EXPECT_EQ(msg.find_first_not_of('"'), std::string::npos);
 }
 
 }  // namespace
