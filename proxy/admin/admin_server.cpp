@@ -279,7 +279,7 @@ AdminServer::AdminServer(asio::io_context& io, std::function<std::string()> metr
          }},
         {"/ready",
          {"GET", "HEAD"},
-         "200 once every shard serves, 503 while starting or stopping",
+         "200 once every shard serves, 503 while starting, draining or stopping",
          [state](const Request&) -> Reply {
              if (state->ready) return {200, "text/plain", "ready\n"};
              return {503, "text/plain", "not ready\n"};

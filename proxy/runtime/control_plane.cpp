@@ -53,7 +53,10 @@ void log_advice(const std::vector<HostAdvice>& advice) {
 }  // namespace
 
 ControlPlane::ControlPlane(std::shared_ptr<const config::Config> config)
-    : signals_(io_, SIGINT, SIGTERM, SIGUSR1), config_(std::move(config)), shards_(io_) {
+    : signals_(io_, SIGINT, SIGTERM, SIGUSR1),
+      config_(std::move(config)),
+      drain_timer_(io_),
+      shards_(io_) {
     // Signal handling comes first, so no signal of the startup meets the default action (which
     // kills the process without closing anything): a stop requested while shards start stops
     // them and exits 0. Signals that arrived since block_control_signals() were kept pending and
@@ -74,8 +77,15 @@ void ControlPlane::on_signal(const boost::system::error_code& ec, int signo) {
         log_stats();
     } else if (signo == SIGHUP) {
         LOG_WARN("SIGHUP: hot reload is not available in this version; configuration unchanged");
+    } else if (serving_ && !draining()) {
+        LOG_INFO("%s: draining", strsignal(signo));
+        drain();
     } else {
-        LOG_INFO("%s: stopping", strsignal(signo));
+        if (draining())
+            LOG_WARN("%s during the drain: stopping now (%llu sessions still open are reset)",
+                     strsignal(signo), static_cast<unsigned long long>(open_sessions()));
+        else
+            LOG_INFO("%s: stopping", strsignal(signo));
         stop_requested_ = true;
         io_.stop();
         return;
@@ -128,6 +138,7 @@ int ControlPlane::run() {
     for (const auto& l : config_->listeners) names += " " + l.name + "=" + l.bind_text;
     LOG_INFO("ready: %zu listeners on %zu shards, engine %s:%s", config_->listeners.size(),
              shards_.size(), engine_.name, names.c_str());
+    serving_ = true;
     io_.run();
 
     admin_->set_ready(false);
