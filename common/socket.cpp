@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstddef>
 
 // glibc 2.36's <netinet/in.h> predates IP_LOCAL_PORT_RANGE (Linux 6.3); the value is the kernel's
 // ABI, <linux/in.h> cannot be mixed with the glibc header.
@@ -97,6 +98,34 @@ std::error_code set_nonblocking(int fd) {
     int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return last_error();
     return {};
+}
+
+bool accept_error_is_transient(int err) {
+    switch (err) {
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+        case ENETDOWN:
+        case ENOPROTOOPT:
+        case EHOSTDOWN:
+        case ENONET:
+        case EHOSTUNREACH:
+        case EOPNOTSUPP:
+        case ENETUNREACH:
+            return true;
+        default:
+            return false;
+    }
+}
+
+int accept_queue_length(int listen_fd) {
+    tcp_info info{};
+    socklen_t len = sizeof(info);
+    if (::getsockopt(listen_fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+        len < offsetof(tcp_info, tcpi_unacked) + sizeof(info.tcpi_unacked) ||
+        info.tcpi_state != TCP_LISTEN)
+        return -1;
+    return static_cast<int>(info.tcpi_unacked);
 }
 
 Address local_address(int fd) {

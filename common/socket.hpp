@@ -31,6 +31,14 @@ Fd tcp_socket(int family, std::error_code& ec);
 void set_nodelay(int fd);
 std::error_code set_nonblocking(int fd);
 
+// accept(2) errors that belong to the one connection being accepted (aborted before it was taken,
+// a network error of its own, EINTR): the next accept may well succeed.
+bool accept_error_is_transient(int err);
+
+// How many established connections wait in a listening socket's accept queue (TCP_INFO's
+// tcpi_unacked on a LISTEN socket); -1 when the kernel does not say.
+int accept_queue_length(int listen_fd);
+
 // The address a socket is bound to (useful when binding port 0).
 Address local_address(int fd);
 

@@ -151,6 +151,9 @@ constexpr Millis kMaxSessionTimeout = std::chrono::hours(168);
 // TCP_USER_TIMEOUT takes an unsigned int of milliseconds; a day is far beyond any useful value.
 constexpr Millis kMaxUserTimeout = std::chrono::hours(24);
 constexpr std::string_view kKernelDefault = "keeps the kernel default";
+// Each drain phase: far beyond any grace period an orchestrator gives (Kubernetes' default is
+// 30 s), short enough that a unit slip ("30m" meant as seconds) is caught.
+constexpr Millis kMaxDrainPhase = std::chrono::hours(1);
 // TCP_KEEPIDLE and TCP_KEEPINTVL take whole seconds up to MAX_TCP_KEEPIDLE/MAX_TCP_KEEPINTVL
 // (32767); TCP_KEEPCNT up to MAX_TCP_KEEPCNT (127).
 constexpr int64_t kMaxKeepaliveSeconds = 32767;
@@ -171,8 +174,9 @@ std::string size_limit() {
 }
 
 // Keys a user may have put at the wrong level; used for "it belongs in [runtime]" hints.
-constexpr std::string_view kRuntimeKeys[] = {"workers",      "pin_cpus",  "engine",   "buffer_size",
-                                             "buffer_count", "pipe_size", "pipe_pool"};
+constexpr std::string_view kRuntimeKeys[] = {
+    "workers",   "pin_cpus",  "engine",      "buffer_size",   "buffer_count",
+    "pipe_size", "pipe_pool", "drain_delay", "drain_timeout", "drain_spread"};
 constexpr std::string_view kLogKeys[] = {"format", "level", "access"};
 constexpr std::string_view kListenerOnlyKeys[] = {"bind",
                                                   "backlog",
@@ -735,7 +739,7 @@ class Loader {
         constexpr std::string_view kPrefix = "runtime";
         check_keys(table, kPrefix,
                    {"workers", "pin_cpus", "engine", "buffer_size", "buffer_count", "pipe_size",
-                    "pipe_pool"},
+                    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread"},
                    {{kLogKeys, "it belongs in the [log] table"}});
         RuntimeConfig runtime;
         if (const toml::node* node = table.get("workers")) {
@@ -776,6 +780,15 @@ class Loader {
         if (const toml::node* node = table.get("pipe_pool"))
             runtime.pipe_pool = static_cast<uint32_t>(
                 integer_of(*node, join(kPrefix, "pipe_pool"), 0, kMaxPipePool));
+        if (const toml::node* node = table.get("drain_delay"))
+            runtime.drain_delay = optional_duration_of(*node, join(kPrefix, "drain_delay"),
+                                                       kMaxDrainPhase, "stops accepting at once");
+        if (const toml::node* node = table.get("drain_timeout"))
+            runtime.drain_timeout = optional_duration_of(*node, join(kPrefix, "drain_timeout"),
+                                                         kMaxDrainPhase, "waits for no session");
+        if (const toml::node* node = table.get("drain_spread"))
+            runtime.drain_spread = optional_duration_of(*node, join(kPrefix, "drain_spread"),
+                                                        kMaxDrainPhase, "closes them all at once");
         return runtime;
     }
 

@@ -52,6 +52,12 @@ struct RuntimeConfig {
     uint32_t buffer_count = 256;       // buffers per shard (a power of two)
     uint32_t pipe_size = 64 * 1024;    // F_SETPIPE_SZ for pooled pipes
     uint32_t pipe_pool = 256;          // most pipes a shard holds (idle + lent)
+    // Graceful drain on SIGTERM/SIGINT (proxy/runtime/drain.cpp): keep accepting for
+    // drain_delay, stop accepting, wait up to drain_timeout for sessions to end, then close the
+    // rest spread over drain_spread. 25 s + 5 s fit Kubernetes' default grace period of 30 s.
+    Millis drain_delay{0};
+    Millis drain_timeout{25000};
+    Millis drain_spread{5000};
 
     bool operator==(const RuntimeConfig&) const = default;
 };

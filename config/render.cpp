@@ -49,6 +49,9 @@ toml::table runtime_table(const RuntimeConfig& runtime) {
     table.insert("buffer_count", static_cast<int64_t>(runtime.buffer_count));
     table.insert("pipe_size", static_cast<int64_t>(runtime.pipe_size));
     table.insert("pipe_pool", static_cast<int64_t>(runtime.pipe_pool));
+    table.insert("drain_delay", format_duration(runtime.drain_delay));
+    table.insert("drain_timeout", format_duration(runtime.drain_timeout));
+    table.insert("drain_spread", format_duration(runtime.drain_spread));
     return table;
 }
 

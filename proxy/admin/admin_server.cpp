@@ -280,7 +280,7 @@ AdminServer::AdminServer(asio::io_context& io, std::function<std::string()> metr
          }},
         {"/ready",
          {"GET", "HEAD"},
-         "200 once every shard serves, 503 while starting or stopping",
+         "200 once every shard serves, 503 while starting, draining or stopping",
          [state](const Request&) -> Reply {
              if (state->ready) return {200, "text/plain", "ready\n"};
              if (!state->not_ready_reason.empty())

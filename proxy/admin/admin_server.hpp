@@ -77,7 +77,7 @@ struct AdminLimits {
 // The admin HTTP endpoint on the control thread (never on a shard), HTTP/1.1 on Boost.Beast:
 //   GET|HEAD /metrics  Prometheus text format, built by `metrics` at scrape time
 //   GET|HEAD /healthz  200 while the process runs
-//   GET|HEAD /ready    200 once every shard serves, 503 while starting or stopping
+//   GET|HEAD /ready    200 once every shard serves, 503 while starting, draining or stopping
 // plus the routes the owner adds (add_route) where their data lives (routes.hpp).
 // No authentication: bind it to loopback or a private interface.
 class AdminServer {

@@ -144,6 +144,11 @@ class Engine {
     // Closes an fd the caller owned. Every Op on it must have completed finally.
     virtual void close_fd(int fd) = 0;
 
+    // Tells the engine that `fd` names a new socket the caller opened itself (e.g. accepted with
+    // accept4() while closing a listener): what the engine kept about an earlier file with that
+    // number is forgotten. Engines that keep nothing per fd do nothing.
+    virtual void adopt_fd(int fd) { (void)fd; }
+
     virtual std::span<char> buffer(uint16_t buffer_id) = 0;
     virtual void release_buffer(uint16_t buffer_id) = 0;
     virtual uint32_t buffers_free() const = 0;

@@ -13,6 +13,8 @@
 #include <climits>
 #include <system_error>
 
+#include "common/socket.hpp"
+
 namespace ringlb::engine {
 
 namespace {
@@ -63,25 +65,6 @@ uint32_t to_poll_mask(uint32_t events) {
     if (events & EPOLLERR) mask |= POLLERR;
     if (events & EPOLLHUP) mask |= POLLHUP;
     return mask;
-}
-
-bool accept_error_is_transient(int err) {
-    // accept(2): errors of the aborted connection itself are reported by accept; retry them.
-    switch (err) {
-        case EINTR:
-        case ECONNABORTED:
-        case EPROTO:
-        case ENETDOWN:
-        case ENOPROTOOPT:
-        case EHOSTDOWN:
-        case ENONET:
-        case EHOSTUNREACH:
-        case EOPNOTSUPP:
-        case ENETUNREACH:
-            return true;
-        default:
-            return false;
-    }
 }
 
 [[noreturn]] void fail(int err, const char* what) {
@@ -495,7 +478,7 @@ void EpollEngine::service_accept(Op& op, uint32_t generation) {
         }
         int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK) return;
-        if (accept_error_is_transient(err)) continue;
+        if (common::accept_error_is_transient(err)) continue;
         // EMFILE, ENFILE, ENOBUFS, ENOMEM and real errors end the operation; the caller pauses
         // and re-arms.
         finish(op, -err);

@@ -22,8 +22,8 @@ namespace ringlb::engine {
 // Multishot recv assumes stream sockets: a short read on an edge without RDHUP/HUP/ERR is taken
 // to mean the socket is drained (saves the trailing EAGAIN syscall).
 //
-// Fds used with the engine should be closed with close_fd(). Accepted and connecting sockets
-// tolerate a plain close() (their fd number is treated as new), other fds do not.
+// Fds used with the engine should be closed with close_fd(). Accepted, adopted and connecting
+// sockets tolerate a plain close() (their fd number is treated as new), other fds do not.
 class EpollEngine final : public Engine {
   public:
     // Throws std::system_error when epoll, the eventfd or the buffer pool cannot be created.
@@ -40,6 +40,7 @@ class EpollEngine final : public Engine {
     void timer(Op& op, Millis after) override;
     void cancel(Op& op) override;
     void close_fd(int fd) override;
+    void adopt_fd(int fd) override { forget_registration(fd); }
     std::span<char> buffer(uint16_t buffer_id) override;
     void release_buffer(uint16_t buffer_id) override;
     uint32_t buffers_free() const override { return static_cast<uint32_t>(free_buffers_.size()); }

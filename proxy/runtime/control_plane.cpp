@@ -57,6 +57,7 @@ ControlPlane::ControlPlane(std::shared_ptr<const config::Config> config,
     : signals_(io_, SIGINT, SIGTERM, SIGUSR1),
       config_(std::move(config)),
       cli_level_(cli_level),
+      drain_timer_(io_),
       shards_(io_) {
     // Signal handling comes first, so no signal of the startup meets the default action (which
     // kills the process without closing anything): a stop requested while shards start stops
@@ -78,8 +79,15 @@ void ControlPlane::on_signal(const boost::system::error_code& ec, int signo) {
         log_stats();
     } else if (signo == SIGHUP) {
         reload("SIGHUP");
+    } else if (serving_ && !draining()) {
+        LOG_INFO("%s: draining", strsignal(signo));
+        drain();
     } else {
-        LOG_INFO("%s: stopping", strsignal(signo));
+        if (draining())
+            LOG_WARN("%s during the drain: stopping now (%llu sessions still open are reset)",
+                     strsignal(signo), static_cast<unsigned long long>(open_sessions()));
+        else
+            LOG_INFO("%s: stopping", strsignal(signo));
         stop_requested_ = true;
         io_.stop();
         return;

@@ -2,6 +2,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +65,21 @@ class ControlPlane {
     std::vector<admin::ShardView> shard_views() const;
     void stop();
 
+    // Graceful drain (drain.cpp), on SIGTERM/SIGINT once serving: /ready turns 503, accepting
+    // goes on for drain_delay, then every listener stops (its accept queue served), live
+    // sessions get drain_timeout, what is left closes spread over drain_spread, and run()
+    // returns 0. Each step logs once.
+    void drain();
+    bool draining() const { return drain_step_ != DrainStep::kIdle; }
+    void drain_stop_accepting();
+    void drain_listeners_closed(uint64_t taken);
+    // Polls the shards' session gauges until none is open or `until` passes, then `next`.
+    void drain_poll(std::chrono::steady_clock::time_point until, void (ControlPlane::*next)());
+    void drain_timed_out();
+    void drain_spread_over();
+    void drain_done(const char* how);
+    uint64_t open_sessions() const;
+
     boost::asio::io_context io_;
     boost::asio::signal_set signals_;
     std::shared_ptr<const config::Config> config_;
@@ -73,8 +91,11 @@ class ControlPlane {
     admin::ControlStats control_;                // for /metrics
     std::optional<common::LogLevel> cli_level_;  // --log-level: wins over [log] level
     bool stop_requested_ = false;
-    bool serving_ = false;  // started, not yet stopping
-    bool draining_ = false;
+    bool serving_ = false;  // from "ready:" on: a stop signal drains, a reload applies
+    enum class DrainStep { kIdle, kDelay, kClosingListeners, kWaiting, kSpreading, kDone };
+    DrainStep drain_step_ = DrainStep::kIdle;
+    boost::asio::steady_timer drain_timer_;
+    std::chrono::steady_clock::time_point drain_started_;
     upstream::BackendOverrides overrides_;  // through the admin API, until the next reload
     // Declared before the shards, so it outlives them and writes what they hand over last.
     std::unique_ptr<AccessLogWriter> access_log_;

@@ -25,7 +25,7 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
         return ReloadResult{false, std::move(why)};
     };
     if (!serving_) return fail("ringlb is still starting");
-    if (draining_) return fail("ringlb is draining");
+    if (draining()) return fail("ringlb is draining");
 
     std::shared_ptr<const config::Config> next;
     try {
@@ -126,8 +126,8 @@ std::string ControlPlane::publish(std::shared_ptr<const config::Config> next,
 
 void ControlPlane::update_ready() {
     if (!admin_) return;
-    if (!serving_ || draining_) {
-        admin_->set_ready(false, draining_ ? "draining" : "");
+    if (!serving_ || draining()) {
+        admin_->set_ready(false, draining() ? "draining" : "");
         return;
     }
     for (const upstream::Cluster& c : snapshot_->clusters) {
@@ -191,7 +191,7 @@ admin::Reply ControlPlane::backend_action(const admin::Request& request) {
                                    [&](const auto& b) { return b.address_text == backend; });
     if (!known)
         return {404, "text/plain", "no backend " + backend + " in cluster " + cluster + "\n"};
-    if (!serving_ || draining_) return {503, "text/plain", "not serving\n"};
+    if (!serving_ || draining()) return {503, "text/plain", "not serving\n"};
     upstream::BackendOverrides next = overrides_;
     upstream::BackendOverride& o = next[{cluster, backend}];
     std::string what;

@@ -315,8 +315,8 @@ void Session::fail(int err) {
     teardown();
 }
 
-void Session::abort() {
-    if (!closing()) close_reason_ = upstream::CloseReason::k_shutdown;
+void Session::abort(upstream::CloseReason reason) {
+    if (!closing()) close_reason_ = reason;
     reset_both_legs();
     teardown();
     maybe_destroy();

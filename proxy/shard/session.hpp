@@ -58,8 +58,9 @@ class Session final : public engine::Handler,
 
     // Called by the shard when buffers were released after this session starved for them.
     void resume_receive();
-    // Called by the shard at shutdown.
-    void abort();
+    // Called by the shard at shutdown (k_shutdown) and at the end of a drain (k_drained): resets
+    // both legs and closes.
+    void abort(upstream::CloseReason reason = upstream::CloseReason::k_shutdown);
 
     Phase phase() const { return phase_; }
     static const char* to_string(Phase phase);

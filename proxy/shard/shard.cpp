@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 
 #include "common/fd_reserve.hpp"
 #include "common/log.hpp"
+#include "common/socket.hpp"
 #include "proxy/shard/access_log.hpp"
 #include "proxy/shard/session.hpp"
 
@@ -21,6 +23,9 @@ namespace ringlb::shard {
 namespace {
 constexpr engine::Millis kEmfilePause{100};
 constexpr engine::Millis kLoopWait{1000};
+// close_sessions() closes tick/window of the sessions per tick (1% over a 1 s window, 0.2% over
+// the default 5 s), at the cost of one timer and one walk of the session list per tick.
+constexpr engine::Millis kSpreadTick{10};
 constexpr int kStarting = 0;
 constexpr int kRunning = 1;
 constexpr int kFailed = 2;
@@ -44,7 +49,8 @@ Shard::Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
         listeners_.push_back(std::make_unique<Listener>(*this, std::move(listeners[i]), snapshot_,
                                                         cfg, counters_for(cfg.name)));
     }
-    pause_timer_.bind(this, 0);
+    pause_timer_.bind(this, kPauseTimer);
+    spread_timer_.bind(this, kSpreadTimer);
 }
 
 Shard::~Shard() {
@@ -143,12 +149,8 @@ void Shard::run_once(engine::Millis max_wait) {
     engine_->run_once(wait);
     for (Message& message : mailbox_.take()) message(*this);
     if (!closing_listeners_.empty()) {
-        std::erase_if(closing_listeners_, [this](const auto& l) {
-            if (l->accept_op.armed()) return false;
-            accept_queued(*l);
-            engine_->close_fd(l->fd.release());
-            return true;
-        });
+        std::erase_if(closing_listeners_,
+                      [](const auto& l) { return !l->fd && !l->accept_op.armed(); });
     }
 }
 
@@ -157,11 +159,13 @@ void Shard::stop_here() {
     if (options_.access_log) options_.access_log->stopping();  // the aborted sessions are logged
     for (auto& l : listeners_) engine_->cancel(l->accept_op);
     engine_->cancel(pause_timer_);
+    engine_->cancel(spread_timer_);
     shutdown_sessions();
     connector_->stop();
     // Bounded: every op was cancelled, so completions arrive promptly.
     for (int i = 0; i < 500; ++i) {
-        bool busy = sessions_ != nullptr || pause_timer_.armed() || connector_->busy() ||
+        bool busy = sessions_ != nullptr || pause_timer_.armed() || spread_timer_.armed() ||
+                    connector_->busy() ||
                     std::any_of(listeners_.begin(), listeners_.end(),
                                 [](const auto& l) { return l->accept_op.armed(); });
         if (!busy) break;
@@ -200,11 +204,15 @@ uint64_t Shard::random() {
 }
 
 void Shard::arm_accept(Listener& l) {
-    if (!l.accept_op.armed()) engine_->accept(l.accept_op, l.fd.get());
+    if (!l.accept_op.armed() && !l.closing) engine_->accept(l.accept_op, l.fd.get());
 }
 
-void Shard::on_complete(engine::Op&, const engine::Completion& c) {
-    // The shard's only own op is the pause timer; accepts go to their Listener.
+void Shard::on_complete(engine::Op& op, const engine::Completion& c) {
+    // The shard's own timers; accepts go to their Listener.
+    if (op.tag() == kSpreadTimer) {
+        if (c.res == 0 && !stopping_) close_due_sessions();
+        return;
+    }
     if (c.res != 0 || stopping_ || !accept_paused_) return;
     // Accept again only once a new fd would land below the reserve: resuming regardless took
     // one more client into the reserve every pause (and, out of fds altogether, armed an accept
@@ -219,6 +227,7 @@ void Shard::on_accept(Listener& l, const engine::Completion& c) {
     if (c.res >= 0) {
         common::Fd client(c.res);
         if (stopping_) return;
+        if (l.closing) ++l.taken;  // delivered after the cancel: served like the queued ones
         // The kernel hands out the lowest free fd: this one in the reserve means the data path
         // has used its share. The client is already ours and is kept (its upstream socket may
         // take a reserve fd too); no further one is taken. (io_uring's multishot accept may
@@ -228,7 +237,13 @@ void Shard::on_accept(Listener& l, const engine::Completion& c) {
         start_session(l, std::move(client));
         if (last) pause_accepting();
     }
-    if (c.more() || stopping_ || l.closing) return;
+    if (c.more()) return;
+    if (l.closing) {
+        // The op is over (cancelled, or ended by an error): nothing refers to the socket now.
+        finish_close(l);
+        return;
+    }
+    if (stopping_) return;
     switch (-c.res) {
         case EMFILE:
         case ENFILE:
@@ -319,39 +334,9 @@ void Shard::apply(std::shared_ptr<const Snapshot> next, std::vector<common::Fd> 
 }
 
 void Shard::close_listener(std::unique_ptr<Listener> l) {
-    l->closing = true;
-    engine_->cancel(l->accept_op);
-    int flags = ::fcntl(l->fd.get(), F_GETFL);
-    if (flags >= 0) ::fcntl(l->fd.get(), F_SETFL, flags | O_NONBLOCK);
-    accept_queued(*l);
-    // The socket closes once its accept op has completed (an engine may still refer to the fd
-    // until then); what is queued meanwhile is accepted again just before (run_once).
-    if (l->accept_op.armed())
-        closing_listeners_.push_back(std::move(l));
-    else
-        engine_->close_fd(l->fd.release());  // the engine forgets the fd before it is reused
-}
-
-void Shard::accept_queued(Listener& l) {
-    // Closing one socket of a SO_REUSEPORT group drops the connections waiting in its queue:
-    // accept them first. A connection the kernel queues after the last accept4() and before
-    // close() is reset; the other sockets of the group (this listener's on the other shards)
-    // take new ones meanwhile, until they close too.
-    for (;;) {
-        if (!common::fd_below_reserve_free()) {
-            LOG_WARN(
-                "listener %s: out of file descriptors while closing; connections still "
-                "queued are reset",
-                l.config->name.c_str());
-            return;
-        }
-        int fd = ::accept4(l.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            return;  // EAGAIN: the queue is empty; anything else: nothing more to take
-        }
-        start_session(l, common::Fd(fd));
-    }
+    begin_close(*l, {});
+    // Kept until its socket has closed: its accept op refers to it until then.
+    if (l->fd || l->accept_op.armed()) closing_listeners_.push_back(std::move(l));
 }
 
 void Shard::pause_accepting() {
@@ -373,6 +358,125 @@ void Shard::resume_accepting() {
     engine_->cancel(pause_timer_);
     // Listeners whose cancel is still in flight re-arm when it completes.
     for (auto& l : listeners_) arm_accept(*l);
+}
+
+void Shard::close_listener(size_t i, ListenerClosed closed) {
+    begin_close(*listeners_[i], std::move(closed));
+}
+
+void Shard::begin_close(Listener& l, ListenerClosed closed) {
+    if (l.closing && !l.fd) {
+        if (closed) closed(0);
+        return;
+    }
+    if (closed) l.on_closed.push_back(std::move(closed));
+    if (l.closing) return;  // its close is under way and runs `closed` too
+    l.closing = true;
+    l.taken = 0;
+    // The socket may only close once no op refers to it: io_uring's multishot accept holds the
+    // file and may still complete after the cancel. Until then the listener keeps serving what
+    // the engine delivers; then finish_close() takes the rest of the queue itself.
+    if (l.accept_op.armed())
+        engine_->cancel(l.accept_op);
+    else
+        finish_close(l);
+}
+
+void Shard::finish_close(Listener& l) {
+    if (!l.fd) return;
+    if (!stopping_) l.taken += take_queued(l);
+    // shutdown() stops the socket listening now (Linux: inet_csk_listen_stop), whereas the
+    // engine's close may be batched into the next submission (io_uring), with clients queueing
+    // meanwhile only to be reset. A client completing its handshake between the last accept4()
+    // and this call is reset: the window is one syscall wide.
+    ::shutdown(l.fd.get(), SHUT_RDWR);
+    engine_->close_fd(l.fd.release());
+    LOG_DEBUG("shard %u: listener %s closed, %zu queued connections taken", options_.id,
+              l.config->name.c_str(), l.taken);
+    std::vector<ListenerClosed> callbacks;
+    callbacks.swap(l.on_closed);
+    for (ListenerClosed& callback : callbacks) callback(l.taken);
+}
+
+size_t Shard::take_queued(Listener& l) {
+    // Out of fds (the pause is still on): a client taken now would only land in the reserve.
+    if (accept_paused_ && !common::fd_below_reserve_free()) {
+        LOG_WARN(
+            "shard %u: listener %s closes while out of file descriptors: %d queued "
+            "connections are reset",
+            options_.id, l.config->name.c_str(), common::accept_queue_length(l.fd.get()));
+        return 0;
+    }
+    // It was opened non-blocking (common::listen_tcp_group); a socket that was not must still
+    // never block this thread here.
+    if (std::error_code ec = common::set_nonblocking(l.fd.get()))
+        LOG_WARN("shard %u: listener %s: O_NONBLOCK: %s", options_.id, l.config->name.c_str(),
+                 ec.message().c_str());
+    size_t taken = 0;
+    for (;;) {
+        int fd = ::accept4(l.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK) break;
+            if (common::accept_error_is_transient(err)) continue;
+            counters_.accept_errors.add();
+            LOG_WARN(
+                "shard %u: listener %s: accept while closing: %s; %d queued connections "
+                "are reset",
+                options_.id, l.config->name.c_str(), std::strerror(err),
+                common::accept_queue_length(l.fd.get()));
+            break;
+        }
+        engine_->adopt_fd(fd);
+        common::Fd client(fd);
+        ++taken;
+        // As in on_accept: a client in the reserve is kept, and no further one is taken.
+        bool last = common::fd_in_reserve(fd);
+        start_session(l, std::move(client));
+        if (last) {
+            pause_accepting();
+            LOG_WARN(
+                "shard %u: listener %s closes out of file descriptors: %d queued "
+                "connections are reset",
+                options_.id, l.config->name.c_str(), common::accept_queue_length(l.fd.get()));
+            break;
+        }
+    }
+    return taken;
+}
+
+void Shard::close_sessions(engine::Millis window) {
+    spread_total_ = 0;
+    for (const Session* s = sessions_; s != nullptr; s = s->next)
+        if (s->phase() < Session::Phase::kDraining) ++spread_total_;
+    spread_start_ms_ = now_ms();
+    spread_window_ms_ = window.count() > 0 ? static_cast<uint64_t>(window.count()) : 0;
+    close_due_sessions();
+}
+
+void Shard::close_due_sessions() {
+    uint64_t elapsed = now_ms() - spread_start_ms_;
+    // Sessions that may stay open for now: the share of the window still ahead. Those that
+    // ended by themselves meanwhile count as closed.
+    size_t keep = 0;
+    if (elapsed < spread_window_ms_)
+        keep = spread_total_ -
+               static_cast<size_t>(uint64_t{spread_total_} * elapsed / spread_window_ms_);
+    size_t open = 0;
+    for (const Session* s = sessions_; s != nullptr; s = s->next)
+        if (s->phase() < Session::Phase::kDraining) ++open;
+    Session* s = sessions_;
+    while (s != nullptr && open > keep) {
+        // abort() may free s, never another session (the connector answers waiters later, from
+        // the event loop).
+        Session* next = s->next;
+        if (s->phase() < Session::Phase::kDraining) {
+            s->abort(upstream::CloseReason::k_drained);
+            --open;
+        }
+        s = next;
+    }
+    if (open > 0 && !spread_timer_.armed()) engine_->timer(spread_timer_, kSpreadTick);
 }
 
 void Shard::shutdown_sessions() {

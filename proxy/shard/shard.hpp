@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -84,6 +85,24 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     std::shared_ptr<const ShardLayout> layout() const { return layout_; }
     const AccessLogBuffer* access_log() const { return options_.access_log; }
 
+    // Stops accepting on listener i without losing the clients the kernel has already queued
+    // for it (closing a listening socket resets every connection in its accept queue; with
+    // SO_REUSEPORT each shard's socket has its own): cancels its accept op and, once that op
+    // has ended, takes every queued connection with accept4() (the fd reserve rules of
+    // on_accept apply) and closes the socket. Connections the engine still delivers meanwhile
+    // (io_uring's multishot accept may complete after the cancel) are served too. `closed`
+    // then runs on this thread with how many connections were taken since the call; at once
+    // (with 0) when the listener was closed already. The Listener itself stays: scrapes read
+    // its counters and its sessions refer to them. Shard thread only.
+    using ListenerClosed = std::function<void(size_t taken)>;
+    void close_listener(size_t i, ListenerClosed closed = {});
+    // Whether listener i still has its socket (shard thread only).
+    bool listener_open(size_t i) const { return static_cast<bool>(listeners_[i]->fd); }
+    // The end of a drain: closes the sessions open now (reason drained), spread evenly over
+    // `window` so that their clients do not all reconnect at once; 0 closes them at once.
+    // Shard thread only.
+    void close_sessions(engine::Millis window);
+
     // For sessions, on the shard's own thread only.
     engine::Engine& engine() { return *engine_; }
     PipePool& pipes() { return pipes_; }
@@ -138,18 +157,22 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
         engine::Op accept_op;
         common::LogLimiter accept_error_log;
         ListenerCounters* counters;  // in Shard::listener_counters_, by name
-        bool closing = false;        // a reload removed it: no accept is armed again
+        // close_listener(): closing waits for accept_op's final completion, then the socket
+        // closes and on_closed runs; `taken` counts the connections accepted meanwhile. A
+        // listener a reload removed waits in closing_listeners_ meanwhile.
+        bool closing = false;
+        size_t taken = 0;
+        std::vector<ListenerClosed> on_closed;
     };
 
     // The counters of the listener named `name`, made on first use. Kept for the shard's life
     // (sessions hold a reference and a reload carries them on by name): one entry per listener
     // name ever configured, a few hundred bytes each.
     ListenerCounters& counters_for(const std::string& name);
-    // Stops `l` accepting for good: takes what waits in its queue, then closes the socket; `l`
-    // moves to closing_listeners_ until its accept op has completed.
+    // A listener a reload removed: closes it as close_listener(i) does; it waits in
+    // closing_listeners_ until its socket has closed.
     void close_listener(std::unique_ptr<Listener> l);
-    // Accepts and serves what waits in l's queue now, without blocking.
-    void accept_queued(Listener& l);
+    void begin_close(Listener& l, ListenerClosed closed);
 
     void run(std::string& error, std::atomic<int>& state);
     std::shared_ptr<const ShardLayout> build_layout() const;
@@ -158,6 +181,12 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     void start_session(Listener& l, common::Fd client);
     void resume_accepting();
     void shutdown_sessions();
+    // close_listener()'s second half, once l.accept_op has ended.
+    void finish_close(Listener& l);
+    // Accepts what waits in l's accept queue; returns how many.
+    size_t take_queued(Listener& l);
+    // close_sessions(): closes as many open sessions as the elapsed share of the window asks.
+    void close_due_sessions();
 
     ShardOptions options_;
     std::shared_ptr<const Snapshot> snapshot_;
@@ -170,8 +199,16 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     TimerWheel timers_;
     uint64_t random_state_;
     ShardCounters counters_;
+    // The shard's own ops (tags): the pause of accept when out of fds, the ticks of
+    // close_sessions().
+    enum Tag : uint8_t { kPauseTimer = 0, kSpreadTimer = 1 };
     engine::Op pause_timer_;
+    engine::Op spread_timer_;
     bool accept_paused_ = false;
+    // close_sessions(): how many were open at its start, when it started, over how long.
+    size_t spread_total_ = 0;
+    uint64_t spread_start_ms_ = 0;
+    uint64_t spread_window_ms_ = 0;
     common::LogLimiter out_of_fds_log_;
     Session* sessions_ = nullptr;  // intrusive list head
     std::deque<Session*> starved_;

@@ -42,7 +42,8 @@ ConnectFailure classify_connect_error(int err);
     X(no_backend, "No backend could be connected (all tried, failed or excluded).")       \
     X(queue_full, "Every backend was at max_connections and the wait queue was full.")    \
     X(queue_timeout, "Waited in the queue for a backend slot longer than queue.timeout.") \
-    X(shutdown, "ringlb stopped while the session was open.")
+    X(shutdown, "ringlb stopped while the session was open.")                             \
+    X(drained, "drain_timeout passed during a graceful drain (closed over drain_spread).")
 
 enum class CloseReason : uint8_t {
 #define RINGLB_CLOSE_ENUM(name, help) k_##name,

@@ -133,8 +133,8 @@ TEST_P(AdminApiTest, BackendsCountHeldSessionsExactlyOverShards) {
     ASSERT_TRUE(start_backends({"A", "B", "C"}));
     uint16_t web_port = free_port(), api_port = free_port(), admin_port = free_port();
     std::string config =
-        "[runtime]\nworkers = 2\nengine = \"" + GetParam() +
-        "\"\n\n[admin]\nbind = \"127.0.0.1:" + std::to_string(admin_port) +
+        "[runtime]\nworkers = 2\nengine = \"" + GetParam() + "\"\n" + std::string(kQuickStop) +
+        "\n[admin]\nbind = \"127.0.0.1:" + std::to_string(admin_port) +
         "\"\n\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:" + std::to_string(web_port) +
         "\"\ncluster = \"web\"\n\n[[listener]]\nname = \"api\"\nbind = "
         "\"127.0.0.1:" +
@@ -222,8 +222,8 @@ INSTANTIATE_TEST_SUITE_P(Engines, AdminApiTest, ::testing::ValuesIn(kEngines), e
 
 // Two listeners on two clusters; `engine` and `workers` fixed so `check`'s output is exact.
 std::string two_listener_config(uint16_t admin_port, uint16_t web_port, uint16_t api_port) {
-    return "[runtime]\nworkers = 1\nengine = \"epoll\"\n\n[admin]\nbind = \"127.0.0.1:" +
-           std::to_string(admin_port) +
+    return "[runtime]\nworkers = 1\nengine = \"epoll\"\n" + std::string(kQuickStop) +
+           "\n[admin]\nbind = \"127.0.0.1:" + std::to_string(admin_port) +
            "\"\n\n[[listener]]\nname = \"web\"\nbind = \"127.0.0.1:" + std::to_string(web_port) +
            "\"\ncluster = \"web\"\n\n[[listener]]\nname = \"api-v2\"\nbind = \"[::1]:" +
            std::to_string(api_port) +
@@ -324,7 +324,8 @@ TEST(AdminConfigTest, UnknownPathListsBackendsAndConfig) {
               "GET, HEAD /metrics  Prometheus text format: every counter, summed over the shards "
               "at scrape time\n"
               "GET, HEAD /healthz  200 while the process runs\n"
-              "GET, HEAD /ready  200 once every shard serves, 503 while starting or stopping\n"
+              "GET, HEAD /ready  200 once every shard serves, 503 while starting, draining or "
+              "stopping\n"
               "GET, HEAD /backends  JSON: every backend with its weight, active connections "
               "(summed over the shards), state and health\n"
               "GET, HEAD /config  the running configuration as TOML, every key with its "

@@ -18,6 +18,9 @@ std::string good_config(uint16_t port) {
 workers = 2
 pin_cpus = false
 engine = "auto"
+drain_delay = "5s"
+drain_timeout = "25s"
+drain_spread = "5s"
 
 [[listener]]
 name = "web"

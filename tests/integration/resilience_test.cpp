@@ -136,7 +136,8 @@ TEST_P(ResilienceTest, ListenersPast255RouteToTheirOwnCluster) {
     ASSERT_TRUE(a.start(a_options));
     ASSERT_TRUE(b.start(b_options));
     constexpr int kListeners = 300;
-    std::string text = "[runtime]\nworkers = 1\nengine = \"" + engine() + "\"\n";
+    std::string text =
+        "[runtime]\nworkers = 1\nengine = \"" + engine() + "\"\n" + std::string(kQuickStop);
     std::vector<uint16_t> ports;
     for (int i = 0; i < kListeners; ++i) {
         ports.push_back(free_port());

@@ -843,8 +843,10 @@ std::string make_config(ProxyConfigSpec& spec) {
     std::ostringstream out;
     out << "[runtime]\n"
         << "workers = " << spec.workers << "\n"
-        << "engine = \"" << spec.engine << "\"\n"
-        << extra_lines(spec.runtime_extra) << "\n[[listener]]\n"
+        << "engine = \"" << spec.engine << "\"\n";
+    for (const char* key : {"drain_timeout", "drain_spread"})
+        if (!contains(spec.runtime_extra, key)) out << key << " = \"0s\"\n";
+    out << extra_lines(spec.runtime_extra) << "\n[[listener]]\n"
         << "name = \"test\"\n"
         << "bind = \"127.0.0.1:" << spec.listen_port << "\"\n"
         << "cluster = \"app\"\n"
@@ -945,6 +947,9 @@ class ExchangeConn {
         return true;
     }
 
+    // A slow reader: at most `bytes_per_second` read per second since start() (0: no limit).
+    void limit_recv(uint64_t bytes_per_second) { recv_rate_ = bytes_per_second; }
+
     // Makes all the progress the socket allows; true once finished (ok or failed).
     bool drive(uint8_t* scratch) {
         if (done_) return true;
@@ -962,8 +967,9 @@ class ExchangeConn {
         for (;;) {
             bool progress = false;
             if (!shut_wr_ && !send_some(scratch, progress)) return true;
-            if (!eof_ && (!spec_.read_after_shutdown || shut_wr_)) {
-                ssize_t n = ::recv(fd_.get(), scratch, kChunk, 0);
+            size_t want = recv_allowance();
+            if (!eof_ && want > 0 && (!spec_.read_after_shutdown || shut_wr_)) {
+                ssize_t n = ::recv(fd_.get(), scratch, want, 0);
                 if (n > 0) {
                     progress = true;
                     if (!consume(scratch, static_cast<size_t>(n))) return true;
@@ -999,6 +1005,15 @@ class ExchangeConn {
     void close() { fd_.reset(); }
 
   private:
+    size_t recv_allowance() const {
+        if (recv_rate_ == 0) return kChunk;
+        auto elapsed_us =
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start_);
+        uint64_t budget = recv_rate_ * static_cast<uint64_t>(elapsed_us.count()) / 1'000'000;
+        uint64_t got = pattern_received_ + trailer_got_;
+        return budget > got ? static_cast<size_t>(std::min<uint64_t>(budget - got, kChunk)) : 0;
+    }
+
     bool send_some(uint8_t* scratch, bool& progress) {
         ssize_t n;
         if (header_sent_ < header_size_) {
@@ -1124,6 +1139,7 @@ class ExchangeConn {
 
     ExchangeSpec spec_;
     Fd fd_;
+    uint64_t recv_rate_ = 0;
     Clock::time_point start_;
     Clock::time_point end_;
     bool connected_ = false;
@@ -1153,7 +1169,13 @@ std::vector<ExchangeResult> run_all(uint16_t port, const std::vector<ExchangeSpe
     auto deadline = Clock::now() + options.deadline;
     std::vector<std::unique_ptr<ExchangeConn>> conns;
     conns.reserve(specs.size());
-    for (const auto& spec : specs) conns.push_back(std::make_unique<ExchangeConn>(spec));
+    for (const auto& spec : specs) {
+        conns.push_back(std::make_unique<ExchangeConn>(spec));
+        conns.back()->limit_recv(options.recv_bytes_per_second);
+    }
+    // A slow reader leaves bytes unread, and edge-triggered epoll does not report them again:
+    // every connection is driven on a 10 ms tick as well.
+    const bool ticking = options.recv_bytes_per_second > 0;
     std::vector<uint8_t> scratch(kChunk);
 
     Fd epoll_fd(::epoll_create1(EPOLL_CLOEXEC));
@@ -1182,10 +1204,18 @@ std::vector<ExchangeResult> run_all(uint16_t port, const std::vector<ExchangeSpe
         int timeout = remaining_ms(deadline);
         if (timeout == 0) break;
         int n = ::epoll_wait(epoll_fd.get(), events.data(), static_cast<int>(events.size()),
-                             std::min(timeout, 100));
+                             std::min(timeout, ticking ? 10 : 100));
         if (n < 0 && errno != EINTR) break;
         for (int i = 0; i < n; ++i) {
             ExchangeConn& conn = *conns[events[i].data.u64];
+            if (conn.done()) continue;
+            if (conn.drive(scratch.data())) {
+                finish(conn);
+                --active;
+            }
+        }
+        for (size_t i = 0; ticking && i < next; ++i) {
+            ExchangeConn& conn = *conns[i];
             if (conn.done()) continue;
             if (conn.drive(scratch.data())) {
                 finish(conn);

@@ -166,6 +166,9 @@ class ProxyProcess {
                                                  std::string* why = nullptr);
     // SIGTERM, then waits; returns the exit code. On timeout: SIGKILL, ADD_FAILURE, returns -1.
     int stop(Millis timeout = Millis(10000));
+    // Waits for the process to exit by itself (e.g. at the end of a drain); its exit code, or
+    // nullopt when it still runs after `timeout`.
+    std::optional<int> wait_exit(Millis timeout) { return process_.wait(timeout); }
 
   private:
     TempDir dir_;
@@ -258,8 +261,14 @@ struct ProxyConfigSpec {
     // or "weight = 3, max_connections = 2". Shorter than `backends` or "" at i: none.
     std::vector<std::string> backend_extra;
 };
+// [runtime] lines that make a SIGTERM stop at once instead of draining: drain_timeout and
+// drain_spread default to 25 s and 5 s, which a test that stops with sessions open would wait
+// out. Hand-written configs of tests that stop the proxy add them to their [runtime] table.
+inline constexpr std::string_view kQuickStop = "drain_timeout = \"0s\"\ndrain_spread = \"0s\"\n";
+
 // TOML text for one listener ("test"), one cluster ("app") and, when spec.admin, the [admin]
-// table. Fills spec.listen_port and spec.admin_port when 0.
+// table. Fills spec.listen_port and spec.admin_port when 0. [runtime] gets kQuickStop's keys,
+// each unless runtime_extra sets it (a drain test sets its own).
 std::string make_config(ProxyConfigSpec& spec);
 
 // The parameter axes of the integration tests.
@@ -329,6 +338,9 @@ ExchangeResult echo_exchange(uint16_t port, uint64_t bytes, bool read_after_shut
 struct RunOptions {
     Millis deadline{60000};    // for the whole run
     size_t max_in_flight = 0;  // 0: start every connection at once
+    // A slow reader: each connection reads at most this many bytes per second from its start
+    // (checked every 10 ms), so the proxy's sends to it back up. 0: read as fast as possible.
+    uint64_t recv_bytes_per_second = 0;
 };
 
 struct RunSummary {

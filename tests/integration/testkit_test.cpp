@@ -236,8 +236,19 @@ TEST(MakeConfigTest, DefaultsStillLoadAndExtrasLandInTheirTables) {
     EXPECT_NE(text.find("[admin]\nbind = \"127.0.0.1:" + std::to_string(plain.admin_port) + "\""),
               std::string::npos)
         << text;
+    // Tests stop the proxy with sessions open: no drain to wait out, unless a test sets its own.
+    EXPECT_NE(text.find("\n" + std::string(kQuickStop)), std::string::npos) << text;
     CommandResult check = run_check(text);
     EXPECT_EQ(check.exit_code, 0) << check.output;
+
+    ProxyConfigSpec drain;
+    drain.backends = {"127.0.0.1:9"};
+    drain.runtime_extra = "drain_timeout = \"3s\"";
+    std::string drain_text = make_config(drain);
+    EXPECT_EQ(drain_text.find("drain_timeout = \"0s\""), std::string::npos) << drain_text;
+    EXPECT_NE(drain_text.find("drain_spread = \"0s\""), std::string::npos) << drain_text;
+    check = run_check(drain_text);
+    EXPECT_EQ(check.exit_code, 0) << drain_text << check.output;
 
     ProxyConfigSpec no_admin;
     no_admin.admin = false;
@@ -574,6 +585,25 @@ TEST(EchoBackendTest, PlainBackendLogsNoConnections) {
     ASSERT_TRUE(backend.start(EchoMode::kEcho));
     EXPECT_TRUE(echo_exchange(backend.port(), 100).ok);
     EXPECT_TRUE(backend.accepted_peers().empty()) << backend.log();
+}
+
+// The slow reader of run_concurrent() (drain tests keep transfers in flight with it): 1 MiB at
+// 2 MiB/s takes about half a second, and the bytes still arrive exact.
+TEST(RunConcurrentTest, SlowReaderReadsAtTheGivenRate) {
+    BackendProcess backend;
+    ASSERT_TRUE(backend.start(EchoMode::kHash));
+    ExchangeSpec spec;
+    spec.send_bytes = 1024;
+    spec.recv_bytes = 1024 * 1024;
+    RunOptions options;
+    options.recv_bytes_per_second = 2 * 1024 * 1024;
+    RunSummary slow = run_concurrent(backend.port(), 2, spec, options);
+    EXPECT_TRUE(slow.ok()) << slow.describe();
+    EXPECT_GE(slow.elapsed, Millis(480)) << slow.describe();
+    EXPECT_LT(slow.elapsed, Millis(3000)) << slow.describe();
+    RunSummary fast = run_concurrent(backend.port(), 2, spec);
+    EXPECT_TRUE(fast.ok()) << fast.describe();
+    EXPECT_LT(fast.elapsed, Millis(400)) << fast.describe();
 }
 
 // ---------------------------------------------------------------------------------------------

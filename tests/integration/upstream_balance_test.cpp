@@ -841,7 +841,8 @@ TEST_P(UpstreamBalanceTest, MetricsExpositionHasEveryUpstreamFamilyAndPassesProm
                                                  "server_idle_timeout",
                                                  "half_closed_timeout",
                                                  "max_duration",
-                                                 "shutdown"};
+                                                 "shutdown",
+                                                 "drained"};
     // Sessions that never got a backend are counted per cluster, not under a backend label.
     for (const char* reason : {"no_backend", "queue_full", "queue_timeout"}) {
         Labels with{{"reason", reason}};

@@ -29,6 +29,9 @@ buffer_size = 32768
 buffer_count = 512
 pipe_size = 131072
 pipe_pool = 17
+drain_delay = "5s"
+drain_timeout = "1500ms"
+drain_spread = "0s"
 
 [admin]
 bind = "127.0.0.1:9901"
@@ -114,6 +117,9 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(a.runtime.buffer_count, b.runtime.buffer_count);
     EXPECT_EQ(a.runtime.pipe_size, b.runtime.pipe_size);
     EXPECT_EQ(a.runtime.pipe_pool, b.runtime.pipe_pool);
+    EXPECT_EQ(a.runtime.drain_delay, b.runtime.drain_delay);
+    EXPECT_EQ(a.runtime.drain_timeout, b.runtime.drain_timeout);
+    EXPECT_EQ(a.runtime.drain_spread, b.runtime.drain_spread);
 
     EXPECT_EQ(a.admin.enabled, b.admin.enabled);
     EXPECT_EQ(a.admin.bind_text, b.admin.bind_text);
@@ -215,6 +221,9 @@ TEST(ConfigRenderTest, DefaultsAreWrittenOut) {
           "buffer_count = 256",
           "pipe_size = 65536",
           "pipe_pool = 256",
+          "drain_delay = \"0s\"",
+          "drain_timeout = \"25s\"",
+          "drain_spread = \"5s\"",
           "format = \"text\"",
           "level = \"info\"",
           "backlog = 4096",

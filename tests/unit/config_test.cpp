@@ -94,6 +94,9 @@ buffer_size = 16384
 buffer_count = 1024
 pipe_size = 131072
 pipe_pool = 0
+drain_delay = "10s"
+drain_timeout = "1m"
+drain_spread = "0s"
 
 [[listener]]
 name = "web"
@@ -127,6 +130,9 @@ backends = [ { address = "[::1]:9443", weight = 1000 } ]
     EXPECT_EQ(config.runtime.buffer_count, 1024u);
     EXPECT_EQ(config.runtime.pipe_size, 131072u);
     EXPECT_EQ(config.runtime.pipe_pool, 0u);
+    EXPECT_EQ(config.runtime.drain_delay, Millis(10000));
+    EXPECT_EQ(config.runtime.drain_timeout, Millis(60000));
+    EXPECT_EQ(config.runtime.drain_spread, Millis(0));
 
     ASSERT_EQ(config.listeners.size(), 2u);
     EXPECT_EQ(config.listeners[0].name, "web");
@@ -163,6 +169,9 @@ TEST(ConfigTest, AppliesDefaults) {
     EXPECT_EQ(config.runtime.buffer_count, 256u);
     EXPECT_EQ(config.runtime.pipe_size, 65536u);
     EXPECT_EQ(config.runtime.pipe_pool, 256u);
+    EXPECT_EQ(config.runtime.drain_delay, Millis(0));
+    EXPECT_EQ(config.runtime.drain_timeout, Millis(25000));
+    EXPECT_EQ(config.runtime.drain_spread, Millis(5000));
     EXPECT_EQ(config.listeners[0].backlog, 4096);
     EXPECT_EQ(config.listeners[0].forward, ForwardMode::kAuto);
     EXPECT_EQ(config.clusters[0].connect_timeout, Millis(2000));
@@ -347,6 +356,20 @@ TEST(ConfigTest, WorkersOutOfRange) {
     EXPECT_EQ(error_of(with("[runtime]\nworkers = \"all\"\n")),
               "t.toml:2:11: runtime.workers: expected \"auto\" or an integer 1..1024, got "
               "\"all\"");
+}
+
+TEST(ConfigTest, DrainDurationsAreCheckedWithTheirPosition) {
+    EXPECT_EQ(error_of(with("[runtime]\ndrain_delay = 5\n")),
+              "t.toml:2:15: runtime.drain_delay: expected a duration string like \"2s\" or "
+              "\"250ms\", got integer 5");
+    EXPECT_EQ(error_of(with("[runtime]\nworkers = 1\ndrain_timeout = \"2h\"\n")),
+              "t.toml:3:17: runtime.drain_timeout: must be at most 1h (\"0s\" waits for no "
+              "session), got \"2h\"");
+    EXPECT_EQ(error_of(with("[runtime]\ndrain_spread = \"1.5s\"\n")).substr(0, 52),
+              "t.toml:2:16: runtime.drain_spread: invalid duration ");
+    // A drain key outside [runtime] says where it belongs.
+    EXPECT_NE(error_of(with("drain_delay = \"1s\"\n")).find("(it belongs in the [runtime] table)"),
+              std::string::npos);
 }
 
 TEST(ConfigTest, PinCpusMustBeBoolean) {

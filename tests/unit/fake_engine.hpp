@@ -83,6 +83,8 @@ class FakeEngine final : public Engine {
     void timer(Op& op, Millis after) override;
     void cancel(Op& op) override;
     void close_fd(int fd) override;
+    // Counts as handed out, as note_fd().
+    void adopt_fd(int fd) override { note_fd(fd); }
     std::span<char> buffer(uint16_t buffer_id) override;
     void release_buffer(uint16_t buffer_id) override;
     uint32_t buffers_free() const override { return static_cast<uint32_t>(free_.size()); }

@@ -6,7 +6,9 @@
 #include "common/fd_reserve.hpp"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <algorithm>
 
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "common/fd.hpp"
+#include "common/socket.hpp"
 
 #include "proxy/shard/pipe_pool.hpp"
 #include "tests/unit/shard_harness.hpp"
@@ -175,6 +178,48 @@ TEST_F(ShardFdReserveTest, ClientAtTheTopOfTheTableIsKeptAndWaitsForItsUpstreamF
     EXPECT_NE(h.connect_op(), nullptr) << "its upstream socket may use the reserve";
     EXPECT_EQ(h.armed(OpType::kAccept, h.listener_fd()), nullptr) << "accepting should pause";
     (void)f;
+    h.stop();
+    h.expect_clean();
+}
+
+// A listener that closes (graceful drain) accepts its queue itself, under the same rule: the
+// client whose fd lands in the reserve is kept, no further one is taken, and accepting pauses.
+TEST_F(ShardFdReserveTest, ClosingListenerTakesItsQueueUpToTheReserve) {
+    ShardHarness& h = start(config_for({20001}));
+    uint16_t port = common::local_address(h.listener_fd()).port();
+    std::vector<common::Fd> clients;
+    for (int i = 0; i < 3; ++i) {
+        common::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(port);
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+        clients.push_back(std::move(fd));
+    }
+    // Taken in order: client 1 at `next`, its upstream socket at next + 1, client 2 at next + 2
+    // (the first fd of the reserve), its upstream socket at next + 3 (below the admin spares).
+    int next = lowest_free_fd();
+    long limit = -1;
+    for (long l = 1; l < next + 1000 && limit < 0; ++l) {
+        long reserve = common::fd_reserve_for(l);
+        long spares = std::min<long>(common::kControlSpareFds, reserve / 2);
+        if (l - reserve == next + 2 && l - spares > next + 3) limit = l;
+    }
+    ASSERT_GT(limit, 0);
+    Reserve reserve(limit);
+    size_t taken = 0;
+    h.shard().close_listener(0, [&](size_t n) { taken = n; });
+    h.run();
+
+    EXPECT_EQ(taken, 2u);
+    EXPECT_EQ(h.shard().session_count(), 2u) << "the client in the reserve must be kept";
+    EXPECT_EQ(h.shard().counters().emfile_pauses.get(), 1u);
+    EXPECT_FALSE(h.shard().listener_open(0));
+    EXPECT_EQ(peer_state(clients[0].get()), "<eagain>");
+    EXPECT_EQ(peer_state(clients[1].get()), "<eagain>");
+    EXPECT_EQ(peer_state(clients[2].get()), "<error: Connection reset by peer>")
+        << "the third client should have stayed in the queue, reset at the close";
     h.stop();
     h.expect_clean();
 }
