@@ -175,8 +175,8 @@ std::string size_limit() {
 
 // Keys a user may have put at the wrong level; used for "it belongs in [runtime]" hints.
 constexpr std::string_view kRuntimeKeys[] = {
-    "workers",   "pin_cpus",  "engine",      "buffer_size",   "buffer_count",
-    "pipe_size", "pipe_pool", "drain_delay", "drain_timeout", "drain_spread"};
+    "workers",   "pin_cpus",    "engine",        "buffer_size",  "buffer_count",  "pipe_size",
+    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread", "upgrade_socket"};
 constexpr std::string_view kLogKeys[] = {"format", "level", "access"};
 constexpr std::string_view kListenerOnlyKeys[] = {"bind",
                                                   "backlog",
@@ -739,7 +739,7 @@ class Loader {
         constexpr std::string_view kPrefix = "runtime";
         check_keys(table, kPrefix,
                    {"workers", "pin_cpus", "engine", "buffer_size", "buffer_count", "pipe_size",
-                    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread"},
+                    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread", "upgrade_socket"},
                    {{kLogKeys, "it belongs in the [log] table"}});
         RuntimeConfig runtime;
         if (const toml::node* node = table.get("workers")) {
@@ -789,6 +789,21 @@ class Loader {
         if (const toml::node* node = table.get("drain_spread"))
             runtime.drain_spread = optional_duration_of(*node, join(kPrefix, "drain_spread"),
                                                         kMaxDrainPhase, "closes them all at once");
+        if (const toml::node* node = table.get("upgrade_socket")) {
+            std::string key = join(kPrefix, "upgrade_socket");
+            const std::string& text = string_of(*node, key);
+            // sockaddr_un holds 108 bytes with the terminating NUL.
+            if (!text.starts_with('/') || text.ends_with('/') || text.size() > 107)
+                fail(*node, key,
+                     "expected an absolute path of at most 107 bytes such as "
+                     "\"/run/ringlb/upgrade.sock\", got " +
+                         quote(text));
+            if (std::any_of(text.begin(), text.end(), [](char c) {
+                    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+                }))
+                fail(*node, key, "a control character in the path " + quote(text));
+            runtime.upgrade_socket = text;
+        }
         return runtime;
     }
 

@@ -58,6 +58,9 @@ struct RuntimeConfig {
     Millis drain_delay{0};
     Millis drain_timeout{25000};
     Millis drain_spread{5000};
+    // Binary upgrade (proxy/runtime/upgrade.cpp): the Unix socket on which this process hands its
+    // listening sockets to a new one started with `ringlb run CONFIG --upgrade`. "": no upgrade.
+    std::string upgrade_socket;
 
     bool operator==(const RuntimeConfig&) const = default;
 };

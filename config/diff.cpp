@@ -57,6 +57,7 @@ ConfigDiff diff(const Config& running, const Config& next) {
     if (a.buffer_count != b.buffer_count) d.restart_only.push_back("runtime.buffer_count");
     if (a.pipe_size != b.pipe_size) d.restart_only.push_back("runtime.pipe_size");
     if (a.pipe_pool != b.pipe_pool) d.restart_only.push_back("runtime.pipe_pool");
+    if (a.upgrade_socket != b.upgrade_socket) d.restart_only.push_back("runtime.upgrade_socket");
     // The log format and the access log's target are set up at start; the level is not.
     if (running.log.format != next.log.format) d.restart_only.push_back("log.format");
     if (running.log.access != next.log.access) d.restart_only.push_back("log.access");

@@ -52,6 +52,7 @@ toml::table runtime_table(const RuntimeConfig& runtime) {
     table.insert("drain_delay", format_duration(runtime.drain_delay));
     table.insert("drain_timeout", format_duration(runtime.drain_timeout));
     table.insert("drain_spread", format_duration(runtime.drain_spread));
+    if (!runtime.upgrade_socket.empty()) table.insert("upgrade_socket", runtime.upgrade_socket);
     return table;
 }
 

@@ -17,7 +17,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: ringlb run CONFIG.toml [--log-level debug|info|warn|error]\n"
+    "usage: ringlb run CONFIG.toml [--log-level debug|info|warn|error] [--upgrade]\n"
     "       ringlb check CONFIG.toml\n"
     "       ringlb version\n";
 
@@ -88,7 +88,9 @@ int cmd_version() {
 
 // `cli_level`: --log-level, which replaces the file's [log] level (and is what GET /config then
 // shows, as the level in effect).
-int cmd_run(const std::string& path, std::optional<ringlb::common::LogLevel> cli_level) {
+// `upgrade`: take the listening sockets of the ringlb serving runtime.upgrade_socket.
+int cmd_run(const std::string& path, std::optional<ringlb::common::LogLevel> cli_level,
+            bool upgrade) {
     // A stop signal during the configuration load waits for run()'s handlers.
     ringlb::runtime::block_control_signals();
     std::shared_ptr<const ringlb::config::Config> cfg;
@@ -104,7 +106,7 @@ int cmd_run(const std::string& path, std::optional<ringlb::common::LogLevel> cli
     // Before the first line that follows the load: every line from here on is in the file's format.
     ringlb::common::set_log_format(cfg->log.format);
     ringlb::common::set_log_level(cfg->log.level);
-    return ringlb::runtime::run(std::move(cfg), cli_level);
+    return ringlb::runtime::run(std::move(cfg), cli_level, upgrade);
 }
 
 }  // namespace
@@ -122,9 +124,12 @@ int main(int argc, char** argv) {
     if ((cmd != "run" && cmd != "check") || argc < 3) return usage_error();
     std::string path = argv[2];
     std::optional<ringlb::common::LogLevel> cli_level;
+    bool upgrade = false;
     for (int i = 3; i < argc; ++i) {
         std::string_view arg = argv[i];
-        if (arg == "--log-level" && i + 1 < argc) {
+        if (arg == "--upgrade" && cmd == "run") {
+            upgrade = true;
+        } else if (arg == "--log-level" && i + 1 < argc) {
             ringlb::common::LogLevel level;
             if (!ringlb::common::parse_log_level(argv[++i], level)) return usage_error();
             // Already for the lines written while the configuration loads.
@@ -135,7 +140,7 @@ int main(int argc, char** argv) {
         }
     }
     try {
-        return cmd == "check" ? cmd_check(path) : cmd_run(path, cli_level);
+        return cmd == "check" ? cmd_check(path) : cmd_run(path, cli_level, upgrade);
     } catch (const std::exception& e) {
         LOG_ERROR("fatal: %s", e.what());
         return 1;

@@ -317,6 +317,24 @@ std::error_code AdminServer::listen(const common::Address& address) {
     return {};
 }
 
+std::error_code AdminServer::adopt(common::Fd listening, const common::Address& address) {
+    boost::system::error_code ec;
+    tcp::endpoint endpoint;
+    endpoint.resize(address.length);
+    std::memcpy(endpoint.data(), address.sa(), address.length);
+    acceptor_.assign(endpoint.protocol(), listening.get(), ec);
+    if (ec) return {ec.value(), std::system_category()};
+    listening.release();  // the acceptor owns it now
+    state_->closed = false;
+    state_->refill_spares();
+    accept();
+    return {};
+}
+
+int AdminServer::listening_fd() {
+    return acceptor_.is_open() ? acceptor_.native_handle() : -1;
+}
+
 void AdminServer::set_ready(bool ready, std::string why) {
     state_->ready = ready;
     state_->not_ready_reason = std::move(why);

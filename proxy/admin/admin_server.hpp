@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/fd.hpp"
 
 namespace ringlb::admin {
 
@@ -100,6 +101,10 @@ class AdminServer {
     void add_route(Route route);
     // Binds and starts accepting; returns the error instead of throwing.
     std::error_code listen(const common::Address& address);
+    // The same on a listening socket handed over by the process ringlb replaces (upgrade).
+    std::error_code adopt(common::Fd listening, const common::Address& address);
+    // The listening socket's fd (for the upgrade to duplicate), or -1.
+    int listening_fd();
     // `why`: the body of a 503 ("not ready: WHY").
     void set_ready(bool ready, std::string why = "");
     // Stops accepting and closes every admin connection.

@@ -1,6 +1,9 @@
 #include "proxy/runtime/control_plane.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+
+#include <algorithm>
 
 #include <cstring>
 
@@ -53,10 +56,11 @@ void log_advice(const std::vector<HostAdvice>& advice) {
 }  // namespace
 
 ControlPlane::ControlPlane(std::shared_ptr<const config::Config> config,
-                           std::optional<common::LogLevel> cli_level)
+                           std::optional<common::LogLevel> cli_level, bool upgrade)
     : signals_(io_, SIGINT, SIGTERM, SIGUSR1),
       config_(std::move(config)),
       cli_level_(cli_level),
+      upgrade_(upgrade),
       drain_timer_(io_),
       shards_(io_) {
     // Signal handling comes first, so no signal of the startup meets the default action (which
@@ -147,6 +151,26 @@ int ControlPlane::run() {
                  common::to_string(config_->log.format));
     }
 
+    if (upgrade_) {
+        if (config_->runtime.upgrade_socket.empty()) {
+            LOG_ERROR("--upgrade: %s sets no runtime.upgrade_socket to take the sockets from",
+                      config_->source.c_str());
+            return 1;
+        }
+        std::string error;
+        inherited_ = UpgradeClient::take_over(config_->runtime.upgrade_socket, &error);
+        if (!inherited_) {
+            LOG_ERROR("%s", error.c_str());
+            return 1;
+        }
+        size_t sockets = 0;
+        for (const auto& g : inherited_->handover().listeners) sockets += g.second.size();
+        LOG_INFO("upgrade: took %zu listening sockets of %zu addresses%s from %s", sockets,
+                 inherited_->handover().listeners.size(),
+                 inherited_->handover().admin ? " and the admin socket" : "",
+                 config_->runtime.upgrade_socket.c_str());
+    }
+
     bool stopped = false;
     if (!start(stopped)) return 1;
     if (stopped) {
@@ -159,6 +183,19 @@ int ControlPlane::run() {
     LOG_INFO("ready: %zu listeners on %zu shards, engine %s:%s", config_->listeners.size(),
              shards_.size(), engine_.name, names.c_str());
     if (access_log_) access_log_->start(io_);
+    if (inherited_) {
+        for (const auto& g : inherited_->handover().listeners)
+            if (!g.second.empty())
+                LOG_INFO("upgrade: %s is not in this configuration; its sockets close",
+                         g.first.to_string().c_str());
+        if (std::error_code ec = inherited_->confirm())
+            LOG_WARN("upgrade: the old process did not confirm (%s); it may still accept",
+                     ec.message().c_str());
+        else
+            LOG_INFO("upgrade: the old process stopped accepting and drains");
+        inherited_.reset();
+    }
+    serve_upgrades();
     serving_ = true;
     update_ready();
     io_.run();
@@ -181,7 +218,8 @@ bool ControlPlane::start(bool& stopped) {
     std::vector<std::vector<common::Fd>> per_shard(workers);
     for (const auto& l : config_->listeners) {
         std::error_code ec;
-        std::vector<common::Fd> group = common::listen_tcp_group(l.bind, l.backlog, workers, ec);
+        std::vector<common::Fd> group = inherited_group(l, workers);
+        if (group.empty()) group = common::listen_tcp_group(l.bind, l.backlog, workers, ec);
         if (group.empty()) {
             LOG_ERROR("listener %s: cannot listen on %s: %s", l.name.c_str(), l.bind_text.c_str(),
                       ec.message().c_str());
@@ -263,7 +301,14 @@ bool ControlPlane::start_admin() {
                        [this](const admin::Request& r) { return backend_action(r); },
                        true});
     if (!config_->admin.enabled) return true;
-    std::error_code ec = admin_->listen(config_->admin.bind);
+    std::error_code ec;
+    if (inherited_ && inherited_->handover().admin &&
+        inherited_->handover().admin->first == config_->admin.bind) {
+        ec = admin_->adopt(std::move(inherited_->handover().admin->second), config_->admin.bind);
+        inherited_->handover().admin.reset();
+    } else {
+        ec = admin_->listen(config_->admin.bind);
+    }
     if (ec) {
         LOG_ERROR("admin: cannot listen on %s: %s", config_->admin.bind_text.c_str(),
                   ec.message().c_str());
@@ -272,6 +317,77 @@ bool ControlPlane::start_admin() {
     LOG_INFO("admin: serving %s on %s", admin_->route_paths().c_str(),
              config_->admin.bind_text.c_str());
     return true;
+}
+
+std::vector<common::Fd> ControlPlane::inherited_group(const config::ListenerConfig& l,
+                                                      unsigned workers) {
+    if (!inherited_) return {};
+    auto& groups = inherited_->handover().listeners;
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& g) { return g.first == l.bind && !g.second.empty(); });
+    if (it == groups.end()) return {};
+    std::vector<common::Fd> group = std::move(it->second);
+    it->second.clear();
+    // One socket per shard. More than this process has shards: the rest close, and the clients
+    // queued in them are reset (keep `workers` across an upgrade to lose none). Fewer: the group
+    // gets more, bound to the same address.
+    if (group.size() > workers) {
+        LOG_WARN("upgrade: listener %s: %zu inherited sockets for %u shards; %zu close",
+                 l.name.c_str(), group.size(), workers, group.size() - workers);
+        group.resize(workers);
+    }
+    common::Address bound = common::local_address(group.front().get());
+    while (group.size() < workers) {
+        std::error_code ec;
+        common::Fd fd = common::listen_tcp(bound, l.backlog, ec);
+        if (!fd) {
+            LOG_ERROR("upgrade: listener %s: another socket on %s: %s", l.name.c_str(),
+                      l.bind_text.c_str(), ec.message().c_str());
+            return {};
+        }
+        group.push_back(std::move(fd));
+    }
+    for (auto& fd : group) ::listen(fd.get(), l.backlog);  // this configuration's backlog
+    return group;
+}
+
+Handover ControlPlane::handover() {
+    Handover out;
+    std::vector<std::vector<std::pair<common::Address, common::Fd>>> per_shard(shards_.size());
+    shards_.post_each_and_wait(
+        [&per_shard](shard::Shard& s, size_t i) { per_shard[i] = s.dup_listeners(); },
+        std::chrono::seconds(5));
+    for (auto& dups : per_shard) {
+        for (auto& [address, fd] : dups) {
+            auto it = std::find_if(out.listeners.begin(), out.listeners.end(),
+                                   [&](const auto& g) { return g.first == address; });
+            if (it == out.listeners.end()) {
+                out.listeners.emplace_back(address, std::vector<common::Fd>{});
+                it = out.listeners.end() - 1;
+            }
+            it->second.push_back(std::move(fd));
+        }
+    }
+    if (admin_ && admin_->listening_fd() >= 0) {
+        common::Fd copy(::fcntl(admin_->listening_fd(), F_DUPFD_CLOEXEC, 0));
+        if (copy) out.admin.emplace(config_->admin.bind, std::move(copy));
+    }
+    return out;
+}
+
+void ControlPlane::serve_upgrades() {
+    const std::string& path = config_->runtime.upgrade_socket;
+    if (path.empty()) return;
+    upgrade_server_ = std::make_unique<UpgradeServer>(
+        io_, path,
+        UpgradeServer::Hooks{[this] { return handover(); }, [this] { drain_after_upgrade(); }});
+    if (std::error_code ec = upgrade_server_->start()) {
+        LOG_WARN("upgrade: cannot serve %s: %s; binary upgrade is unavailable", path.c_str(),
+                 ec.message().c_str());
+        upgrade_server_.reset();
+        return;
+    }
+    LOG_INFO("upgrade: a new ringlb started with --upgrade takes over through %s", path.c_str());
 }
 
 }  // namespace ringlb::runtime

@@ -18,6 +18,7 @@
 #include "proxy/runtime/port_watch.hpp"
 #include "proxy/runtime/runtime.hpp"
 #include "proxy/runtime/shard_group.hpp"
+#include "proxy/runtime/upgrade.hpp"
 #include "proxy/shard/snapshot.hpp"
 
 namespace ringlb::runtime {
@@ -27,8 +28,10 @@ namespace ringlb::runtime {
 // running process (reload, drain) is a method here, and the shards hear of it by message.
 class ControlPlane {
   public:
+    // `upgrade`: take the listening sockets of the running ringlb (runtime.upgrade_socket)
+    // instead of binding, then tell it to drain (proxy/runtime/upgrade.hpp).
     ControlPlane(std::shared_ptr<const config::Config> config,
-                 std::optional<common::LogLevel> cli_level);
+                 std::optional<common::LogLevel> cli_level, bool upgrade = false);
     ~ControlPlane();
     ControlPlane(const ControlPlane&) = delete;
     ControlPlane& operator=(const ControlPlane&) = delete;
@@ -71,7 +74,9 @@ class ControlPlane {
     // returns 0. Each step logs once.
     void drain();
     bool draining() const { return drain_step_ != DrainStep::kIdle; }
-    void drain_stop_accepting();
+    // `handed_over`: after an upgrade, the sockets stay open in the new process: let go of them
+    // (Shard::release_listener) instead of closing them.
+    void drain_stop_accepting(bool handed_over = false);
     void drain_listeners_closed(uint64_t taken);
     // Polls the shards' session gauges until none is open or `until` passes, then `next`.
     void drain_poll(std::chrono::steady_clock::time_point until, void (ControlPlane::*next)());
@@ -79,6 +84,14 @@ class ControlPlane {
     void drain_spread_over();
     void drain_done(const char* how);
     uint64_t open_sessions() const;
+    // Binary upgrade, old side: the new process serves; stop accepting (its sockets stay open
+    // there) and drain the sessions as a stop signal would, without drain_delay.
+    void drain_after_upgrade();
+    // Binary upgrade, both sides: what to hand over, and serving runtime.upgrade_socket.
+    Handover handover();
+    void serve_upgrades();
+    // This listener's sockets from the process ringlb replaces, when it had the address.
+    std::vector<common::Fd> inherited_group(const config::ListenerConfig& l, unsigned workers);
 
     boost::asio::io_context io_;
     boost::asio::signal_set signals_;
@@ -90,6 +103,9 @@ class ControlPlane {
     std::vector<double> forecast_;               // per cluster of config_
     admin::ControlStats control_;                // for /metrics
     std::optional<common::LogLevel> cli_level_;  // --log-level: wins over [log] level
+    bool upgrade_ = false;
+    std::optional<UpgradeClient> inherited_;  // until the new process serves
+    std::unique_ptr<UpgradeServer> upgrade_server_;
     bool stop_requested_ = false;
     bool serving_ = false;  // from "ready:" on: a stop signal drains, a reload applies
     enum class DrainStep { kIdle, kDelay, kClosingListeners, kWaiting, kSpreading, kDone };

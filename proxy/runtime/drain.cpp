@@ -61,7 +61,19 @@ void ControlPlane::drain() {
     });
 }
 
-void ControlPlane::drain_stop_accepting() {
+void ControlPlane::drain_after_upgrade() {
+    if (draining()) return;
+    drain_started_ = Clock::now();
+    if (admin_) {
+        admin_->set_ready(false, "upgraded: a new process serves");
+        admin_->close();  // the new process serves the admin socket too
+    }
+    // The sessions are counted once every shard has let go of its sockets, so that none it
+    // accepted meanwhile is missed.
+    drain_stop_accepting(true);
+}
+
+void ControlPlane::drain_stop_accepting(bool handed_over) {
     drain_step_ = DrainStep::kClosingListeners;
     // One answer per listener socket (a listener has one per shard), posted back from the shard
     // that closed it; the last one moves the drain on.
@@ -84,15 +96,19 @@ void ControlPlane::drain_stop_accepting() {
                  tally->remaining.load(), static_cast<long long>(kListenerCloseGuard.count()));
         drain_listeners_closed(tally->taken.load(std::memory_order_relaxed));
     });
-    shards_.post_each([this, tally](shard::Shard& shard, size_t) {
+    shards_.post_each([this, tally, handed_over](shard::Shard& shard, size_t) {
         for (size_t i = 0; i < shard.listener_count(); ++i) {
-            shard.close_listener(i, [this, tally](size_t taken) {
+            auto closed = [this, tally](size_t taken) {
                 tally->taken.fetch_add(taken, std::memory_order_relaxed);
                 if (tally->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) {
                     uint64_t total = tally->taken.load(std::memory_order_relaxed);
                     boost::asio::post(io_, [this, total] { drain_listeners_closed(total); });
                 }
-            });
+            };
+            if (handed_over)
+                shard.release_listener(i, closed);
+            else
+                shard.close_listener(i, closed);
         }
     });
 }

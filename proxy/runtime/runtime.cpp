@@ -42,8 +42,9 @@ void block_control_signals() {
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int run(std::shared_ptr<const config::Config> config, std::optional<common::LogLevel> cli_level) {
-    ControlPlane control(std::move(config), cli_level);
+int run(std::shared_ptr<const config::Config> config, std::optional<common::LogLevel> cli_level,
+        bool upgrade) {
+    ControlPlane control(std::move(config), cli_level, upgrade);
     return control.run();
 }
 

@@ -32,7 +32,8 @@ sigset_t control_signals();
 // control thread (Boost.Asio: signals) until SIGTERM/SIGINT, then stops shards. A stop requested
 // while shards start stops those already started and returns 0. Returns the process exit code.
 // `cli_level`: --log-level, which replaces [log] level at every reload too.
+// `upgrade`: --upgrade, take the running ringlb's sockets (proxy/runtime/upgrade.hpp).
 int run(std::shared_ptr<const config::Config> config,
-        std::optional<common::LogLevel> cli_level = std::nullopt);
+        std::optional<common::LogLevel> cli_level = std::nullopt, bool upgrade = false);
 
 }  // namespace ringlb::runtime

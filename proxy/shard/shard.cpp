@@ -1,12 +1,11 @@
 #include "proxy/shard/shard.hpp"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include <time.h>
 
-#include <fcntl.h>
-#include <sys/socket.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -382,8 +381,36 @@ void Shard::begin_close(Listener& l, ListenerClosed closed) {
         finish_close(l);
 }
 
+std::vector<std::pair<common::Address, common::Fd>> Shard::dup_listeners() const {
+    std::vector<std::pair<common::Address, common::Fd>> out;
+    for (const auto& l : listeners_) {
+        if (!l->fd || l->closing) continue;
+        common::Fd copy(::fcntl(l->fd.get(), F_DUPFD_CLOEXEC, 0));
+        if (!copy) {
+            LOG_WARN("shard %u: listener %s: dup for the upgrade: %s", options_.id,
+                     l->config->name.c_str(), std::strerror(errno));
+            continue;
+        }
+        out.emplace_back(l->config->bind, std::move(copy));
+    }
+    return out;
+}
+
+void Shard::release_listener(size_t i, ListenerClosed closed) {
+    listeners_[i]->handed_over = true;
+    begin_close(*listeners_[i], std::move(closed));
+}
+
 void Shard::finish_close(Listener& l) {
     if (!l.fd) return;
+    if (l.handed_over) {
+        // A new process holds the socket now and accepts what is queued: close our fd only.
+        engine_->close_fd(l.fd.release());
+        std::vector<ListenerClosed> callbacks;
+        callbacks.swap(l.on_closed);
+        for (ListenerClosed& callback : callbacks) callback(0);
+        return;
+    }
     if (!stopping_) l.taken += take_queued(l);
     // shutdown() stops the socket listening now (Linux: inet_csk_listen_stop), whereas the
     // engine's close may be batched into the next submission (io_uring), with clients queueing

@@ -96,6 +96,12 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // its counters and its sessions refer to them. Shard thread only.
     using ListenerClosed = std::function<void(size_t taken)>;
     void close_listener(size_t i, ListenerClosed closed = {});
+    // Binary upgrade, old side (shard thread): a duplicate of every listening socket still open,
+    // with its address, to hand to the new process; then release_listeners() stops accepting
+    // and closes this process's fds without shutdown() and without taking the accept queues,
+    // which stay with the sockets the new process now serves.
+    std::vector<std::pair<common::Address, common::Fd>> dup_listeners() const;
+    void release_listener(size_t i, ListenerClosed closed = {});
     // Whether listener i still has its socket (shard thread only).
     bool listener_open(size_t i) const { return static_cast<bool>(listeners_[i]->fd); }
     // The end of a drain: closes the sessions open now (reason drained), spread evenly over
@@ -161,6 +167,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
         // closes and on_closed runs; `taken` counts the connections accepted meanwhile. A
         // listener a reload removed waits in closing_listeners_ meanwhile.
         bool closing = false;
+        bool handed_over = false;  // release_listeners(): a new process serves the socket
         size_t taken = 0;
         std::vector<ListenerClosed> on_closed;
     };

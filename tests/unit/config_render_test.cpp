@@ -32,6 +32,7 @@ pipe_pool = 17
 drain_delay = "5s"
 drain_timeout = "1500ms"
 drain_spread = "0s"
+upgrade_socket = "/run/ringlb/upgrade.sock"
 
 [admin]
 bind = "127.0.0.1:9901"
@@ -120,6 +121,7 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(a.runtime.drain_delay, b.runtime.drain_delay);
     EXPECT_EQ(a.runtime.drain_timeout, b.runtime.drain_timeout);
     EXPECT_EQ(a.runtime.drain_spread, b.runtime.drain_spread);
+    EXPECT_EQ(a.runtime.upgrade_socket, b.runtime.upgrade_socket);
 
     EXPECT_EQ(a.admin.enabled, b.admin.enabled);
     EXPECT_EQ(a.admin.bind_text, b.admin.bind_text);

@@ -358,6 +358,18 @@ TEST(ConfigTest, WorkersOutOfRange) {
               "\"all\"");
 }
 
+TEST(ConfigTest, UpgradeSocketIsAnAbsolutePath) {
+    EXPECT_EQ(load_string(with("[runtime]\nupgrade_socket = \"/run/ringlb/up.sock\"\n"), "t.toml")
+                  .runtime.upgrade_socket,
+              "/run/ringlb/up.sock");
+    EXPECT_EQ(error_of(with("[runtime]\nupgrade_socket = \"up.sock\"\n")),
+              "t.toml:2:18: runtime.upgrade_socket: expected an absolute path of at most 107 "
+              "bytes such as \"/run/ringlb/upgrade.sock\", got \"up.sock\"");
+    EXPECT_NE(error_of(with("[runtime]\nupgrade_socket = \"/" + std::string(120, 'a') + "\"\n"))
+                  .find("at most 107 bytes"),
+              std::string::npos);
+}
+
 TEST(ConfigTest, DrainDurationsAreCheckedWithTheirPosition) {
     EXPECT_EQ(error_of(with("[runtime]\ndrain_delay = 5\n")),
               "t.toml:2:15: runtime.drain_delay: expected a duration string like \"2s\" or "
