@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds ringlb. Usage: scripts/build.sh [release|asan|tsan|fuzz] (build dir:
 # build/<kind>). fuzz: only the libFuzzer targets of tests/fuzz, with clang, ASan and UBSan.
-# tsan: only the unit tests, with ThreadSanitizer (scripts/test.sh runs the threaded ones).
+# tsan: only the threaded unit tests (ringlb_tsan_tests), with ThreadSanitizer.
 set -euo pipefail
 kind=${1:-release}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,5 +15,5 @@ esac
 args+=(-DRINGLB_TESTS="${RINGLB_TESTS:-ON}")
 cmake -S "$root" -B "$root/build/$kind" "${args[@]}" >/dev/null
 targets=()
-[ "$kind" = tsan ] && targets=(--target ringlb_unit_tests)
+[ "$kind" = tsan ] && targets=(--target ringlb_tsan_tests)
 cmake --build "$root/build/$kind" -j"$(nproc)" "${targets[@]}"

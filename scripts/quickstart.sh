@@ -19,8 +19,11 @@ cat <<'TXT'
 ringlb is starting on 127.0.0.1:8080 in front of backend-1 (127.0.0.1:9001) and backend-2 (:9002).
 Try it from another terminal:
     curl http://127.0.0.1:8080/        # answers alternate: "hello from backend-1" / "backend-2"
-    kill -USR1 $(pgrep -x ringlb)      # per-shard counters in this terminal
-Stop with Ctrl-C.
+    curl http://127.0.0.1:9901/metrics # Prometheus metrics (admin endpoint, loopback only)
+    curl http://127.0.0.1:9901/backends
+    curl -X POST http://127.0.0.1:9901/backends/demo/127.0.0.1:9002/drain   # then /enable
+    kill -HUP $(pgrep -x ringlb)       # reload examples/quickstart.toml after editing it
+Stop with Ctrl-C (ringlb drains: see "Graceful drain" in the README).
 
 TXT
 "$bin/ringlb" run examples/quickstart.toml &

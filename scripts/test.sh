@@ -16,7 +16,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 echo "== tests (tsan: the unit tests whose code runs on several threads)"
 scripts/build.sh tsan
-TSAN_OPTIONS=halt_on_error=1 build/tsan/ringlb_unit_tests --gtest_filter="$(cat tests/unit/tsan_filter)"
+TSAN_OPTIONS=halt_on_error=1 build/tsan/ringlb_tsan_tests
 
 echo "== fuzz (config loader, 200,000 runs)"
 # On a copy of the corpus, so new inputs stay in build/; a crash saves its input in build/fuzz/.
