@@ -301,11 +301,18 @@ AdminServer::~AdminServer() {
     close();
 }
 
-std::error_code AdminServer::listen(const common::Address& address) {
-    boost::system::error_code ec;
+namespace {
+tcp::endpoint endpoint_of(const common::Address& address) {
     tcp::endpoint endpoint;
     endpoint.resize(address.length);
     std::memcpy(endpoint.data(), address.sa(), address.length);
+    return endpoint;
+}
+}  // namespace
+
+std::error_code AdminServer::listen(const common::Address& address) {
+    boost::system::error_code ec;
+    tcp::endpoint endpoint = endpoint_of(address);
     acceptor_.open(endpoint.protocol(), ec);
     if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
@@ -319,10 +326,7 @@ std::error_code AdminServer::listen(const common::Address& address) {
 
 std::error_code AdminServer::adopt(common::Fd listening, const common::Address& address) {
     boost::system::error_code ec;
-    tcp::endpoint endpoint;
-    endpoint.resize(address.length);
-    std::memcpy(endpoint.data(), address.sa(), address.length);
-    acceptor_.assign(endpoint.protocol(), listening.get(), ec);
+    acceptor_.assign(endpoint_of(address).protocol(), listening.get(), ec);
     if (ec) return {ec.value(), std::system_category()};
     listening.release();  // the acceptor owns it now
     state_->closed = false;

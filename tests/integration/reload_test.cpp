@@ -100,6 +100,7 @@ TEST_P(ReloadTest, FiftyReloadsUnderLoadLoseNothing) {
     Ports p;
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, config_text(GetParam(), p, 0, addresses_), GetParam());
+    const FdCounts baseline = proxy.settled_fd_counts();
 
     constexpr size_t kLongLived = 200;
     constexpr size_t kChunk = 8192;
@@ -124,24 +125,7 @@ TEST_P(ReloadTest, FiftyReloadsUnderLoadLoseNothing) {
     };
     ASSERT_TRUE(round());
 
-    std::atomic<bool> stop{false};
-    std::atomic<uint64_t> streamed{0}, stream_failures{0};
-    std::string first_failure;
-    std::thread stream([&] {
-        uint64_t seed = 1000;
-        while (!stop.load()) {
-            ExchangeSpec spec;
-            spec.kind = ExchangeKind::kEcho;
-            spec.send_bytes = 4096;
-            spec.seed = ++seed;
-            ExchangeResult r = exchange(p.main, spec, 10000ms);
-            if (r.ok) {
-                streamed.fetch_add(1);
-            } else if (stream_failures.fetch_add(1) == 0) {
-                first_failure = r.error;
-            }
-        }
-    });
+    ConnectionStream stream(p.main, 4096);
 
     size_t expected_ok = 0, expected_failed = 0;
     for (int k = 1; k <= 50; ++k) {
@@ -174,10 +158,9 @@ TEST_P(ReloadTest, FiftyReloadsUnderLoadLoseNothing) {
             EXPECT_FALSE(connect_to(gone, 1000ms, &error)) << "reload " << k;
         }
     }
-    stop = true;
-    stream.join();
-    EXPECT_EQ(stream_failures.load(), 0u) << first_failure;
-    EXPECT_GT(streamed.load(), 50u);
+    stream.stop();
+    EXPECT_EQ(stream.failed(), 0u) << stream.first_failure();
+    EXPECT_GT(stream.succeeded(), 50u);
 
     // Every long-lived session ends cleanly: EOF both ways, nothing extra.
     for (auto& s : sessions) s.shutdown_write();
@@ -186,8 +169,12 @@ TEST_P(ReloadTest, FiftyReloadsUnderLoadLoseNothing) {
         EXPECT_EQ(c.kind, CloseKind::kEof) << i;
         EXPECT_EQ(c.bytes_before, 0u) << i;
     }
+    // 45 listener moves left no socket behind: back to the fds of the start.
+    FdCounts after = wait_for_fd_baseline(proxy, baseline, 5000ms);
+    EXPECT_TRUE(fd_counts_match(after, baseline, false))
+        << "baseline " << to_string(baseline) << ", now " << to_string(after);
     // Counters kept counting through 45 reloads: every connection to "main" is there.
-    uint64_t total = kLongLived + streamed.load() + stream_failures.load();
+    uint64_t total = kLongLived + stream.succeeded() + stream.failed();
     std::string last;
     EXPECT_TRUE(wait_for_metric(
         p.admin, "ringlb_listener_connections_total", {{"listener", "main"}},

@@ -1299,6 +1299,29 @@ RunSummary run_concurrent(uint16_t port, size_t count, const ExchangeSpec& spec,
     return run_concurrent(port, specs, options);
 }
 
+ConnectionStream::ConnectionStream(uint16_t port, uint64_t bytes, Millis pause) {
+    thread_ = std::thread([this, port, bytes, pause] {
+        uint64_t seed = 1000;
+        while (!stop_.load()) {
+            ExchangeSpec spec;
+            spec.kind = ExchangeKind::kEcho;
+            spec.send_bytes = bytes;
+            spec.seed = ++seed;
+            ExchangeResult r = exchange(port, spec, Millis(10000));
+            if (r.ok)
+                succeeded_.fetch_add(1);
+            else if (failed_.fetch_add(1) == 0)
+                first_failure_ = r.error;
+            if (pause.count() > 0) std::this_thread::sleep_for(pause);
+        }
+    });
+}
+
+void ConnectionStream::stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Low-level helpers
 

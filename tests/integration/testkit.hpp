@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -15,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -360,6 +362,30 @@ RunSummary run_concurrent(uint16_t port, const std::vector<ExchangeSpec>& specs,
 // `count` copies of `spec`, each with its own payload seed.
 RunSummary run_concurrent(uint16_t port, size_t count, const ExchangeSpec& spec,
                           const RunOptions& options = {});
+
+// A stream of new connections: short echo exchanges of `bytes` to 127.0.0.1:port, one after the
+// other with `pause` between them, on a thread of its own until stop() (or destruction, so a
+// failed ASSERT never leaves the thread running). Every exchange is checked byte for byte.
+class ConnectionStream {
+  public:
+    ConnectionStream(uint16_t port, uint64_t bytes, Millis pause = Millis(0));
+    ~ConnectionStream() { stop(); }
+    ConnectionStream(const ConnectionStream&) = delete;
+    ConnectionStream& operator=(const ConnectionStream&) = delete;
+
+    void stop();
+    uint64_t succeeded() const { return succeeded_.load(); }
+    uint64_t failed() const { return failed_.load(); }
+    // Why the first failed exchange failed; read it after stop().
+    const std::string& first_failure() const { return first_failure_; }
+
+  private:
+    std::atomic<bool> stop_{false};
+    std::atomic<uint64_t> succeeded_{0};
+    std::atomic<uint64_t> failed_{0};
+    std::string first_failure_;
+    std::thread thread_;
+};
 
 // Low-level helpers for fault tests. All sockets are blocking with the given timeouts.
 common::Fd connect_to(uint16_t port, Millis timeout, std::string* error = nullptr);

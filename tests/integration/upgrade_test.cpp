@@ -43,35 +43,8 @@ TEST_P(UpgradeTest, NewConnectionsAndTransfersInFlightLoseNothing) {
     RINGLB_START_PROXY(old_proxy, config, GetParam());
     ASSERT_TRUE(old_proxy.wait_for_log("upgrade: a new ringlb started with --upgrade", 5s));
 
-    std::atomic<bool> stop{false};
-    std::atomic<uint64_t> streamed{0}, failures{0};
-    std::string first_failure;
-    struct Joiner {
-        std::atomic<bool>& stop;
-        std::thread& thread;
-        ~Joiner() {
-            stop = true;
-            if (thread.joinable()) thread.join();
-        }
-    };
-    std::thread stream;
-    Joiner joiner{stop, stream};
-    stream = std::thread([&] {
-        uint64_t seed = 7;
-        while (!stop.load()) {
-            ExchangeSpec e;
-            e.kind = ExchangeKind::kEcho;
-            e.send_bytes = 2048;
-            e.seed = ++seed;
-            ExchangeResult r = exchange(stream_port, e, 10000ms);
-            if (r.ok)
-                streamed.fetch_add(1);
-            else if (failures.fetch_add(1) == 0)
-                first_failure = r.error;
-            // A steady stream, not a flood: 2 cores also run both proxies and the backends.
-            std::this_thread::sleep_for(2ms);
-        }
-    });
+    // A steady stream, not a flood: 2 cores also run both proxies and the backends.
+    ConnectionStream stream(stream_port, 2048, 2ms);
 
     constexpr size_t kTransfers = 20;
     ExchangeSpec transfer;
@@ -93,7 +66,7 @@ TEST_P(UpgradeTest, NewConnectionsAndTransfersInFlightLoseNothing) {
         << last << old_proxy.log_tail() << "\nrun finished: "
         << (run.wait_for(0s) == std::future_status::ready ? run.get().describe() : "no");
 
-    size_t before = streamed.load();
+    size_t before = stream.succeeded();
     ProxyProcess new_proxy;
     StartResult started = new_proxy.start_file(old_proxy.config_path(), {"--upgrade"});
     ASSERT_TRUE(started.ready()) << started.describe();
@@ -112,12 +85,11 @@ TEST_P(UpgradeTest, NewConnectionsAndTransfersInFlightLoseNothing) {
 
     // The new one kept taking clients all along, and serves the admin endpoint now.
     auto until = std::chrono::steady_clock::now() + 5s;
-    while (streamed.load() < before + 50 && std::chrono::steady_clock::now() < until)
+    while (stream.succeeded() < before + 50 && std::chrono::steady_clock::now() < until)
         std::this_thread::sleep_for(10ms);
-    stop = true;
-    stream.join();
-    EXPECT_EQ(failures.load(), 0u) << first_failure;
-    EXPECT_GE(streamed.load(), before + 50);
+    stream.stop();
+    EXPECT_EQ(stream.failed(), 0u) << stream.first_failure();
+    EXPECT_GE(stream.succeeded(), before + 50);
     EXPECT_TRUE(wait_for_metric(spec.admin_port, "ringlb_listener_connections_total",
                                 {{"listener", "stream"}}, 1.0, 5s, &last))
         << last;
@@ -140,6 +112,7 @@ TEST_P(UpgradeTest, ANewProcessThatFailsLeavesTheOldOneServing) {
     ProxyProcess old_proxy;
     RINGLB_START_PROXY(old_proxy, config, GetParam());
     ASSERT_TRUE(old_proxy.wait_for_log("upgrade: a new ringlb started with --upgrade", 5s));
+    const FdCounts baseline = old_proxy.settled_fd_counts();
 
     // The new configuration adds a listener on an address another process holds: the new
     // process takes the sockets, then fails to bind and exits 1 before it is ready.
@@ -161,6 +134,10 @@ TEST_P(UpgradeTest, ANewProcessThatFailsLeavesTheOldOneServing) {
     auto ready = http_request(spec.admin_port, "/ready");
     ASSERT_TRUE(ready);
     EXPECT_EQ(ready->status, 200);
+    // The duplicates it handed over are closed again.
+    FdCounts after = wait_for_fd_baseline(old_proxy, baseline, 5000ms);
+    EXPECT_TRUE(fd_counts_match(after, baseline, false))
+        << "baseline " << to_string(baseline) << ", now " << to_string(after);
 
     // Without a running ringlb to take over from, --upgrade says so and exits 1.
     ProxyProcess orphan;
