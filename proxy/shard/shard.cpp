@@ -404,11 +404,16 @@ void Shard::release_listener(size_t i, ListenerClosed closed) {
 void Shard::finish_close(Listener& l) {
     if (!l.fd) return;
     if (l.handed_over) {
-        // A new process holds the socket now and accepts what is queued: close our fd only.
+        // A new process holds the socket now and accepts from it; ours closes without
+        // shutdown(). What waits in the queue at this moment is still taken here: io_uring's
+        // accept waits exclusively, so a wakeup that went to our op just before its cancel is
+        // lost to the new process's op too, and its client would wait for the next connection
+        // to arrive (a 10 s stall seen in the upgrade test).
+        if (!stopping_) l.taken += take_queued(l);
         engine_->close_fd(l.fd.release());
         std::vector<ListenerClosed> callbacks;
         callbacks.swap(l.on_closed);
-        for (ListenerClosed& callback : callbacks) callback(0);
+        for (ListenerClosed& callback : callbacks) callback(l.taken);
         return;
     }
     if (!stopping_) l.taken += take_queued(l);
