@@ -46,6 +46,10 @@ constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
 // queued clients past the shards' fd reserve (common/fd_reserve.hpp) before their pause takes
 // effect, and /metrics must answer exactly then. A few are enough: a scrape holds one.
 constexpr size_t kSpareFds = common::kControlSpareFds;
+// While the spares are short, they are topped up on this period as well as on every admin
+// connection's open and close: a shard's io_uring accept can take the fd a closing admin
+// connection frees, and with no scrape after that the spares would stay short for good.
+constexpr auto kSpareRefill = std::chrono::milliseconds(250);
 
 uint64_t steady_ms() {
     return static_cast<uint64_t>(
@@ -78,7 +82,9 @@ class Connection;
 
 }  // namespace
 
-struct AdminServer::State {
+struct AdminServer::State : std::enable_shared_from_this<AdminServer::State> {
+    explicit State(asio::io_context& io) : refill_timer(io) {}
+
     AdminLimits limits;
     std::vector<Route> routes;
     bool ready = false;
@@ -91,12 +97,15 @@ struct AdminServer::State {
     common::LogLimiter accept_log;
     common::LogLimiter reject_log;
     std::vector<common::Fd> spare_fds;
+    asio::steady_timer refill_timer;
+    bool refill_armed = false;
 
-    // Tops the spare fds up again; quietly leaves them short while the process is out of fds.
+    // Tops the spare fds up again; while the process is out of fds, leaves them short and tries
+    // again after kSpareRefill.
     void refill_spares() {
         while (spare_fds.size() < kSpareFds) {
             common::Fd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-            if (!fd) return;
+            if (!fd) return arm_refill();
             // Moved to the top slots of the table (common/fd_reserve.hpp), which the data path
             // never keeps: the fd a given-up spare frees is then the admin endpoint's.
             int floor = common::control_spare_floor();
@@ -106,6 +115,18 @@ struct AdminServer::State {
             }
             spare_fds.push_back(std::move(fd));
         }
+    }
+
+    void arm_refill() {
+        if (refill_armed || closed) return;
+        refill_armed = true;
+        refill_timer.expires_after(kSpareRefill);
+        refill_timer.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+            auto self = weak.lock();
+            if (!self) return;
+            self->refill_armed = false;
+            if (!ec && !self->closed) self->refill_spares();
+        });
     }
 
     std::string describe_routes() const {
@@ -260,7 +281,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 AdminServer::AdminServer(asio::io_context& io, std::function<std::string()> metrics,
                          AdminLimits limits)
-    : state_(std::make_shared<State>()), acceptor_(io), retry_(io) {
+    : state_(std::make_shared<State>(io)), acceptor_(io), retry_(io) {
     state_->limits = limits;
     // The handlers live in *state_, so a raw pointer to it cannot dangle (a shared_ptr would be
     // a cycle).
@@ -349,6 +370,7 @@ void AdminServer::close() {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     retry_.cancel();
+    state_->refill_timer.cancel();
     // stop() only closes sockets; the connections end (and leave the set) in their handlers.
     for (Connection* c : state_->connections) c->stop();
 }
