@@ -160,11 +160,15 @@ TEST_P(DrainTest, ClientsDuringDrainDelayAreServedAndLaterOnesRefused) {
     EXPECT_EQ(wait_for_ready_status(spec.admin_port, 503, 1s), 503);
     bool closed = proxy.wait_for_log("drain: listeners closed", kDelay + 5s, log_mark);
     Clock::time_point closed_seen = Clock::now();
-    // Enough attempts after the close to see them refused.
-    size_t at_close = count_attempts();
+    // Enough attempts started after the close to see them refused (the one in flight when the
+    // close was seen started before it and does not count).
+    auto started_after_close = [&] {
+        std::lock_guard lock(mutex);
+        return std::count_if(attempts.begin(), attempts.end(),
+                             [&](const Attempt& a) { return a.started > closed_seen; });
+    };
     until = Clock::now() + 5s;
-    while (count_attempts() < at_close + 5 && Clock::now() < until)
-        std::this_thread::sleep_for(10ms);
+    while (started_after_close() < 5 && Clock::now() < until) std::this_thread::sleep_for(10ms);
     stop.store(true);
     clients.join();
     ASSERT_TRUE(closed) << proxy.log_tail();
