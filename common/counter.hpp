@@ -16,6 +16,8 @@ class Counter {
     void sub(uint64_t n = 1) {
         v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
     }
+    // For gauges recomputed whole rather than counted.
+    void set(uint64_t n) { v_.store(n, std::memory_order_relaxed); }
     uint64_t get() const { return v_.load(std::memory_order_relaxed); }
 
   private:

@@ -76,6 +76,16 @@ const char* to_string(HashKey key) {
     return "?";
 }
 
+const char* to_string(WhenAllDown policy) {
+    switch (policy) {
+        case WhenAllDown::kTryAnyway:
+            return "try_anyway";
+        case WhenAllDown::kFail:
+            return "fail";
+    }
+    return "?";
+}
+
 const char* to_string(ClosePolicy policy) {
     switch (policy) {
         case ClosePolicy::kGraceful:
@@ -159,6 +169,13 @@ constexpr Millis kMaxDrainPhase = std::chrono::hours(1);
 constexpr int64_t kMaxKeepaliveSeconds = 32767;
 constexpr int64_t kMaxKeepaliveCount = 127;
 constexpr int64_t kMaxRetries = 16;
+// Active health checks: an interval under 100 ms is load, not health; rise and fall past 100
+// would take minutes to react.
+constexpr Millis kMinHealthInterval{100};
+constexpr Millis kMaxHealthInterval{std::chrono::hours(1)};
+constexpr int64_t kMaxRiseFall = 100;
+constexpr int64_t kMaxHealthJitterPercent = 50;
+constexpr size_t kMaxHealthBytes = 4096;  // send and expect
 constexpr int64_t kMinMaglevTableSize = 101;
 constexpr int64_t kMaxMaglevTableSize = 1000003;  // a prime
 constexpr int64_t kMaxPoolWarm = 1024;
@@ -197,7 +214,9 @@ constexpr std::string_view kClusterOnlyKeys[] = {"backends",
                                                  "server_idle_timeout",
                                                  "source_addresses",
                                                  "source_port_range",
-                                                 "close"};
+                                                 "close",
+                                                 "health",
+                                                 "when_all_down"};
 constexpr std::string_view kBackendOnlyKeys[] = {"address", "weight", "max_connections"};
 
 // Keys that are valid elsewhere in the file, with where they belong.
@@ -959,13 +978,13 @@ class Loader {
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("cluster", i);
-            check_keys(
-                table, prefix,
-                {"name", "connect_timeout", "backends", "balance", "hash_key", "maglev_table_size",
-                 "retries", "pool", "queue", "server_idle_timeout", "tcp_keepalive",
-                 "tcp_user_timeout", "source_addresses", "source_port_range", "close"},
-                {{kListenerOnlyKeys, "it belongs in a [[listener]] section"},
-                 {kBackendOnlyKeys, "it is set on each entry of backends"}});
+            check_keys(table, prefix,
+                       {"name", "connect_timeout", "backends", "balance", "hash_key",
+                        "maglev_table_size", "retries", "pool", "queue", "server_idle_timeout",
+                        "tcp_keepalive", "tcp_user_timeout", "source_addresses",
+                        "source_port_range", "close", "health", "when_all_down"},
+                       {{kListenerOnlyKeys, "it belongs in a [[listener]] section"},
+                        {kBackendOnlyKeys, "it is set on each entry of backends"}});
             ClusterConfig cluster;
             cluster.name = name_of(table, prefix);
             if (auto [it, added] = names.emplace(cluster.name, i); !added)
@@ -1014,6 +1033,12 @@ class Loader {
                 cluster.close = enum_of<ClosePolicy>(
                     *node, join(prefix, "close"),
                     {{"graceful", ClosePolicy::kGraceful}, {"reset", ClosePolicy::kReset}});
+            if (const toml::node* node = table.get("health"))
+                cluster.health = health_of(*node, join(prefix, "health"));
+            if (const toml::node* node = table.get("when_all_down"))
+                cluster.when_all_down = enum_of<WhenAllDown>(
+                    *node, join(prefix, "when_all_down"),
+                    {{"try_anyway", WhenAllDown::kTryAnyway}, {"fail", WhenAllDown::kFail}});
             clusters.push_back(std::move(cluster));
         }
         return clusters;
@@ -1087,6 +1112,105 @@ class Loader {
         if (const toml::node* max_idle = table.get("max_idle"))
             pool.max_idle = timeout_of(*max_idle, join(key, "max_idle"));
         return pool;
+    }
+
+    HealthCheckConfig health_of(const toml::node& node, const std::string& key) const {
+        const toml::table& table = inline_table_of(
+            node, key, "{ interval = \"2s\", timeout = \"1s\", rise = 2, fall = 3 }");
+        check_keys(table, key,
+                   {"interval", "timeout", "rise", "fall", "jitter", "port", "send", "send_hex",
+                    "expect", "expect_hex"});
+        HealthCheckConfig health;
+        health.enabled = true;
+        if (const toml::node* n = table.get("interval")) {
+            std::string k = join(key, "interval");
+            health.interval = duration_of(*n, k);
+            if (health.interval < kMinHealthInterval || health.interval > kMaxHealthInterval)
+                fail(*n, k,
+                     "must be between " + format_duration(kMinHealthInterval) + " and " +
+                         format_duration(kMaxHealthInterval) + ", got " +
+                         quote(n->as_string()->get()));
+        }
+        if (const toml::node* n = table.get("timeout"))
+            health.timeout = timeout_of(*n, join(key, "timeout"));
+        // One check at a time per backend: a check must end before the next one starts.
+        if (health.timeout > health.interval) {
+            const toml::node* n =
+                table.get("timeout") ? table.get("timeout") : table.get("interval");
+            fail(*n, join(key, n == table.get("timeout") ? "timeout" : "interval"),
+                 "the timeout (" + format_duration(health.timeout) +
+                     ") must not exceed the interval (" + format_duration(health.interval) + ")");
+        }
+        if (const toml::node* n = table.get("rise"))
+            health.rise = static_cast<uint32_t>(integer_of(*n, join(key, "rise"), 1, kMaxRiseFall));
+        if (const toml::node* n = table.get("fall"))
+            health.fall = static_cast<uint32_t>(integer_of(*n, join(key, "fall"), 1, kMaxRiseFall));
+        if (const toml::node* n = table.get("jitter"))
+            health.jitter_percent = percent_of(*n, join(key, "jitter"), kMaxHealthJitterPercent);
+        if (const toml::node* n = table.get("port"))
+            health.port = static_cast<uint16_t>(integer_of(*n, join(key, "port"), 1, 65535));
+        health_bytes(table, key, "send", health.send, health.send_hex);
+        health_bytes(table, key, "expect", health.expect, health.expect_hex);
+        return health;
+    }
+
+    // `name` (text) or `name_hex` (hex digits), at most one of them.
+    void health_bytes(const toml::table& table, const std::string& key, const std::string& name,
+                      std::string& bytes, bool& hex) const {
+        const toml::node* text = table.get(name);
+        const toml::node* digits = table.get(name + "_hex");
+        if (text && digits)
+            fail(*digits, join(key, name + "_hex"),
+                 "give either " + name + " or " + name + "_hex, not both");
+        if (text) bytes = string_of(*text, join(key, name));
+        if (digits) {
+            std::string k = join(key, name + "_hex");
+            const std::string& value = string_of(*digits, k);
+            if (value.size() % 2 != 0)
+                fail(*digits, k, "expected an even number of hex digits, got " + quote(value));
+            for (size_t i = 0; i < value.size(); i += 2) {
+                int hi = hex_digit(value[i]);
+                int lo = hex_digit(value[i + 1]);
+                if (hi < 0 || lo < 0)
+                    fail(*digits, k, "expected hex digits (0-9, a-f), got " + quote(value));
+                bytes += static_cast<char>(hi * 16 + lo);
+            }
+            hex = true;
+        }
+        const toml::node* given = text ? text : digits;
+        if (given && bytes.empty())
+            fail(*given, join(key, text ? name : name + "_hex"),
+                 "must not be empty (leave the key out instead)");
+        if (bytes.size() > kMaxHealthBytes)
+            fail(*given, join(key, text ? name : name + "_hex"),
+                 "must be at most " + std::to_string(kMaxHealthBytes) + " bytes, got " +
+                     std::to_string(bytes.size()));
+    }
+
+    static int hex_digit(char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    }
+
+    // "10%": a whole percentage from 0 to `max`.
+    uint32_t percent_of(const toml::node& node, std::string_view key, int64_t max) const {
+        auto s = node.as_string();
+        std::string expected = "expected a percentage like \"10%\"";
+        if (!s) fail(node, key, expected + ", got " + describe(node));
+        const std::string& text = s->get();
+        if (text.size() < 2 || text.size() > 4 || text.back() != '%')
+            fail(node, key, expected + ", got " + quote(text));
+        int64_t value = 0;
+        for (size_t i = 0; i + 1 < text.size(); ++i) {
+            if (text[i] < '0' || text[i] > '9') fail(node, key, expected + ", got " + quote(text));
+            value = value * 10 + (text[i] - '0');
+        }
+        if (value > max)
+            fail(node, key,
+                 "must be between 0% and " + std::to_string(max) + "%, got " + quote(text));
+        return static_cast<uint32_t>(value);
     }
 
     QueueConfig queue_of(const toml::node& node, const std::string& key) const {

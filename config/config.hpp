@@ -90,6 +90,29 @@ struct QueueConfig {
     bool operator==(const QueueConfig&) const = default;
 };
 
+// `health = { interval = "2s", timeout = "1s", rise = 2, fall = 3, jitter = "10%", port = N,
+// send = "...", expect = "..." }`: active checks of every backend, run by the control thread
+// (proxy/health). Without `send` and `expect` a check is a TCP connect.
+struct HealthCheckConfig {
+    bool enabled = false;  // only when `health` is present
+    Millis interval{2000};
+    Millis timeout{1000};
+    uint32_t rise = 2;             // consecutive passes that bring a backend up
+    uint32_t fall = 3;             // consecutive failures that take it down
+    uint32_t jitter_percent = 10;  // each interval varies by up to this much either way
+    uint16_t port = 0;             // 0: the backend's own port
+    std::string send;              // bytes written once connected ("" = none)
+    std::string expect;            // bytes the reply must start with ("" = none)
+    bool send_hex = false;         // written as send_hex / expect_hex (for rendering)
+    bool expect_hex = false;
+
+    bool operator==(const HealthCheckConfig&) const = default;
+};
+
+// What a cluster does when every backend that is not drained is down (`when_all_down`).
+enum class WhenAllDown { kTryAnyway, kFail };
+const char* to_string(WhenAllDown policy);
+
 struct ClusterConfig {
     std::string name;
     std::vector<BackendConfig> backends;
@@ -108,6 +131,8 @@ struct ClusterConfig {
     uint16_t source_port_min = 0;  // IP_LOCAL_PORT_RANGE; 0/0: the system range
     uint16_t source_port_max = 0;
     ClosePolicy close = ClosePolicy::kGraceful;
+    HealthCheckConfig health;
+    WhenAllDown when_all_down = WhenAllDown::kTryAnyway;
 
     bool operator==(const ClusterConfig&) const = default;
 };

@@ -74,6 +74,39 @@ toml::table listener_table(const ListenerConfig& listener) {
     return table;
 }
 
+std::string hex_of(const std::string& bytes) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+        out += kDigits[c >> 4];
+        out += kDigits[c & 15];
+    }
+    return out;
+}
+
+toml::table health_table(const HealthCheckConfig& health) {
+    toml::table table = inline_table();
+    table.insert("interval", format_duration(health.interval));
+    table.insert("timeout", format_duration(health.timeout));
+    table.insert("rise", static_cast<int64_t>(health.rise));
+    table.insert("fall", static_cast<int64_t>(health.fall));
+    table.insert("jitter", std::to_string(health.jitter_percent) + "%");
+    if (health.port != 0) table.insert("port", static_cast<int64_t>(health.port));
+    if (!health.send.empty()) {
+        if (health.send_hex)
+            table.insert("send_hex", hex_of(health.send));
+        else
+            table.insert("send", health.send);
+    }
+    if (!health.expect.empty()) {
+        if (health.expect_hex)
+            table.insert("expect_hex", hex_of(health.expect));
+        else
+            table.insert("expect", health.expect);
+    }
+    return table;
+}
+
 toml::table cluster_table(const ClusterConfig& cluster) {
     toml::table table;
     table.insert("name", cluster.name);
@@ -112,6 +145,8 @@ toml::table cluster_table(const ClusterConfig& cluster) {
         table.insert("source_port_range", std::to_string(cluster.source_port_min) + "-" +
                                               std::to_string(cluster.source_port_max));
     table.insert("close", to_string(cluster.close));
+    if (cluster.health.enabled) table.insert("health", health_table(cluster.health));
+    table.insert("when_all_down", to_string(cluster.when_all_down));
     return table;
 }
 

@@ -225,6 +225,66 @@ void add_upstream_families(const std::vector<ShardView>& shards,
         });
 }
 
+// What the active health checks say (proxy/health): ringlb_backend_up for every backend, the
+// rest for checked backends only.
+void add_health_families(const std::vector<ShardView>& shards, const health::HealthChecker* health,
+                         std::vector<prometheus::MetricFamily>& families) {
+    if (shards.empty()) return;
+    const auto& clusters = shards.front().layout->clusters;
+    prometheus::MetricFamily up{"ringlb_backend_up",
+                                "1 when the backend takes new sessions as far as health checks "
+                                "tell (always 1 without checks), 0 while they hold it down.",
+                                gauge,
+                                {}};
+    prometheus::MetricFamily checks{
+        "ringlb_health_checks_total",
+        "Active health checks by result: ok, refused, timeout, reset, unreachable, wrong_reply, "
+        "closed, local_error (ringlb could not run the check; it does not count against the "
+        "backend).",
+        counter,
+        {}};
+    prometheus::MetricFamily changes{
+        "ringlb_health_changes_total",
+        "Times health checks took the backend down (to=\"down\") or brought it back (to=\"up\").",
+        counter,
+        {}};
+    prometheus::MetricFamily duration{
+        "ringlb_health_check_duration_seconds",
+        "Time an active health check took (connect, send and reply), of every backend of the "
+        "cluster.",
+        prometheus::MetricType::Histogram,
+        {}};
+    for (const auto& cluster : clusters) {
+        common::HistogramTotals totals = health::CheckHistogram::empty_totals();
+        bool checked = false;
+        for (const auto& backend : cluster.backends) {
+            const health::BackendHealth* h =
+                health ? health->find(cluster.name, backend.name) : nullptr;
+            Labels labels{{"cluster", cluster.name}, {"backend", backend.name}};
+            add_sample(up, labels, h && !h->up ? 0 : 1);
+            if (!h) continue;
+            checked = true;
+            for (size_t r = 0; r < health::kResultCount; ++r) {
+                Labels with = labels;
+                with.push_back({"result", health::to_string(static_cast<health::Result>(r))});
+                add_sample(checks, std::move(with), static_cast<double>(h->results[r]));
+            }
+            Labels to_down = labels;
+            to_down.push_back({"to", "down"});
+            add_sample(changes, std::move(to_down), static_cast<double>(h->went_down));
+            Labels to_up = labels;
+            to_up.push_back({"to", "up"});
+            add_sample(changes, std::move(to_up), static_cast<double>(h->went_up));
+            h->durations.add_to(totals);
+        }
+        if (checked) add_histogram(duration, {{"cluster", cluster.name}}, totals);
+    }
+    families.push_back(std::move(up));
+    families.push_back(std::move(checks));
+    families.push_back(std::move(changes));
+    families.push_back(std::move(duration));
+}
+
 void add_port_forecast(const std::vector<ShardView>& shards, const std::vector<double>& forecast,
                        std::vector<prometheus::MetricFamily>& families) {
     if (shards.empty()) return;
@@ -327,6 +387,7 @@ std::string render_metrics(const MetricsSources& sources) {
     add_shard_families(sources.shards, families);
     add_listener_families(sources.shards, families);
     add_upstream_families(sources.shards, families);
+    add_health_families(sources.shards, sources.health, families);
     add_port_forecast(sources.shards, sources.port_forecast, families);
     add_access_log_family(sources.shards, families);
     return prometheus::TextSerializer().Serialize(families);

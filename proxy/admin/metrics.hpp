@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "proxy/admin/admin_server.hpp"
+#include "proxy/health/checker.hpp"
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/layout.hpp"
 #include "proxy/upstream/connector.hpp"
@@ -63,6 +64,8 @@ struct MetricsSources {
     ControlStats control;
     std::optional<AdminServer::Stats> admin;
     bool process = true;  // read the process's own figures (process_stats.hpp)
+    // The active health checks (null: none run, every backend counts as up).
+    const health::HealthChecker* health = nullptr;
 };
 
 // Prometheus text exposition, read at scrape time (the shards keep writing; each value is one
@@ -75,7 +78,8 @@ struct MetricsSources {
 //   RINGLB_BACKEND_COUNTERS, RINGLB_CONNECT_FAILURES, RINGLB_CLOSE_REASONS
 //                                proxy/upstream/counters.hpp  labels cluster, backend (reason)
 //   RINGLB_PROCESS_METRICS       proxy/admin/process_stats.hpp
-//   RINGLB_ADMIN_STATS, control, build and engine info, access log: metrics.cpp
+//   RINGLB_CHECK_RESULTS         proxy/health/checker.hpp     labels cluster, backend, result
+//   RINGLB_ADMIN_STATS, control, build and engine info, access log, backend_up: metrics.cpp
 // Per-listener, per-cluster and per-backend values are summed over shards, histograms merged
 // bucket by bucket; per-shard counters keep their `shard` label.
 std::string render_metrics(const MetricsSources& sources);

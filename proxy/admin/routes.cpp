@@ -8,7 +8,8 @@
 
 namespace ringlb::admin {
 
-std::string render_backends(const std::vector<ShardView>& shards) {
+std::string render_backends(const std::vector<ShardView>& shards,
+                            const health::HealthChecker* health) {
     // ordered_json keeps the keys in the order written here, the order the README shows.
     nlohmann::ordered_json backends = nlohmann::ordered_json::array();
     if (!shards.empty()) {
@@ -25,17 +26,26 @@ std::string render_backends(const std::vector<ShardView>& shards) {
                     active += here;
                     if (state.limit == 0 || here < state.limit) every_shard_full = false;
                 }
-                backends.push_back({
+                const health::BackendHealth* h =
+                    health ? health->find(cluster.name, cluster.backends[b].name) : nullptr;
+                bool down = h && !h->up;
+                nlohmann::ordered_json entry = {
                     {"cluster", cluster.name},
                     {"backend", cluster.backends[b].name},
                     {"weight", cluster.backends[b].weight},
                     {"max_connections", cluster.backends[b].max_connections},
                     {"active_connections", active},
-                    {"state", cluster.backends[b].drained
-                                  ? kBackendDrained
-                                  : (every_shard_full ? kBackendFull : kBackendUp)},
-                    {"health", kHealthUnknown},
-                });
+                    {"state",
+                     cluster.backends[b].drained
+                         ? kBackendDrained
+                         : (down ? kBackendDown : (every_shard_full ? kBackendFull : kBackendUp))},
+                    {"health", h ? (h->up ? "up" : "down") : kHealthUnknown},
+                };
+                if (h && h->checked) {
+                    entry["check"] = {{"result", health::to_string(h->last)},
+                                      {"detail", h->last_detail}};
+                }
+                backends.push_back(std::move(entry));
             }
         }
     }
@@ -44,13 +54,14 @@ std::string render_backends(const std::vector<ShardView>& shards) {
     return body.dump(2) + "\n";
 }
 
-Route backends_route(std::function<std::vector<ShardView>()> shards) {
+Route backends_route(std::function<std::vector<ShardView>()> shards,
+                     const health::HealthChecker* health) {
     return {"/backends",
             {"GET", "HEAD"},
             "JSON: every backend with its weight, active connections (summed over the shards), "
             "state and health",
-            [shards = std::move(shards)](const Request&) -> Reply {
-                return {200, "application/json", render_backends(shards())};
+            [shards = std::move(shards), health](const Request&) -> Reply {
+                return {200, "application/json", render_backends(shards(), health)};
             }};
 }
 

@@ -62,7 +62,11 @@ ControlPlane::ControlPlane(std::shared_ptr<const config::Config> config,
       cli_level_(cli_level),
       upgrade_(upgrade),
       drain_timer_(io_),
-      shards_(io_) {
+      shards_(io_),
+      health_(io_, [this] {
+          post_health();
+          update_ready();
+      }) {
     // Signal handling comes first, so no signal of the startup meets the default action (which
     // kills the process without closing anything): a stop requested while shards start stops
     // them and exits 0. Signals that arrived since block_control_signals() were kept pending and
@@ -112,6 +116,7 @@ std::vector<admin::ShardView> ControlPlane::shard_views() const {
 }
 
 void ControlPlane::stop() {
+    health_.stop();
     shards_.stop();
     if (access_log_) access_log_->flush();  // the sessions the shards closed as they stopped
     log_stats();
@@ -178,6 +183,7 @@ int ControlPlane::run() {
         return 0;
     }
     if (!start_admin()) return 1;
+    health_.apply(*config_);
     std::string names;
     for (const auto& l : config_->listeners) names += " " + l.name + "=" + l.bind_text;
     LOG_INFO("ready: %zu listeners on %zu shards, engine %s:%s", config_->listeners.size(),
@@ -281,10 +287,11 @@ bool ControlPlane::start_admin() {
     admin_ = std::make_unique<admin::AdminServer>(io_, [this] {
         admin::MetricsSources sources{shard_views(), engine_.name, forecast_, control_,
                                       admin_->stats()};
+        sources.health = &health_;
         return admin::render_metrics(sources);
     });
     // The endpoints that read the shards and the configuration (proxy/admin/routes.hpp).
-    admin_->add_route(admin::backends_route([this] { return shard_views(); }));
+    admin_->add_route(admin::backends_route([this] { return shard_views(); }, &health_));
     admin_->add_route(admin::config_route([this] { return config_; }));
     admin_->add_route({"/reload",
                        {"POST"},

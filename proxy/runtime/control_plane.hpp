@@ -13,6 +13,7 @@
 #include "config/config.hpp"
 #include "proxy/admin/admin_server.hpp"
 #include "proxy/admin/metrics.hpp"
+#include "proxy/health/checker.hpp"
 #include "proxy/runtime/access_log_writer.hpp"
 #include "proxy/runtime/host_check.hpp"
 #include "proxy/runtime/port_watch.hpp"
@@ -61,8 +62,11 @@ class ControlPlane {
     std::string publish(std::shared_ptr<const config::Config> next,
                         const upstream::BackendOverrides& overrides,
                         std::shared_ptr<std::vector<std::vector<common::Fd>>> fds);
-    // /ready: 200 while serving, not draining, and every cluster has a usable backend.
+    // /ready: 200 while serving, not draining, and every cluster has a usable backend (neither
+    // drained nor down by health checks).
     void update_ready();
+    // Sends every shard the health checks' current verdicts.
+    void post_health();
     void on_signal(const boost::system::error_code& ec, int signo);
     void log_stats() const;
     std::vector<admin::ShardView> shard_views() const;
@@ -119,6 +123,7 @@ class ControlPlane {
     // What the control thread reads of each shard's listeners and clusters (shard/layout.hpp).
     std::vector<std::shared_ptr<const shard::ShardLayout>> layouts_;
     std::unique_ptr<admin::AdminServer> admin_;
+    health::HealthChecker health_;
     std::unique_ptr<PortWatch> port_watch_;
 };
 

@@ -120,8 +120,18 @@ std::string ControlPlane::publish(std::shared_ptr<const config::Config> next,
     for (const auto& c : config_->clusters)
         forecast_.push_back(sustainable_new_conn_rate(c, limits_));
     port_watch_ = std::make_unique<PortWatch>(io_, config_, layouts_, forecast_);
+    // Checks of backends that stayed keep their state; new ones start up (until their first
+    // check). The shards applied the snapshot with the verdicts they had, which name backends,
+    // so what changed here reaches them next.
+    health_.apply(*config_);
+    post_health();
     update_ready();
     return {};
+}
+
+void ControlPlane::post_health() {
+    auto verdicts = health_.verdicts();
+    shards_.post_each([verdicts](shard::Shard& s, size_t) { s.set_health(verdicts); });
 }
 
 void ControlPlane::update_ready() {
@@ -130,9 +140,20 @@ void ControlPlane::update_ready() {
         admin_->set_ready(false, draining() ? "draining" : "");
         return;
     }
+    auto verdicts = health_.verdicts();
     for (const upstream::Cluster& c : snapshot_->clusters) {
-        if (c.usable() == 0) {
-            admin_->set_ready(false, "cluster " + c.name + " has no usable backend");
+        size_t usable = 0;
+        size_t down = 0;
+        for (const upstream::Backend& b : c.backends) {
+            bool is_down = verdicts->is_down(c.name, b.name);
+            down += is_down ? 1 : 0;
+            usable += (!is_down && !b.drained) ? 1 : 0;
+        }
+        if (usable == 0) {
+            admin_->set_ready(
+                false,
+                "cluster " + c.name + " has no usable backend" +
+                    (down > 0 ? " (" + std::to_string(down) + " down by health checks)" : ""));
             return;
         }
     }

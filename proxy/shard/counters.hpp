@@ -26,7 +26,8 @@ using common::Counter;
     X(splice_directions, counter, "Session directions started with splice forwarding.")          \
     X(buffered_directions, counter, "Session directions started with buffered forwarding.")      \
     X(pipe_pool_exhausted, counter, "Splice directions that fell back to buffered: pool empty.") \
-    X(buffer_starved, counter, "Receives that waited because every shard buffer was in use.")
+    X(buffer_starved, counter, "Receives that waited because every shard buffer was in use.")    \
+    X(backends_down, gauge, "Backends this shard holds down by the health checks' verdicts.")
 
 struct ShardCounters {
 #define RINGLB_DECLARE_COUNTER(name, kind, help) Counter name;

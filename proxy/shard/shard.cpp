@@ -285,8 +285,20 @@ ListenerCounters& Shard::counters_for(const std::string& name) {
     return *it->second;
 }
 
+void Shard::set_health(std::shared_ptr<const upstream::HealthVerdicts> verdicts) {
+    connector_->set_health(std::move(verdicts));
+    count_backends_down();
+}
+
+void Shard::count_backends_down() {
+    size_t down = 0;
+    for (const auto& cs : connector_->clusters()) down += cs->down_count;
+    counters_.backends_down.set(down);
+}
+
 void Shard::apply(std::shared_ptr<const Snapshot> next, std::vector<common::Fd> fds) {
     size_t kept_clusters = connector_->apply(next->clusters, next);
+    count_backends_down();
     std::vector<std::unique_ptr<Listener>> old = std::move(listeners_);
     listeners_.clear();
     const auto& configs = next->config->listeners;

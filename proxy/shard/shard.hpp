@@ -138,6 +138,9 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // accepting: what already waits in their queues is accepted and served, then they close.
     // Sessions keep the snapshot, cluster and backend they started with.
     void apply(std::shared_ptr<const Snapshot> next, std::vector<common::Fd> fds);
+    // The health checks' verdicts (a message from the control thread): which backends new
+    // sessions avoid. Established sessions are left alone.
+    void set_health(std::shared_ptr<const upstream::HealthVerdicts> verdicts);
 
   private:
     // Each listener is the handler of its own accept op, so a completion finds its listener
@@ -183,6 +186,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
 
     void run(std::string& error, std::atomic<int>& state);
     std::shared_ptr<const ShardLayout> build_layout() const;
+    void count_backends_down();
     void arm_accept(Listener& l);
     void on_accept(Listener& l, const engine::Completion& c);
     void start_session(Listener& l, common::Fd client);

@@ -62,6 +62,7 @@ ClusterState::ClusterState(const Cluster& c, unsigned shards, uint64_t seed,
         // admits one session per shard: the total may exceed max by at most shards - 1.
         b.limit = max == 0 ? 0 : (max + shards - 1) / shards;
         if (b.limit != 0) has_limits = true;
+        if (!b.backend->drained) ++up_usable;
     }
 }
 
@@ -102,6 +103,7 @@ size_t Connector::apply(const std::vector<Cluster>& clusters, std::shared_ptr<co
         auto state = std::make_unique<ClusterState>(c, shards_, seed,
                                                     old != clusters_.end() ? old->get() : nullptr);
         state->origin = origin;
+        apply_health(*state);
         if (started_) start_pools(*state);
         next.push_back(std::move(state));
     }
@@ -114,6 +116,21 @@ size_t Connector::apply(const std::vector<Cluster>& clusters, std::shared_ptr<co
     clusters_ = std::move(next);
     collect_retired();
     return kept;
+}
+
+void Connector::set_health(std::shared_ptr<const HealthVerdicts> verdicts) {
+    health_ = std::move(verdicts);
+    for (auto& cs : clusters_) apply_health(*cs);
+}
+
+void Connector::apply_health(ClusterState& cs) {
+    cs.down_count = 0;
+    cs.up_usable = 0;
+    for (BackendState& b : cs.backends) {
+        b.down = health_ && health_->is_down(cs.cluster->name, b.backend->name);
+        if (b.down) ++cs.down_count;
+        if (!b.down && !b.backend->drained) ++cs.up_usable;
+    }
 }
 
 void Connector::collect_retired() {
@@ -169,6 +186,24 @@ void Connector::try_next(ConnectRequest& req) {
     if (cs.cluster->any_drained) {
         for (const BackendState& b : cs.backends)
             if (b.backend->drained) exclude.insert(b.index);
+    }
+    if (cs.down_count > 0) {
+        if (cs.up_usable > 0) {
+            for (const BackendState& b : cs.backends)
+                if (b.down) exclude.insert(b.index);
+        } else if (req.attempts_ == 0) {
+            // Every backend is down: the checks may be wrong (a checked port that differs from
+            // the served one, a network blip on the control thread's path), so by default the
+            // connect is tried anyway, like HAProxy's and Envoy's panic mode.
+            cs.counters.all_down.add();
+            if (cluster.when_all_down == config::WhenAllDown::kFail) {
+                fail(req, CloseReason::k_no_backend);
+                return;
+            }
+        } else if (cluster.when_all_down == config::WhenAllDown::kFail) {
+            fail(req, CloseReason::k_no_backend);
+            return;
+        }
     }
     bool any_full = false;
     if (cs.has_limits) {

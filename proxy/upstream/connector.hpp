@@ -12,6 +12,7 @@
 #include "proxy/upstream/balancer.hpp"
 #include "proxy/upstream/cluster.hpp"
 #include "proxy/upstream/counters.hpp"
+#include "proxy/upstream/health.hpp"
 #include "proxy/upstream/tried_set.hpp"
 #include "proxy/upstream/warm_pool.hpp"
 
@@ -41,6 +42,7 @@ struct BackendState {
     std::shared_ptr<BackendCounters> counters_owner;
     BackendCounters& counters;
     std::unique_ptr<WarmPool> pool;  // when the cluster has pool.warm > 0
+    bool down = false;               // held down by the health checks (Connector::set_health)
 
     bool full() const { return limit != 0 && active >= limit; }
 };
@@ -62,6 +64,9 @@ struct ClusterState {
     std::shared_ptr<ClusterCounters> counters_owner;
     ClusterCounters& counters;
     bool has_limits = false;  // some backend has max_connections
+    // Backends held down by health checks, and those neither down nor drained.
+    size_t down_count = 0;
+    size_t up_usable = 0;
     // Waiting clients, oldest first (intrusive).
     ConnectRequest* queue_head = nullptr;
     ConnectRequest* queue_tail = nullptr;
@@ -174,6 +179,10 @@ class Connector {
     // (their sessions finish on them, with the backends they had). Returns how many states were
     // kept unchanged.
     size_t apply(const std::vector<Cluster>& clusters, std::shared_ptr<const void> origin);
+    // The health checks' verdicts (from the control thread, by message): down backends are not
+    // picked while another is usable; with none usable, cluster.when_all_down decides. Kept for
+    // the states a later apply() creates.
+    void set_health(std::shared_ptr<const HealthVerdicts> verdicts);
     // Frees replaced states that no session holds any more; cheap when there are none.
     void collect_retired();
     size_t retired_count() const { return retired_.size(); }
@@ -216,6 +225,7 @@ class Connector {
     void dequeue(ConnectRequest& req);
     void dispatch_queue(ClusterState& cluster);
     void warn_addr_not_avail(ClusterState& cluster, const BackendState& backend);
+    void apply_health(ClusterState& cluster);
 
     engine::Engine& engine_;
     ConnectorHost& host_;
@@ -224,6 +234,7 @@ class Connector {
     bool started_ = false;
     std::vector<std::unique_ptr<ClusterState>> clusters_;
     std::vector<std::unique_ptr<ClusterState>> retired_;
+    std::shared_ptr<const HealthVerdicts> health_;
 };
 
 }  // namespace ringlb::upstream

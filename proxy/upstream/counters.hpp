@@ -93,6 +93,9 @@ using ConnectHistogram = common::Histogram<kConnectBuckets, 1'000'000'000>;
     X(queue_length, gauge, "Clients waiting in the queue now.")                                \
     X(no_backend, counter, "Sessions closed because no backend could be connected.")           \
     X(retries, counter, "Connect attempts retried on another backend.")                        \
+    X(all_down, counter,                                                                       \
+      "Clients that found every backend down by health checks: tried anyway "                  \
+      "(when_all_down = try_anyway) or closed as no_backend (fail).")                          \
     X(connects, counter, "Connects started for clients (pool fills excluded); see port forecast.")
 
 struct ClusterCounters {

@@ -739,7 +739,9 @@ std::vector<std::string> log_values(const std::string& log, std::string_view mar
 
 ::testing::AssertionResult BackendProcess::start(const BackendOptions& options, Millis timeout) {
     host_ = options.host;
-    std::string listen = host_.find(':') != std::string::npos ? "[" + host_ + "]:0" : host_ + ":0";
+    std::string port = std::to_string(options.port);
+    std::string listen =
+        host_.find(':') != std::string::npos ? "[" + host_ + "]:" + port : host_ + ":" + port;
     std::vector<std::string> argv{RINGLB_ECHO_BINARY, "--listen", listen, "--mode",
                                   echo_mode_text(options.mode)};
     auto add = [&argv](const char* flag, const std::string& value) {

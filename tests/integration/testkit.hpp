@@ -190,7 +190,8 @@ enum class EchoMode { kEcho, kHash, kHttp, kPeer, kDrip, kSink };
 struct BackendOptions {
     EchoMode mode = EchoMode::kEcho;
     std::string name;                // --name; "" keeps ringlb-echo's default
-    std::string host = "127.0.0.1";  // listen address; the port is chosen by the kernel
+    std::string host = "127.0.0.1";  // listen address
+    uint16_t port = 0;               // 0: chosen by the kernel (a restarted backend reuses one)
     unsigned threads = 1;            // --threads
     std::string greeting;            // --greeting, raw bytes (escaped for the command line here)
     Millis idle_close{0};            // --idle-close; 0: off
@@ -200,7 +201,7 @@ struct BackendOptions {
     bool log_connections = false;    // --log-connections
 };
 
-// A ringlb-echo backend on `host` (127.0.0.1 by default) and a kernel-chosen port.
+// A ringlb-echo backend on `host` (127.0.0.1 by default) and `port` (kernel-chosen by default).
 class BackendProcess {
   public:
     BackendProcess();

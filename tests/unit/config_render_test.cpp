@@ -76,6 +76,8 @@ tcp_user_timeout = "20s"
 source_addresses = ["127.0.0.2", "::1"]
 source_port_range = "40000-49999"
 close = "reset"
+health = { interval = "500ms", timeout = "250ms", rise = 3, fall = 4, jitter = "5%", port = 9100, send = "PING\r\n", expect = "+PONG" }
+when_all_down = "fail"
 backends = [ { address = "127.0.0.1:9001", weight = 3, max_connections = 100 },
              { address = "[::1]:9002" } ]
 
@@ -84,6 +86,7 @@ name = "maglev.pool-2"
 balance = "maglev"
 hash_key = "source_ip_port"
 maglev_table_size = 101
+health = { send_hex = "00ff10", expect_hex = "0a0B" }
 backends = [ { address = "127.0.0.1:9003", weight = 7 } ]
 )";
 
@@ -185,6 +188,8 @@ void expect_same(const Config& a, const Config& b) {
         EXPECT_EQ(x.source_port_min, y.source_port_min) << at;
         EXPECT_EQ(x.source_port_max, y.source_port_max) << at;
         EXPECT_EQ(x.close, y.close) << at;
+        EXPECT_EQ(x.health, y.health) << at;
+        EXPECT_EQ(x.when_all_down, y.when_all_down) << at;
     }
 }
 
@@ -331,8 +336,8 @@ TEST(ConfigRenderTest, EveryDocumentedKeyIsRendered) {
             ++checked;
         }
     }
-    // The reference has 38 keys; a broken pattern would check none.
-    EXPECT_GE(checked, 38u);
+    // The reference has 40 keys; a broken pattern would check none.
+    EXPECT_GE(checked, 40u);
 }
 
 }  // namespace

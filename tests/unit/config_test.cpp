@@ -1534,3 +1534,85 @@ TEST(ConfigTest, MisplacedKeysSayWhereTheyBelong) {
               "t.toml:5:1: listener[0].idle_timout: unknown key \"idle_timout\" (did you mean "
               "\"idle_timeout\"?)");
 }
+
+namespace ringlb::config {
+namespace {
+
+TEST(ConfigHealthTest, DefaultsAndForms) {
+    Config none = load_string(cluster_with(""), "t");
+    EXPECT_FALSE(none.clusters[0].health.enabled);
+    EXPECT_EQ(none.clusters[0].when_all_down, WhenAllDown::kTryAnyway);
+
+    Config plain = load_string(cluster_with("health = {}\n"), "t");
+    const HealthCheckConfig& h = plain.clusters[0].health;
+    EXPECT_TRUE(h.enabled);
+    EXPECT_EQ(h.interval, Millis(2000));
+    EXPECT_EQ(h.timeout, Millis(1000));
+    EXPECT_EQ(h.rise, 2u);
+    EXPECT_EQ(h.fall, 3u);
+    EXPECT_EQ(h.jitter_percent, 10u);
+    EXPECT_EQ(h.port, 0);
+    EXPECT_TRUE(h.send.empty());
+    EXPECT_TRUE(h.expect.empty());
+
+    Config full = load_string(
+        cluster_with("when_all_down = \"fail\"\n[cluster.health]\ninterval = \"100ms\"\ntimeout = "
+                     "\"100ms\"\nrise = 1\nfall = 100\njitter = \"50%\"\nport = 9100\nsend_hex = "
+                     "\"00FF0a\"\nexpect = \"+PONG\"\n"),
+        "t");
+    const HealthCheckConfig& f = full.clusters[0].health;
+    EXPECT_EQ(full.clusters[0].when_all_down, WhenAllDown::kFail);
+    EXPECT_EQ(f.interval, Millis(100));
+    EXPECT_EQ(f.rise, 1u);
+    EXPECT_EQ(f.fall, 100u);
+    EXPECT_EQ(f.jitter_percent, 50u);
+    EXPECT_EQ(f.port, 9100);
+    EXPECT_EQ(f.send, std::string("\x00\xff\x0a", 3));
+    EXPECT_TRUE(f.send_hex);
+    EXPECT_EQ(f.expect, "+PONG");
+    EXPECT_FALSE(f.expect_hex);
+}
+
+TEST(ConfigHealthTest, Errors) {
+    EXPECT_EQ(error_of(cluster_with("health = { intervall = \"1s\" }\n")),
+              "t.toml:8:12: cluster[0].health.intervall: unknown key \"intervall\" (did you mean "
+              "\"interval\"?)");
+    EXPECT_EQ(error_of(cluster_with("health = true\n")),
+              "t.toml:8:10: cluster[0].health: expected a table like { interval = \"2s\", timeout "
+              "= \"1s\", rise = 2, fall = 3 }, got boolean true");
+    EXPECT_EQ(error_of(cluster_with("health = { interval = \"50ms\" }\n")),
+              "t.toml:8:23: cluster[0].health.interval: must be between 100ms and 1h, got "
+              "\"50ms\"");
+    EXPECT_EQ(error_of(cluster_with("health = { interval = \"1s\", timeout = \"2s\" }\n")),
+              "t.toml:8:39: cluster[0].health.timeout: the timeout (2s) must not exceed the "
+              "interval (1s)");
+    EXPECT_EQ(error_of(cluster_with("health = { interval = \"500ms\" }\n")),
+              "t.toml:8:23: cluster[0].health.interval: the timeout (1s) must not exceed the "
+              "interval (500ms)");
+    EXPECT_EQ(error_of(cluster_with("health = { rise = 0 }\n")),
+              "t.toml:8:19: cluster[0].health.rise: must be between 1 and 100, got 0");
+    EXPECT_EQ(error_of(cluster_with("health = { jitter = \"60%\" }\n")),
+              "t.toml:8:21: cluster[0].health.jitter: must be between 0% and 50%, got \"60%\"");
+    EXPECT_EQ(error_of(cluster_with("health = { jitter = 10 }\n")),
+              "t.toml:8:21: cluster[0].health.jitter: expected a percentage like \"10%\", got "
+              "integer 10");
+    EXPECT_EQ(error_of(cluster_with("health = { port = 0 }\n")),
+              "t.toml:8:19: cluster[0].health.port: must be between 1 and 65535, got 0");
+    EXPECT_EQ(error_of(cluster_with("health = { send = \"a\", send_hex = \"61\" }\n")),
+              "t.toml:8:35: cluster[0].health.send_hex: give either send or send_hex, not both");
+    EXPECT_EQ(error_of(cluster_with("health = { expect_hex = \"6\" }\n")),
+              "t.toml:8:25: cluster[0].health.expect_hex: expected an even number of hex digits, "
+              "got \"6\"");
+    EXPECT_EQ(error_of(cluster_with("health = { expect_hex = \"zz\" }\n")),
+              "t.toml:8:25: cluster[0].health.expect_hex: expected hex digits (0-9, a-f), got "
+              "\"zz\"");
+    EXPECT_EQ(error_of(cluster_with("health = { send = \"\" }\n")),
+              "t.toml:8:19: cluster[0].health.send: must not be empty (leave the key out "
+              "instead)");
+    EXPECT_EQ(error_of(cluster_with("when_all_down = \"panic\"\n")),
+              "t.toml:8:17: cluster[0].when_all_down: expected one of \"try_anyway\", \"fail\", "
+              "got \"panic\"");
+}
+
+}  // namespace
+}  // namespace ringlb::config
