@@ -63,7 +63,9 @@ int cmd_check(const std::string& path) {
             "%s (%s)\n%s",
             path.c_str(), cfg.listeners.size(), cfg.clusters.size(), backends, engine.name,
             engine.reason.c_str(), check_summary(cfg).c_str());
-        int cpus = static_cast<int>(ringlb::runtime::usable_cpus().size());
+        int cpus =
+            ringlb::runtime::cpu_budget(static_cast<int>(ringlb::runtime::usable_cpus().size()),
+                                        ringlb::runtime::read_cgroup_limits());
         std::string warning = ringlb::runtime::workers_warning(
             cfg, ringlb::runtime::resolve_workers(cfg.runtime, cpus), cpus);
         if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());

@@ -7,8 +7,12 @@ build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-
             libtomlplusplus-dev prometheus-cpp-dev libssl-dev curl nlohmann-json3-dev)
 # clang builds the fuzz targets; libFuzzer's runtime is in libclang-rt-14-dev, only a
 # recommendation of clang (and recommendations are not installed here).
+# The container image is built with buildah (vfs storage, chroot isolation) and run with podman
+# on runc: no Docker engine here, and crun fails on this host's hybrid cgroups (scripts/podman-env.sh).
+# umoci and skopeo inspect and copy OCI layouts and archives; catatonit is the init of the pause
+# container podman builds for every pod (`podman kube play`).
 test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3 prometheus iproute2
-           clang libclang-rt-14-dev)
+           clang libclang-rt-14-dev buildah podman runc umoci skopeo catatonit)
 bench_pkgs=(wrk iperf3 haproxy nginx libnginx-mod-stream linux-perf procps)
 pkgs=("${build_pkgs[@]}")
 case "$what" in

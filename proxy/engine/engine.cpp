@@ -4,6 +4,8 @@
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <system_error>
 
 #include "proxy/engine/engine.hpp"
@@ -14,29 +16,67 @@ namespace ringlb::engine {
 
 namespace {
 
-std::string setup_failure_reason(int err) {
-    std::string reason = "io_uring_setup failed: " + std::string(std::strerror(err));
-    if (err == EPERM) {
-        int disabled = 0;
-        std::ifstream knob("/proc/sys/kernel/io_uring_disabled");
-        if (knob >> disabled && disabled != 0)
-            reason += " (kernel.io_uring_disabled=" + std::to_string(disabled) + ")";
-        else
-            reason += " (blocked by a seccomp profile, e.g. Docker 25+ or containerd 2.0 defaults)";
-    } else if (err == ENOSYS) {
-        reason += " (kernel built without io_uring)";
-    }
-    return reason;
+int read_int(const std::string& path) {
+    std::ifstream in(path);
+    int value = 0;
+    return in >> value ? value : -1;
 }
 
 }  // namespace
+
+int read_seccomp_mode(const std::string& status_path) {
+    std::ifstream in(status_path);
+    std::string line;
+    while (std::getline(in, line)) {
+        // "Seccomp:\t2"; "Seccomp_filters:" (the number of filters) is another field.
+        if (line.rfind("Seccomp:", 0) != 0) continue;
+        try {
+            return std::stoi(line.substr(8));
+        } catch (const std::exception&) {
+            return -1;
+        }
+    }
+    return -1;
+}
+
+std::string explain_setup_failure(int err, int seccomp_mode, int io_uring_disabled) {
+    std::string reason = "io_uring_setup failed: " + std::string(std::strerror(err));
+    constexpr std::string_view kSeccomp =
+        " (io_uring blocked by a seccomp filter: /proc/self/status shows Seccomp: 2; ";
+    constexpr std::string_view kAllow = "; to use io_uring, run with deploy/seccomp/ringlb.json)";
+    if (err == EPERM) {
+        if (io_uring_disabled > 0) {
+            reason += " (kernel.io_uring_disabled=" + std::to_string(io_uring_disabled) + ")";
+        } else if (seccomp_mode == 2) {
+            reason.append(kSeccomp)
+                .append("containerd 2.0's and Docker 25+'s default profiles answer EPERM")
+                .append(kAllow);
+        } else if (seccomp_mode == 0) {
+            reason +=
+                " (neither a seccomp filter nor kernel.io_uring_disabled: a security module "
+                "such as SELinux denies io_uring)";
+        } else {
+            reason += " (blocked by a seccomp profile, e.g. Docker 25+ or containerd 2.0 defaults)";
+        }
+    } else if (err == ENOSYS) {
+        if (seccomp_mode == 2) {
+            reason.append(kSeccomp)
+                .append("podman's default profile answers ENOSYS for the syscalls it does not list")
+                .append(kAllow);
+        } else {
+            reason += " (kernel built without io_uring)";
+        }
+    }
+    return reason;
+}
 
 UringSupport probe_io_uring() {
     UringSupport out;
     io_uring ring{};
     int ret = io_uring_queue_init(8, &ring, 0);
     if (ret < 0) {
-        out.reason = setup_failure_reason(-ret);
+        out.reason = explain_setup_failure(-ret, read_seccomp_mode(),
+                                           read_int("/proc/sys/kernel/io_uring_disabled"));
         return out;
     }
     struct RingGuard {

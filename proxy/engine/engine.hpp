@@ -184,6 +184,17 @@ struct UringSupport {
 };
 UringSupport probe_io_uring();
 
+// Why io_uring_setup failed with `err`, for the log. Each of ENOSYS and EPERM has two causes that
+// need different fixes: ENOSYS is a kernel built without io_uring or a seccomp filter that answers
+// ENOSYS (podman's default profile does, for every syscall it does not list); EPERM is
+// kernel.io_uring_disabled, a seccomp filter (containerd 2.0, Docker 25+) or a security module.
+// `seccomp_mode` is the Seccomp field of /proc/self/status (2: a filter is installed; -1:
+// unknown), `io_uring_disabled` the sysctl (-1: unknown, e.g. before Linux 6.6).
+std::string explain_setup_failure(int err, int seccomp_mode, int io_uring_disabled);
+
+// The Seccomp field of a /proc/PID/status file: 0 none, 1 strict, 2 filter; -1 when absent.
+int read_seccomp_mode(const std::string& status_path = "/proc/self/status");
+
 // Creates the engine for one shard. With kAuto: io_uring when the probe passes, else epoll.
 // Throws std::runtime_error when io_uring is forced but unusable (with the probe's reason).
 std::unique_ptr<Engine> make_engine(EngineChoice choice, const EngineParams& params);

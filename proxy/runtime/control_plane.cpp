@@ -141,7 +141,7 @@ int ControlPlane::run() {
     // stops.
     limits_ = read_host_limits();
     std::vector<HostAdvice> advice =
-        check_host(limits_, *config_, resolve_workers(config_->runtime, limits_.cpus));
+        check_host(limits_, *config_, resolve_workers(config_->runtime, cpu_budget(limits_)));
     log_advice(advice);
     if (has_error(advice)) return 1;
 
@@ -214,7 +214,7 @@ int ControlPlane::run() {
 }
 
 bool ControlPlane::start(bool& stopped) {
-    unsigned workers = resolve_workers(config_->runtime, limits_.cpus);
+    unsigned workers = resolve_workers(config_->runtime, cpu_budget(limits_));
     snapshot_ = std::make_shared<const shard::Snapshot>(config_);
 
     // Listening sockets are opened here, before any shard runs, so a bad bind is reported once

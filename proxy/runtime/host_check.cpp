@@ -280,6 +280,29 @@ std::string mib(uint64_t bytes) {
     return text;
 }
 
+void check_memory(const HostLimits& h, const config::Config& config, unsigned workers,
+                  std::vector<HostAdvice>& out) {
+    const config::RuntimeConfig& r = config.runtime;
+    uint64_t pools = uint64_t{workers} * r.buffer_count * r.buffer_size;
+    std::string what = mib(pools) + " (" + std::to_string(workers) +
+                       " shards x runtime.buffer_count " + std::to_string(r.buffer_count) +
+                       " x runtime.buffer_size " + std::to_string(r.buffer_size) + ")";
+    if (h.cgroup.memory_max == 0) {
+        add(out, AdviceLevel::kInfo, "buffer pools: at most " + what + "; no cgroup memory limit");
+    } else if (pools <= h.cgroup.memory_max) {
+        add(out, AdviceLevel::kInfo,
+            "buffer pools: at most " + what + "; " + h.cgroup.memory_source + " " +
+                mib(h.cgroup.memory_max));
+    } else {
+        add(out, AdviceLevel::kWarn,
+            "buffer pools can take " + what + ", more than the memory limit (" +
+                h.cgroup.memory_source + " " + mib(h.cgroup.memory_max) +
+                "): under load the kernel kills ringlb (out of memory) before the pools fill. "
+                "Lower runtime.buffer_count or runtime.buffer_size (or runtime.workers), or raise "
+                "the memory limit");
+    }
+}
+
 void forecasts(const HostLimits& h, const config::Config& config, std::vector<HostAdvice>& out) {
     for (const auto& c : config.clusters) {
         if (c.close == config::ClosePolicy::kReset) {
@@ -342,6 +365,26 @@ unsigned resolve_workers(const config::RuntimeConfig& runtime, int cpus) {
     return cpus > 0 ? static_cast<unsigned>(cpus) : 1;
 }
 
+int cpu_budget(const HostLimits& h) {
+    return cpu_budget(h.cpus, h.cgroup);
+}
+
+std::string workers_line(const config::RuntimeConfig& runtime, const HostLimits& h,
+                         unsigned workers) {
+    std::string why;
+    if (h.cgroup.cpu_quota > 0) {
+        char cpus[32];
+        std::snprintf(cpus, sizeof(cpus), "%g", h.cgroup.cpu_quota);
+        why = h.cgroup.cpu_source + " = " + cpus + (h.cgroup.cpu_quota == 1 ? " CPU" : " CPUs");
+    }
+    std::string affinity =
+        h.cpus > 0 ? std::to_string(h.cpus) + (h.cpus == 1 ? " CPU" : " CPUs") + " in affinity"
+                   : std::string("CPU affinity unknown");
+    why = why.empty() ? affinity + "; no cgroup CPU quota" : why + "; " + affinity;
+    if (runtime.workers == 0) return "workers auto: " + std::to_string(workers) + " (" + why + ")";
+    return "workers: " + std::to_string(workers) + " (configured; " + why + ")";
+}
+
 std::string workers_warning(const config::Config& config, unsigned workers, int cpus) {
     if (cpus < 1 || workers <= static_cast<unsigned>(cpus)) return {};
     const config::RuntimeConfig& r = config.runtime;
@@ -355,7 +398,8 @@ std::string workers_warning(const config::Config& config, unsigned workers, int 
                  " of kernel pipe memory when splicing (pipe_pool x pipe_size)";
     return "runtime.workers = " + std::to_string(workers) + " is more than the " +
            std::to_string(cpus) +
-           " CPU(s) this process may run on (its CPU affinity): shards beyond that share CPUs and "
+           " CPU(s) this process may run on (its CPU affinity, capped by its cgroup CPU quota): "
+           "shards beyond that share CPUs and "
            "add no throughput, yet each costs " +
            costs + ", and start time; set workers = \"auto\" (one shard per usable CPU)";
 }
@@ -381,6 +425,7 @@ HostLimits read_host_limits(const std::string& proc_sys_root) {
     h.local_port_range_supported = common::local_port_range_supported();
     h.cpus = static_cast<int>(usable_cpus().size());
     if (h.cpus == 0) h.cpus = -1;
+    h.cgroup = read_cgroup_limits();
     return h;
 }
 
@@ -455,8 +500,10 @@ std::vector<HostAdvice> check_host(const HostLimits& limits, const config::Confi
     check_tw_reuse(limits, config, out);
     check_fin_timeout(limits, config, out);
     check_pipes(limits, config, workers, out);
-    if (std::string w = workers_warning(config, workers, limits.cpus); !w.empty())
+    add(out, AdviceLevel::kInfo, workers_line(config.runtime, limits, workers));
+    if (std::string w = workers_warning(config, workers, cpu_budget(limits)); !w.empty())
         add(out, AdviceLevel::kWarn, std::move(w));
+    check_memory(limits, config, workers, out);
     forecasts(limits, config, out);
     return out;
 }

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "proxy/runtime/cgroup.hpp"
 
 namespace ringlb::runtime {
 
@@ -18,6 +19,7 @@ struct HostLimits {
     bool local_port_range_supported = false;  // IP_LOCAL_PORT_RANGE (Linux 6.3+)
     long pipe_user_pages_soft = -1;           // fs.pipe-user-pages-soft (0: no limit)
     int cpus = -1;                            // CPUs this process may run on (usable_cpus())
+    CgroupLimits cgroup;                      // CPU quota and memory limit of its cgroups
 };
 
 // The CPUs this process may run on, in increasing order: the calling thread's affinity mask
@@ -25,19 +27,28 @@ struct HostLimits {
 // counts every online CPU). Empty when the mask cannot be read.
 std::vector<int> usable_cpus();
 
-// How many shards run: runtime.workers, or for "auto" one per usable CPU (`cpus`; 1 when
-// unknown).
+// How many shards run: runtime.workers, or for "auto" one per usable CPU (`cpus`: cpu_budget()
+// of the affinity mask and the cgroup quota; 1 when unknown).
 unsigned resolve_workers(const config::RuntimeConfig& runtime, int cpus);
+
+// The CPUs the process may really use on this host: cpu_budget(h.cpus, h.cgroup).
+int cpu_budget(const HostLimits& h);
 
 // The warning for more shards than usable CPUs, with what each extra shard costs; "" when
 // `workers` <= `cpus` or `cpus` is unknown (< 1). check_host() includes it; `ringlb check`
 // prints it too.
 std::string workers_warning(const config::Config& config, unsigned workers, int cpus);
 
-// Reads the sysctls under `proc_sys_root` (a fake tree in tests), the process's RLIMIT_NOFILE and
-// usable CPUs, and probes IP_LOCAL_PORT_RANGE on the running kernel. The net.* values are those of
-// the calling thread's network namespace, the one ringlb's sockets live in. Call it after
-// common::raise_fd_limit() so the fd limit is the one the shards will run with.
+// One line on how the number of shards was chosen, e.g. "workers auto: 1 (cgroup cpu.max
+// 100000/100000 = 1 CPU; 2 CPUs in affinity)". check_host() logs it.
+std::string workers_line(const config::RuntimeConfig& runtime, const HostLimits& h,
+                         unsigned workers);
+
+// Reads the sysctls under `proc_sys_root` (a fake tree in tests), the process's RLIMIT_NOFILE,
+// usable CPUs and cgroup limits (read_cgroup_limits()), and probes IP_LOCAL_PORT_RANGE on the
+// running kernel. The net.* values are those of the calling thread's network namespace, the one
+// ringlb's sockets live in. Call it after common::raise_fd_limit() so the fd limit is the one the
+// shards will run with.
 HostLimits read_host_limits(const std::string& proc_sys_root = "/proc/sys");
 
 enum class AdviceLevel {

@@ -228,6 +228,9 @@ TEST_P(StartupTest, MoreWorkersThanUsableCpusWarnsAtStartAndInCheck) {
     std::string log = read_file(log_path);
     EXPECT_NE(log.find("on 1 shards"), std::string::npos) << log;
     EXPECT_EQ(log.find("runtime.workers ="), std::string::npos) << log;
+    // ... and says why: the affinity mask (a cgroup quota on this host would be named too).
+    EXPECT_NE(log.find("workers auto: 1 ("), std::string::npos) << log;
+    EXPECT_NE(log.find("1 CPU in affinity"), std::string::npos) << log;
     EXPECT_EQ(sanitizer_report(log), "") << log;
 }
 

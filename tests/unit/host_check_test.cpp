@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/socket.hpp"
+#include "tests/unit/fake_tree.hpp"
 
 using ringlb::config::ClosePolicy;
 using ringlb::config::ClusterConfig;
@@ -36,28 +37,7 @@ ringlb::common::Address addr(const char* text) {
     return a.value_or(ringlb::common::Address{});
 }
 
-// A fake /proc/sys in a temporary directory, removed with the object.
-class FakeProcSys {
-  public:
-    FakeProcSys() {
-        std::string pattern =
-            (std::filesystem::temp_directory_path() / "ringlb-procsys-XXXXXX").string();
-        root_ = ::mkdtemp(pattern.data()) ? pattern : std::string();
-    }
-    ~FakeProcSys() {
-        std::error_code ec;
-        if (!root_.empty()) std::filesystem::remove_all(root_, ec);
-    }
-    const std::string& root() const { return root_; }
-    void write(const std::string& relative, const std::string& content) {
-        std::filesystem::path path = std::filesystem::path(root_) / relative;
-        std::filesystem::create_directories(path.parent_path());
-        std::ofstream(path) << content;
-    }
-
-  private:
-    std::string root_;
-};
+using FakeProcSys = ringlb::unit::FakeTree;  // a fake /proc/sys
 
 // A host with the kernel's defaults and plenty of fds.
 HostLimits default_host() {
@@ -462,6 +442,80 @@ TEST(HostCheckTest, AutoWorkersFollowTheUsableCpus) {
     ASSERT_EQ(::sched_getaffinity(0, sizeof(set), &set), 0);
     EXPECT_EQ(static_cast<int>(cpus.size()), CPU_COUNT(&set));
     for (int cpu : cpus) EXPECT_TRUE(CPU_ISSET(cpu, &set)) << cpu;
+}
+
+TEST(HostCheckTest, WorkersLineSaysHowTheNumberWasChosen) {
+    Config config = one_cluster(cluster("app", {"127.0.0.1:9000"}));
+    HostLimits h = default_host();
+    h.cpus = 2;
+    // podman run --cpus 1 on a 2-CPU host (cgroup v2)
+    h.cgroup.cpu_quota = 1;
+    h.cgroup.cpu_source = "cgroup cpu.max 100000/100000";
+    int budget = ringlb::runtime::cpu_budget(h);
+    EXPECT_EQ(budget, 1);
+    unsigned workers = ringlb::runtime::resolve_workers(config.runtime, budget);
+    EXPECT_EQ(workers, 1u);
+    auto advice = check_host(h, config, workers);
+    std::optional<HostAdvice> a = find(advice, "workers auto: ");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->level, AdviceLevel::kInfo);
+    EXPECT_EQ(a->message,
+              "workers auto: 1 (cgroup cpu.max 100000/100000 = 1 CPU; 2 CPUs in affinity)");
+
+    h.cgroup = {};
+    h.cpus = 1;  // taskset -c 0
+    EXPECT_EQ(ringlb::runtime::workers_line(config.runtime, h, 1),
+              "workers auto: 1 (1 CPU in affinity; no cgroup CPU quota)");
+    h.cpus = -1;
+    h.cgroup.cpu_quota = 2.5;
+    h.cgroup.cpu_source = "cgroup cpu.cfs_quota_us/cpu.cfs_period_us 250000/100000";
+    EXPECT_EQ(ringlb::runtime::cpu_budget(h), 3);
+    EXPECT_EQ(ringlb::runtime::workers_line(config.runtime, h, 3),
+              "workers auto: 3 (cgroup cpu.cfs_quota_us/cpu.cfs_period_us 250000/100000 = 2.5 "
+              "CPUs; CPU affinity unknown)");
+    config.runtime.workers = 4;
+    EXPECT_EQ(ringlb::runtime::workers_line(config.runtime, h, 4),
+              "workers: 4 (configured; cgroup cpu.cfs_quota_us/cpu.cfs_period_us 250000/100000 = "
+              "2.5 CPUs; CPU affinity unknown)");
+    // ... and 4 shards on a 3-CPU budget warn as more shards than CPUs do.
+    EXPECT_TRUE(find(check_host(h, config, 4), "runtime.workers = 4 is more than the 3 CPU(s)"));
+}
+
+TEST(HostCheckTest, BufferPoolsAboveTheMemoryLimitWarnWithTheKeysToChange) {
+    Config config = one_cluster(cluster("app", {"127.0.0.1:9000"}));
+    config.runtime.buffer_count = 512;
+    config.runtime.buffer_size = 64 * 1024;
+    HostLimits h = default_host();
+    // 2 shards x 512 x 64 KiB = 64 MiB
+    std::optional<HostAdvice> a = find(check_host(h, config, 2), "buffer pools");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->level, AdviceLevel::kInfo);
+    EXPECT_EQ(a->message,
+              "buffer pools: at most 64 MiB (2 shards x runtime.buffer_count 512 x "
+              "runtime.buffer_size 65536); no cgroup memory limit");
+
+    h.cgroup.memory_max = 128u << 20;
+    h.cgroup.memory_source = "cgroup memory.max";
+    a = find(check_host(h, config, 2), "buffer pools");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->level, AdviceLevel::kInfo);
+    EXPECT_NE(a->message.find("; cgroup memory.max 128 MiB"), std::string::npos) << a->message;
+
+    h.cgroup.memory_max = 32u << 20;
+    a = find(check_host(h, config, 2), "buffer pools");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->level, AdviceLevel::kWarn);
+    EXPECT_NE(a->message.find("64 MiB (2 shards x runtime.buffer_count 512 x runtime.buffer_size "
+                              "65536), more than the memory limit (cgroup memory.max 32 MiB)"),
+              std::string::npos)
+        << a->message;
+    EXPECT_NE(a->message.find("Lower runtime.buffer_count or runtime.buffer_size"),
+              std::string::npos)
+        << a->message;
+    // One shard fits.
+    a = find(check_host(h, config, 1), "buffer pools");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->level, AdviceLevel::kInfo);
 }
 
 // ---- the port forecast ----
