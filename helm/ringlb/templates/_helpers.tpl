@@ -187,8 +187,8 @@ backends = [
 public: the ringlb configuration file rendered from .Values.config.
 */}}
 {{- define "ringlb.config" -}}
-# ringlb configuration rendered by the ringlb Helm chart {{ .Chart.Version }} from its values
-# (`config`). Check it with: ringlb check ringlb.toml
+# ringlb configuration rendered by the ringlb Helm chart from its values (`config`).
+# Check it with: ringlb check ringlb.toml
 {{- with .Values.config.runtime }}
 
 [runtime]
@@ -281,9 +281,10 @@ resources:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 securityContext:
-  {{- with .Values.containerSecurityContext }}
+  {{- with omit .Values.containerSecurityContext "seccompProfile" }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+  # From `seccomp`, so a Localhost profile applies to ringlb only.
   seccompProfile:
     {{- include "ringlb.seccompProfile" . | nindent 4 }}
 volumeMounts:
