@@ -14,11 +14,16 @@ build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-
 test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3 prometheus iproute2
            clang libclang-rt-14-dev buildah podman runc umoci skopeo catatonit)
 bench_pkgs=(wrk iperf3 haproxy nginx libnginx-mod-stream linux-perf procps)
+# The deployment tests: node and npm run Helm, TypeScript and kubernetes-types from the npm
+# registry (scripts/helm-tools.sh); systemd-analyze verifies the systemd unit; unshare and setpriv
+# rebuild its sandbox. Debian's nodejs comes without npm (its own package); NodeSource's has it.
+deploy_pkgs=(nodejs systemd util-linux)
+command -v npm >/dev/null || deploy_pkgs+=(npm)
 pkgs=("${build_pkgs[@]}")
 case "$what" in
   build) ;;
-  test) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  bench) pkgs+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  test) pkgs+=("${test_pkgs[@]}" "${deploy_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  bench) pkgs+=("${test_pkgs[@]}" "${deploy_pkgs[@]}" "${bench_pkgs[@]}") ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac
 missing=()
