@@ -176,6 +176,8 @@ constexpr Millis kMaxHealthInterval{std::chrono::hours(1)};
 constexpr int64_t kMaxRiseFall = 100;
 constexpr int64_t kMaxHealthJitterPercent = 50;
 constexpr size_t kMaxHealthBytes = 4096;  // send and expect
+constexpr Millis kMaxEjectTime{std::chrono::hours(24)};
+constexpr Millis kMaxSlowStart{std::chrono::hours(1)};
 constexpr int64_t kMinMaglevTableSize = 101;
 constexpr int64_t kMaxMaglevTableSize = 1000003;  // a prime
 constexpr int64_t kMaxPoolWarm = 1024;
@@ -216,7 +218,12 @@ constexpr std::string_view kClusterOnlyKeys[] = {"backends",
                                                  "source_port_range",
                                                  "close",
                                                  "health",
-                                                 "when_all_down"};
+                                                 "when_all_down",
+                                                 "eject_after",
+                                                 "eject_time",
+                                                 "eject_time_max",
+                                                 "max_ejected_percent",
+                                                 "slow_start"};
 constexpr std::string_view kBackendOnlyKeys[] = {"address", "weight", "max_connections"};
 
 // Keys that are valid elsewhere in the file, with where they belong.
@@ -979,10 +986,28 @@ class Loader {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("cluster", i);
             check_keys(table, prefix,
-                       {"name", "connect_timeout", "backends", "balance", "hash_key",
-                        "maglev_table_size", "retries", "pool", "queue", "server_idle_timeout",
-                        "tcp_keepalive", "tcp_user_timeout", "source_addresses",
-                        "source_port_range", "close", "health", "when_all_down"},
+                       {"name",
+                        "connect_timeout",
+                        "backends",
+                        "balance",
+                        "hash_key",
+                        "maglev_table_size",
+                        "retries",
+                        "pool",
+                        "queue",
+                        "server_idle_timeout",
+                        "tcp_keepalive",
+                        "tcp_user_timeout",
+                        "source_addresses",
+                        "source_port_range",
+                        "close",
+                        "health",
+                        "when_all_down",
+                        "eject_after",
+                        "eject_time",
+                        "eject_time_max",
+                        "max_ejected_percent",
+                        "slow_start"},
                        {{kListenerOnlyKeys, "it belongs in a [[listener]] section"},
                         {kBackendOnlyKeys, "it is set on each entry of backends"}});
             ClusterConfig cluster;
@@ -1039,6 +1064,7 @@ class Loader {
                 cluster.when_all_down = enum_of<WhenAllDown>(
                     *node, join(prefix, "when_all_down"),
                     {{"try_anyway", WhenAllDown::kTryAnyway}, {"fail", WhenAllDown::kFail}});
+            load_passive_health(table, prefix, cluster);
             clusters.push_back(std::move(cluster));
         }
         return clusters;
@@ -1112,6 +1138,51 @@ class Loader {
         if (const toml::node* max_idle = table.get("max_idle"))
             pool.max_idle = timeout_of(*max_idle, join(key, "max_idle"));
         return pool;
+    }
+
+    // eject_after, eject_time, eject_time_max, max_ejected_percent and slow_start.
+    void load_passive_health(const toml::table& table, const std::string& prefix,
+                             ClusterConfig& cluster) const {
+        if (const toml::node* n = table.get("eject_after"))
+            cluster.eject_after =
+                static_cast<uint32_t>(integer_of(*n, join(prefix, "eject_after"), 0, kMaxRiseFall));
+        if (const toml::node* n = table.get("eject_time"))
+            cluster.eject_time = long_duration_of(*n, join(prefix, "eject_time"));
+        if (const toml::node* n = table.get("eject_time_max"))
+            cluster.eject_time_max = long_duration_of(*n, join(prefix, "eject_time_max"));
+        if (const toml::node* n = table.get("max_ejected_percent"))
+            cluster.max_ejected_percent =
+                static_cast<uint32_t>(integer_of(*n, join(prefix, "max_ejected_percent"), 0, 100));
+        if (cluster.eject_time_max < cluster.eject_time) {
+            const toml::node* n =
+                table.get("eject_time_max") ? table.get("eject_time_max") : table.get("eject_time");
+            fail(*n,
+                 join(prefix, n == table.get("eject_time_max") ? "eject_time_max" : "eject_time"),
+                 "eject_time_max (" + format_duration(cluster.eject_time_max) +
+                     ") must not be below eject_time (" + format_duration(cluster.eject_time) +
+                     ")");
+        }
+        if (cluster.eject_after == 0) {
+            for (const char* key : {"eject_time", "eject_time_max", "max_ejected_percent"})
+                if (const toml::node* n = table.get(key))
+                    fail(*n, join(prefix, key),
+                         "has no effect without eject_after (set eject_after = N to eject a "
+                         "backend after N failures in a row)");
+        }
+        if (const toml::node* n = table.get("slow_start"))
+            cluster.slow_start =
+                optional_duration_of(*n, join(prefix, "slow_start"), kMaxSlowStart);
+    }
+
+    // A duration greater than 0 and at most a day (ejection times).
+    Millis long_duration_of(const toml::node& node, std::string_view key) const {
+        Millis value = duration_of(node, key);
+        const std::string& text = node.as_string()->get();
+        if (value.count() <= 0) fail(node, key, "must be greater than 0, got " + quote(text));
+        if (value > kMaxEjectTime)
+            fail(node, key,
+                 "must be at most " + format_duration(kMaxEjectTime) + ", got " + quote(text));
+        return value;
     }
 
     HealthCheckConfig health_of(const toml::node& node, const std::string& key) const {

@@ -133,6 +133,16 @@ struct ClusterConfig {
     ClosePolicy close = ClosePolicy::kGraceful;
     HealthCheckConfig health;
     WhenAllDown when_all_down = WhenAllDown::kTryAnyway;
+    // Passive health (proxy/health/ejector): `eject_after` failures in a row (0: off) eject a
+    // backend for eject_time, doubled on each repeat up to eject_time_max; at most
+    // max_ejected_percent of the cluster's backends at once.
+    uint32_t eject_after = 0;
+    Millis eject_time{30000};
+    Millis eject_time_max{300000};
+    uint32_t max_ejected_percent = 50;
+    // A backend that comes back takes a share of new sessions growing from 0 to its full share
+    // over this window; 0: off.
+    Millis slow_start{0};
 
     bool operator==(const ClusterConfig&) const = default;
 };

@@ -147,6 +147,13 @@ toml::table cluster_table(const ClusterConfig& cluster) {
     table.insert("close", to_string(cluster.close));
     if (cluster.health.enabled) table.insert("health", health_table(cluster.health));
     table.insert("when_all_down", to_string(cluster.when_all_down));
+    table.insert("eject_after", static_cast<int64_t>(cluster.eject_after));
+    if (cluster.eject_after != 0) {
+        table.insert("eject_time", format_duration(cluster.eject_time));
+        table.insert("eject_time_max", format_duration(cluster.eject_time_max));
+        table.insert("max_ejected_percent", static_cast<int64_t>(cluster.max_ejected_percent));
+    }
+    table.insert("slow_start", format_duration(cluster.slow_start));
     return table;
 }
 

@@ -3,6 +3,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 
@@ -227,15 +228,37 @@ void add_upstream_families(const std::vector<ShardView>& shards,
 
 // What the active health checks say (proxy/health): ringlb_backend_up for every backend, the
 // rest for checked backends only.
-void add_health_families(const std::vector<ShardView>& shards, const health::HealthChecker* health,
+void add_health_families(const std::vector<ShardView>& shards, const health::Monitor* health,
                          std::vector<prometheus::MetricFamily>& families) {
     if (shards.empty()) return;
     const auto& clusters = shards.front().layout->clusters;
     prometheus::MetricFamily up{"ringlb_backend_up",
                                 "1 when the backend takes new sessions as far as health checks "
-                                "tell (always 1 without checks), 0 while they hold it down.",
+                                "and passive ejection tell (always 1 without them), 0 while "
+                                "they hold it down.",
                                 gauge,
                                 {}};
+    prometheus::MetricFamily ratio{
+        "ringlb_backend_slow_start_ratio",
+        "Share of its full share of new sessions the backend takes now: ramps from 0 to 1 over "
+        "slow_start after it came back; 1 otherwise.",
+        gauge,
+        {}};
+    prometheus::MetricFamily ejected{
+        "ringlb_backend_ejected",
+        "1 while passive health (eject_after) holds the backend out of rotation, else 0.",
+        gauge,
+        {}};
+    prometheus::MetricFamily ejections{
+        "ringlb_backend_ejections_total",
+        "Times passive health ejected the backend after eject_after failures in a row.",
+        counter,
+        {}};
+    prometheus::MetricFamily refused{
+        "ringlb_cluster_ejections_refused_total",
+        "Ejections not made because max_ejected_percent of the cluster was ejected already.",
+        counter,
+        {}};
     prometheus::MetricFamily checks{
         "ringlb_health_checks_total",
         "Active health checks by result: ok, refused, timeout, reset, unreachable, wrong_reply, "
@@ -259,9 +282,17 @@ void add_health_families(const std::vector<ShardView>& shards, const health::Hea
         bool checked = false;
         for (const auto& backend : cluster.backends) {
             const health::BackendHealth* h =
-                health ? health->find(cluster.name, backend.name) : nullptr;
+                health ? health->checker().find(cluster.name, backend.name) : nullptr;
+            const health::EjectionState* e =
+                health ? health->ejector().find(cluster.name, backend.name) : nullptr;
             Labels labels{{"cluster", cluster.name}, {"backend", backend.name}};
-            add_sample(up, labels, h && !h->up ? 0 : 1);
+            add_sample(up, labels, (h && !h->up) || (e && e->ejected) ? 0 : 1);
+            add_sample(ratio, labels,
+                       health ? health->slow_start_ratio(cluster.name, backend.name) : 1);
+            if (e) {
+                add_sample(ejected, labels, e->ejected ? 1 : 0);
+                add_sample(ejections, labels, static_cast<double>(e->ejections));
+            }
             if (!h) continue;
             checked = true;
             for (size_t r = 0; r < health::kResultCount; ++r) {
@@ -278,8 +309,18 @@ void add_health_families(const std::vector<ShardView>& shards, const health::Hea
             h->durations.add_to(totals);
         }
         if (checked) add_histogram(duration, {{"cluster", cluster.name}}, totals);
+        if (health &&
+            std::any_of(cluster.backends.begin(), cluster.backends.end(), [&](const auto& b) {
+                return health->ejector().find(cluster.name, b.name) != nullptr;
+            }))
+            add_sample(refused, {{"cluster", cluster.name}},
+                       static_cast<double>(health->ejector().refused(cluster.name)));
     }
     families.push_back(std::move(up));
+    families.push_back(std::move(ratio));
+    families.push_back(std::move(ejected));
+    families.push_back(std::move(ejections));
+    families.push_back(std::move(refused));
     families.push_back(std::move(checks));
     families.push_back(std::move(changes));
     families.push_back(std::move(duration));

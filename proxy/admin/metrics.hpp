@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "proxy/admin/admin_server.hpp"
-#include "proxy/health/checker.hpp"
+#include "proxy/health/monitor.hpp"
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/layout.hpp"
 #include "proxy/upstream/connector.hpp"
@@ -64,8 +64,8 @@ struct MetricsSources {
     ControlStats control;
     std::optional<AdminServer::Stats> admin;
     bool process = true;  // read the process's own figures (process_stats.hpp)
-    // The active health checks (null: none run, every backend counts as up).
-    const health::HealthChecker* health = nullptr;
+    // Active checks and passive ejection (null: none run, every backend counts as up).
+    const health::Monitor* health = nullptr;
 };
 
 // Prometheus text exposition, read at scrape time (the shards keep writing; each value is one

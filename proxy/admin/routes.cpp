@@ -8,8 +8,7 @@
 
 namespace ringlb::admin {
 
-std::string render_backends(const std::vector<ShardView>& shards,
-                            const health::HealthChecker* health) {
+std::string render_backends(const std::vector<ShardView>& shards, const health::Monitor* health) {
     // ordered_json keeps the keys in the order written here, the order the README shows.
     nlohmann::ordered_json backends = nlohmann::ordered_json::array();
     if (!shards.empty()) {
@@ -26,9 +25,12 @@ std::string render_backends(const std::vector<ShardView>& shards,
                     active += here;
                     if (state.limit == 0 || here < state.limit) every_shard_full = false;
                 }
+                const std::string& name = cluster.backends[b].name;
                 const health::BackendHealth* h =
-                    health ? health->find(cluster.name, cluster.backends[b].name) : nullptr;
-                bool down = h && !h->up;
+                    health ? health->checker().find(cluster.name, name) : nullptr;
+                const health::EjectionState* e =
+                    health ? health->ejector().find(cluster.name, name) : nullptr;
+                bool down = (h && !h->up) || (e && e->ejected);
                 nlohmann::ordered_json entry = {
                     {"cluster", cluster.name},
                     {"backend", cluster.backends[b].name},
@@ -45,6 +47,14 @@ std::string render_backends(const std::vector<ShardView>& shards,
                     entry["check"] = {{"result", health::to_string(h->last)},
                                       {"detail", h->last_detail}};
                 }
+                if (e) {
+                    entry["ejected"] = e->ejected;
+                    entry["ejections"] = e->ejections;
+                }
+                if (health) {
+                    double ratio = health->slow_start_ratio(cluster.name, name);
+                    if (ratio < 1) entry["slow_start"] = ratio;
+                }
                 backends.push_back(std::move(entry));
             }
         }
@@ -55,7 +65,7 @@ std::string render_backends(const std::vector<ShardView>& shards,
 }
 
 Route backends_route(std::function<std::vector<ShardView>()> shards,
-                     const health::HealthChecker* health) {
+                     const health::Monitor* health) {
     return {"/backends",
             {"GET", "HEAD"},
             "JSON: every backend with its weight, active connections (summed over the shards), "

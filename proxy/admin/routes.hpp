@@ -32,11 +32,11 @@ inline constexpr const char* kHealthUnknown = "unknown";
 // "health" is "up", "down" or "unknown" (not checked), and for a checked backend "check" gives
 // the last result and its detail.
 std::string render_backends(const std::vector<ShardView>& shards,
-                            const health::HealthChecker* health = nullptr);
+                            const health::Monitor* health = nullptr);
 
 // GET|HEAD /backends: render_backends() of the shards `shards` returns, as application/json.
 Route backends_route(std::function<std::vector<ShardView>()> shards,
-                     const health::HealthChecker* health = nullptr);
+                     const health::Monitor* health = nullptr);
 
 // GET|HEAD /config: the configuration the proxy runs on as TOML (config::render_toml: every key
 // with its effective value, defaults included), which `ringlb check` accepts.

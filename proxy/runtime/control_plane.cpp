@@ -254,6 +254,13 @@ bool ControlPlane::start(bool& stopped) {
         options.pipe_size = config_->runtime.pipe_size;
         options.shards = workers;
         options.access_log = access_log_ ? access_log_->add_shard() : nullptr;
+        // Passive health: failures are rare and reported once each, so a post per report to
+        // the control thread costs the data path nothing it would notice.
+        options.report_outcome = [this](const std::string& cluster, const std::string& backend,
+                                        bool ok) {
+            boost::asio::post(
+                io_, [this, cluster, backend, ok] { health_.report(cluster, backend, ok); });
+        };
         // Shard threads inherit this mask: signals are handled only by the control thread. A
         // signal that arrives meanwhile stays pending until the mask is restored.
         sigset_t all;

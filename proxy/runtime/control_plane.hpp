@@ -13,7 +13,7 @@
 #include "config/config.hpp"
 #include "proxy/admin/admin_server.hpp"
 #include "proxy/admin/metrics.hpp"
-#include "proxy/health/checker.hpp"
+#include "proxy/health/monitor.hpp"
 #include "proxy/runtime/access_log_writer.hpp"
 #include "proxy/runtime/host_check.hpp"
 #include "proxy/runtime/port_watch.hpp"
@@ -123,7 +123,7 @@ class ControlPlane {
     // What the control thread reads of each shard's listeners and clusters (shard/layout.hpp).
     std::vector<std::shared_ptr<const shard::ShardLayout>> layouts_;
     std::unique_ptr<admin::AdminServer> admin_;
-    health::HealthChecker health_;
+    health::Monitor health_;  // active checks, passive ejection, slow start
     std::unique_ptr<PortWatch> port_watch_;
 };
 

@@ -285,6 +285,7 @@ void Session::count_bytes(const Direction& d, size_t n) {
         listener_counters_.bytes[static_cast<size_t>(k_client_to_upstream)].add(n);
         if (access_) access_->bytes_in += n;
     } else {
+        backend_spoke_ = true;
         shard_.stats().bytes_out.add(n);
         listener_counters_.bytes[static_cast<size_t>(k_upstream_to_client)].add(n);
         if (access_) access_->bytes_out += n;
@@ -362,7 +363,7 @@ void Session::maybe_destroy() {
         // close = "reset": no TIME_WAIT on ringlb's side, at the price of an RST to the backend.
         if (upstream_.fd && cluster_.cluster->settings->close == config::ClosePolicy::kReset)
             common::set_linger_zero(upstream_.fd.get());
-        shard_.connector().release(*backend_, close_reason_);
+        shard_.connector().release(*backend_, close_reason_, backend_spoke_);
     }
     if (upstream_.fd) engine_.close_fd(upstream_.fd.release());
     if (client_.fd) engine_.close_fd(client_.fd.release());

@@ -132,6 +132,7 @@ class Session final : public engine::Handler,
     BufferedPump buffered_;
     SplicePump splice_;
     upstream::CloseReason close_reason_ = upstream::CloseReason::k_done;
+    bool backend_spoke_ = false;  // a byte came from the backend (passive health)
     // Every timeout of the session shares one wheel timer, set to the earliest deadline; bytes
     // only stamp these (coarse clock, ms) and the timer re-arms itself when it finds activity.
     Timer timeout_;

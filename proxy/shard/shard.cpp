@@ -183,6 +183,11 @@ uint64_t Shard::now_ms() const {
     return coarse_ms();
 }
 
+void Shard::report_outcome(const upstream::BackendState& backend, bool ok) {
+    if (options_.report_outcome)
+        options_.report_outcome(backend.cluster->cluster->name, backend.backend->name, ok);
+}
+
 size_t Shard::session_count() const {
     size_t n = 0;
     for (const Session* s = sessions_; s != nullptr; s = s->next) ++n;

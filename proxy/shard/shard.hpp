@@ -35,6 +35,10 @@ struct ShardOptions {
     unsigned shards = 1;  // how many shards share the configured limits (max_connections)
     // Where finished sessions go when [log] access is set; outlives the shard. nullptr: off.
     AccessLogBuffer* access_log = nullptr;
+    // Passive health: a backend's outcome (upstream::ConnectorHost::report_outcome), called on
+    // the shard's thread with (cluster, backend, ok); it must hand the report to the control
+    // thread. Empty: not reported.
+    std::function<void(const std::string&, const std::string&, bool)> report_outcome;
 };
 
 // One worker thread: its own engine, its own listening sockets (SO_REUSEPORT), its sessions,
@@ -123,6 +127,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // CLOCK_MONOTONIC_COARSE (vDSO, a few ns, 1-4 ms resolution): read per event rather than
     // cached per loop iteration, since a completion may arrive after a long wait.
     uint64_t now_ms() const override;
+    void report_outcome(const upstream::BackendState& backend, bool ok) override;
     TimerWheel& timers() { return timers_; }
     // A shard-local pseudo-random number (xorshift64*), e.g. for max_duration_jitter.
     uint64_t random();

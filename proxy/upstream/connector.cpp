@@ -69,7 +69,11 @@ ClusterState::ClusterState(const Cluster& c, unsigned shards, uint64_t seed,
 Connector::Connector(engine::Engine& engine, ConnectorHost& host, unsigned shards,
                      unsigned shard_id, const std::vector<Cluster>& clusters,
                      std::shared_ptr<const void> origin)
-    : engine_(engine), host_(host), shards_(shards == 0 ? 1 : shards), shard_id_(shard_id) {
+    : engine_(engine),
+      host_(host),
+      shards_(shards == 0 ? 1 : shards),
+      shard_id_(shard_id),
+      rng_(0xd1b54a32d192ed03ull * (shard_id + 1)) {
     clusters_.reserve(clusters.size());
     for (size_t i = 0; i < clusters.size(); ++i) {
         // Per-shard seeds: random policies on different shards must not move in lockstep.
@@ -126,11 +130,49 @@ void Connector::set_health(std::shared_ptr<const HealthVerdicts> verdicts) {
 void Connector::apply_health(ClusterState& cs) {
     cs.down_count = 0;
     cs.up_usable = 0;
+    cs.slow_starting = 0;
+    uint64_t window = static_cast<uint64_t>(cs.cluster->settings->slow_start.count());
+    uint64_t now = host_.now_ms();
     for (BackendState& b : cs.backends) {
         b.down = health_ && health_->is_down(cs.cluster->name, b.backend->name);
         if (b.down) ++cs.down_count;
         if (!b.down && !b.backend->drained) ++cs.up_usable;
+        uint64_t since = health_ && window > 0 && !b.down
+                             ? health_->recovered_at(cs.cluster->name, b.backend->name)
+                             : 0;
+        b.recovering_since_ms = since != 0 && now < since + window ? since : 0;
+        if (b.recovering_since_ms != 0) ++cs.slow_starting;
     }
+}
+
+int Connector::slow_start_repick(ClusterState& cs, int index, const PickContext& context,
+                                 TriedSet& exclude) {
+    BackendState& b = cs.backends[static_cast<size_t>(index)];
+    if (b.recovering_since_ms == 0) return -1;
+    uint64_t window = static_cast<uint64_t>(cs.cluster->settings->slow_start.count());
+    uint64_t elapsed = host_.now_ms() - std::min(host_.now_ms(), b.recovering_since_ms);
+    if (elapsed >= window) {
+        b.recovering_since_ms = 0;
+        --cs.slow_starting;
+        return -1;
+    }
+    // Keep the pick with probability elapsed / window, so the backend's share grows linearly
+    // from 0 to its full one over the window, whatever the policy picked it for; otherwise
+    // the balancer picks again without it (and falls back to it when nothing else is left).
+    if (rng_.below(window) < elapsed) return -1;
+    exclude.insert(b.index);
+    return cs.balancer->pick(context, exclude);
+}
+
+void Connector::report(BackendState& b, bool ok) {
+    if (b.cluster->cluster->settings->eject_after == 0) return;
+    if (ok) {
+        if (b.failure_streak == 0) return;
+        b.failure_streak = 0;
+    } else {
+        ++b.failure_streak;
+    }
+    host_.report_outcome(b, ok);
 }
 
 void Connector::collect_retired() {
@@ -215,6 +257,10 @@ void Connector::try_next(ConnectRequest& req) {
         }
     }
     int index = cs.balancer->pick(req.context_, exclude);
+    if (index >= 0 && cs.slow_starting > 0) {
+        int other = slow_start_repick(cs, index, req.context_, exclude);
+        if (other >= 0) index = other;
+    }
     if (index < 0) {
         if (any_full)
             wait_or_refuse(req);
@@ -430,6 +476,9 @@ void Connector::on_connect_result(ConnectRequest& req, int res) {
         if (!(req.abandoned_ && res == -ECANCELED)) {
             b.counters.connect_failures[static_cast<size_t>(failure)].add();
             cs.balancer->observe_connect_failure(b.index);
+            // Out of source ports or fds is ringlb's problem, not the backend's.
+            if (failure != ConnectFailure::k_addr_not_avail && failure != ConnectFailure::k_no_fd)
+                report(b, false);
         }
         LOG_DEBUG("cluster %s: connect to %s failed: %s", cs.cluster->name.c_str(),
                   b.backend->name.c_str(), std::strerror(-res));
@@ -463,8 +512,15 @@ void Connector::abandon(ConnectRequest& req) {
     if (req.timer_op.armed()) engine_.cancel(req.timer_op);
 }
 
-void Connector::release(BackendState& b, CloseReason reason) {
+void Connector::release(BackendState& b, CloseReason reason, bool backend_spoke) {
     b.counters.closes[static_cast<size_t>(reason)].add();
+    // A backend that accepts and resets (or closes on error) before saying anything fails like
+    // one that refuses; a session it served counts as a success. Timeouts, drains and stops
+    // say nothing about the backend.
+    if (reason == CloseReason::k_error && !backend_spoke)
+        report(b, false);
+    else if (reason == CloseReason::k_done || backend_spoke)
+        report(b, true);
     detach(*b.cluster, b);
 }
 

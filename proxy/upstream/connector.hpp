@@ -43,6 +43,10 @@ struct BackendState {
     BackendCounters& counters;
     std::unique_ptr<WarmPool> pool;  // when the cluster has pool.warm > 0
     bool down = false;               // held down by the health checks (Connector::set_health)
+    // slow_start: when the backend came back (ConnectorHost::now_ms()), 0 when not ramping.
+    uint64_t recovering_since_ms = 0;
+    // Passive health: failures in a row this shard saw and reported (ConnectorHost).
+    uint32_t failure_streak = 0;
 
     bool full() const { return limit != 0 && active >= limit; }
 };
@@ -67,6 +71,7 @@ struct ClusterState {
     // Backends held down by health checks, and those neither down nor drained.
     size_t down_count = 0;
     size_t up_usable = 0;
+    size_t slow_starting = 0;  // backends with recovering_since_ms set
     // Waiting clients, oldest first (intrusive).
     ConnectRequest* queue_head = nullptr;
     ConnectRequest* queue_tail = nullptr;
@@ -142,6 +147,10 @@ class ConnectorHost {
     virtual void pause_accepting() = 0;
     // The shard's coarse clock (ms), read once per loop iteration.
     virtual uint64_t now_ms() const = 0;
+    // Passive health (cluster eject_after > 0): a backend failed (a connect failed, or the
+    // session ended in an error before the backend sent a byte), or served after failing.
+    // Called only on a failure and on the first success after failures, off the fast path.
+    virtual void report_outcome(const BackendState& /*backend*/, bool /*ok*/) {}
 
   protected:
     ~ConnectorHost() = default;
@@ -200,7 +209,9 @@ class Connector {
     // owner closes req.fd once they have.
     void abandon(ConnectRequest& req);
     // The owner is done with the backend it was handed: frees its slot and may wake a waiter.
-    void release(BackendState& backend, CloseReason reason);
+    // `backend_spoke`: the backend sent at least one byte (passive health: an error before
+    // that counts against the backend).
+    void release(BackendState& backend, CloseReason reason, bool backend_spoke = true);
 
   private:
     friend class WarmPool;
@@ -226,6 +237,10 @@ class Connector {
     void dispatch_queue(ClusterState& cluster);
     void warn_addr_not_avail(ClusterState& cluster, const BackendState& backend);
     void apply_health(ClusterState& cluster);
+    // slow_start: the pick `index` stands, or another backend replaces it (-1: keep it).
+    int slow_start_repick(ClusterState& cluster, int index, const PickContext& context,
+                          TriedSet& exclude);
+    void report(BackendState& backend, bool ok);
 
     engine::Engine& engine_;
     ConnectorHost& host_;
@@ -235,6 +250,7 @@ class Connector {
     std::vector<std::unique_ptr<ClusterState>> clusters_;
     std::vector<std::unique_ptr<ClusterState>> retired_;
     std::shared_ptr<const HealthVerdicts> health_;
+    FastRng rng_;  // slow_start's draws
 };
 
 }  // namespace ringlb::upstream

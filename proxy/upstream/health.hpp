@@ -1,7 +1,9 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace ringlb::upstream {
@@ -12,6 +14,9 @@ namespace ringlb::upstream {
 // stays right across a reload that reorders or replaces clusters.
 struct HealthVerdicts {
     std::unordered_set<std::string> down;  // key(cluster, backend)
+    // Backends that came back (a check brought them up, an ejection ended), with when
+    // (CLOCK_MONOTONIC ms): a cluster with slow_start ramps their share up from then.
+    std::unordered_map<std::string, uint64_t> recovered_at_ms;
 
     static std::string key(std::string_view cluster, std::string_view backend) {
         std::string k;
@@ -23,6 +28,12 @@ struct HealthVerdicts {
     }
     bool is_down(std::string_view cluster, std::string_view backend) const {
         return !down.empty() && down.contains(key(cluster, backend));
+    }
+    // When the backend came back, or 0.
+    uint64_t recovered_at(std::string_view cluster, std::string_view backend) const {
+        if (recovered_at_ms.empty()) return 0;
+        auto it = recovered_at_ms.find(key(cluster, backend));
+        return it == recovered_at_ms.end() ? 0 : it->second;
     }
 };
 

@@ -78,6 +78,11 @@ source_port_range = "40000-49999"
 close = "reset"
 health = { interval = "500ms", timeout = "250ms", rise = 3, fall = 4, jitter = "5%", port = 9100, send = "PING\r\n", expect = "+PONG" }
 when_all_down = "fail"
+eject_after = 4
+eject_time = "10s"
+eject_time_max = "2m"
+max_ejected_percent = 34
+slow_start = "45s"
 backends = [ { address = "127.0.0.1:9001", weight = 3, max_connections = 100 },
              { address = "[::1]:9002" } ]
 
@@ -190,6 +195,11 @@ void expect_same(const Config& a, const Config& b) {
         EXPECT_EQ(x.close, y.close) << at;
         EXPECT_EQ(x.health, y.health) << at;
         EXPECT_EQ(x.when_all_down, y.when_all_down) << at;
+        EXPECT_EQ(x.eject_after, y.eject_after) << at;
+        EXPECT_EQ(x.eject_time, y.eject_time) << at;
+        EXPECT_EQ(x.eject_time_max, y.eject_time_max) << at;
+        EXPECT_EQ(x.max_ejected_percent, y.max_ejected_percent) << at;
+        EXPECT_EQ(x.slow_start, y.slow_start) << at;
     }
 }
 
@@ -336,8 +346,8 @@ TEST(ConfigRenderTest, EveryDocumentedKeyIsRendered) {
             ++checked;
         }
     }
-    // The reference has 40 keys; a broken pattern would check none.
-    EXPECT_GE(checked, 40u);
+    // The reference has 45 keys; a broken pattern would check none.
+    EXPECT_GE(checked, 45u);
 }
 
 }  // namespace

@@ -1614,5 +1614,42 @@ TEST(ConfigHealthTest, Errors) {
               "got \"panic\"");
 }
 
+TEST(ConfigHealthTest, PassiveAndSlowStart) {
+    Config none = load_string(cluster_with(""), "t");
+    EXPECT_EQ(none.clusters[0].eject_after, 0u);
+    EXPECT_EQ(none.clusters[0].eject_time, Millis(30000));
+    EXPECT_EQ(none.clusters[0].eject_time_max, Millis(300000));
+    EXPECT_EQ(none.clusters[0].max_ejected_percent, 50u);
+    EXPECT_EQ(none.clusters[0].slow_start, Millis(0));
+    Config set = load_string(cluster_with("eject_after = 5\neject_time = \"1s\"\neject_time_max = "
+                                          "\"1s\"\nmax_ejected_percent = 0\nslow_start = \"1h\"\n"),
+                             "t");
+    EXPECT_EQ(set.clusters[0].eject_after, 5u);
+    EXPECT_EQ(set.clusters[0].eject_time, Millis(1000));
+    EXPECT_EQ(set.clusters[0].eject_time_max, Millis(1000));
+    EXPECT_EQ(set.clusters[0].max_ejected_percent, 0u);
+    EXPECT_EQ(set.clusters[0].slow_start, Millis(3600000));
+
+    EXPECT_EQ(error_of(cluster_with("eject_time = \"10s\"\n")),
+              "t.toml:8:14: cluster[0].eject_time: has no effect without eject_after (set "
+              "eject_after = N to eject a backend after N failures in a row)");
+    EXPECT_EQ(
+        error_of(cluster_with("eject_after = 3\neject_time = \"2m\"\neject_time_max = \"1m\"\n")),
+        "t.toml:10:18: cluster[0].eject_time_max: eject_time_max (1m) must not be below "
+        "eject_time (2m)");
+    EXPECT_EQ(error_of(cluster_with("eject_after = 3\neject_time = \"10m\"\n")),
+              "t.toml:9:14: cluster[0].eject_time: eject_time_max (5m) must not be below "
+              "eject_time (10m)");
+    EXPECT_EQ(error_of(cluster_with("eject_after = 101\n")),
+              "t.toml:8:15: cluster[0].eject_after: must be between 0 and 100, got 101");
+    EXPECT_EQ(error_of(cluster_with("eject_after = 1\nmax_ejected_percent = 101\n")),
+              "t.toml:9:23: cluster[0].max_ejected_percent: must be between 0 and 100, got 101");
+    EXPECT_EQ(error_of(cluster_with("eject_after = 1\neject_time = \"0s\"\n")),
+              "t.toml:9:14: cluster[0].eject_time: must be greater than 0, got \"0s\"");
+    EXPECT_EQ(error_of(cluster_with("slow_start = \"2h\"\n")),
+              "t.toml:8:14: cluster[0].slow_start: must be at most 1h (\"0s\" turns it off), got "
+              "\"2h\"");
+}
+
 }  // namespace
 }  // namespace ringlb::config
