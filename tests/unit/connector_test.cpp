@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -139,6 +140,104 @@ TEST_F(ConnectorTest, RetriesZeroClosesTheClientAfterOneFailure) {
     EXPECT_EQ(h.cluster().counters.no_backend.get(), 1u);
     EXPECT_EQ(h.cluster().counters.retries.get(), 0u);
     EXPECT_EQ(h.cluster().counters.connects.get(), 1u);
+}
+
+// ---- health verdicts and passive health -------------------------------------------------------
+
+std::shared_ptr<upstream::HealthVerdicts> down(const std::vector<uint16_t>& down_ports) {
+    auto v = std::make_shared<upstream::HealthVerdicts>();
+    for (uint16_t p : down_ports)
+        v->down.insert(upstream::HealthVerdicts::key("app", "127.0.0.1:" + std::to_string(p)));
+    return v;
+}
+
+TEST_F(ConnectorTest, DownBackendsAreSkippedUntilEveryBackendIsDown) {
+    ShardHarness& h = start(config_for(ports(3), "retries = 0"));
+    h.shard().set_health(down({kPortBase, kPortBase + 1}));
+    for (int i = 0; i < 6; ++i) {
+        [[maybe_unused]] ShardHarness::Client client = h.accept_client();
+        Op* connect = h.connect_op();
+        ASSERT_NE(connect, nullptr);
+        EXPECT_EQ(h.port_of(*connect), kPortBase + 2) << "client " << i;
+        h.fake().connect_error(*connect, -ECONNREFUSED);
+        h.run();
+    }
+    EXPECT_EQ(h.shard().counters().backends_down.get(), 2u);
+    EXPECT_EQ(h.cluster().counters.all_down.get(), 0u);
+
+    // All down, when_all_down = "try_anyway" (the default): every backend is tried again.
+    h.shard().set_health(down(ports(3)));
+    std::set<uint16_t> tried;
+    for (int i = 0; i < 6; ++i) {
+        [[maybe_unused]] ShardHarness::Client client = h.accept_client();
+        Op* connect = h.connect_op();
+        ASSERT_NE(connect, nullptr);
+        tried.insert(h.port_of(*connect));
+        h.fake().connect_error(*connect, -ECONNREFUSED);
+        h.run();
+    }
+    EXPECT_EQ(tried.size(), 3u);
+    EXPECT_EQ(h.cluster().counters.all_down.get(), 6u);
+
+    // Back up: verdicts name backends, so an empty set brings all of them back.
+    h.shard().set_health(down({}));
+    EXPECT_EQ(h.shard().counters().backends_down.get(), 0u);
+}
+
+TEST_F(ConnectorTest, EveryBackendDownWithFailClosesTheClientWithoutAConnect) {
+    ShardHarness& h = start(config_for(ports(2), "when_all_down = \"fail\""));
+    h.shard().set_health(down(ports(2)));
+    ShardHarness::Client client = h.accept_client();
+    EXPECT_EQ(h.connect_op(), nullptr);
+    EXPECT_EQ(h.shard().session_count(), 0u);
+    EXPECT_EQ(peer_state(client.peer), "<eof>");
+    EXPECT_EQ(h.cluster().counters.all_down.get(), 1u);
+    EXPECT_EQ(h.cluster().counters.no_backend.get(), 1u);
+}
+
+TEST_F(ConnectorTest, PassiveHealthReportsFailuresAndTheFirstSuccessOnly) {
+    std::vector<std::pair<std::string, bool>> reports;
+    HarnessOptions options;
+    options.report_outcome = [&](const std::string& cluster, const std::string& backend, bool ok) {
+        EXPECT_EQ(cluster, "app");
+        reports.emplace_back(backend, ok);
+    };
+    ShardHarness& h = start(config_for(ports(1), "retries = 0\neject_after = 3"), options);
+    const std::string b = "127.0.0.1:" + std::to_string(kPortBase);
+    for (int i = 0; i < 2; ++i) {
+        [[maybe_unused]] ShardHarness::Client client = h.accept_client();
+        fail_every_connect();
+    }
+    ASSERT_EQ(reports.size(), 2u);
+    EXPECT_EQ(reports[0], std::make_pair(b, false));
+    EXPECT_EQ(reports[1], std::make_pair(b, false));
+    // Two sessions that end normally: one success report, then nothing.
+    for (int i = 0; i < 2; ++i) {
+        Forwarding s = connect_client();
+        end_in_one_iteration(s);
+    }
+    ASSERT_EQ(reports.size(), 3u);
+    EXPECT_EQ(reports[2], std::make_pair(b, true));
+    // Reset by the backend before it said anything: a failure.
+    Forwarding s = connect_client();
+    Op* u = h.recv_on(s.up);
+    ASSERT_NE(u, nullptr);
+    h.fake().recv_error(*u, -ECONNRESET);
+    h.run();
+    ASSERT_EQ(reports.size(), 4u);
+    EXPECT_EQ(reports[3], std::make_pair(b, false));
+}
+
+TEST_F(ConnectorTest, WithoutEjectAfterNothingIsReported) {
+    size_t reports = 0;
+    HarnessOptions options;
+    options.report_outcome = [&](const std::string&, const std::string&, bool) { ++reports; };
+    ShardHarness& h = start(config_for(ports(1), "retries = 0"), options);
+    [[maybe_unused]] ShardHarness::Client client = h.accept_client();
+    fail_every_connect();
+    Forwarding s = connect_client();
+    end_in_one_iteration(s);
+    EXPECT_EQ(reports, 0u);
 }
 
 // ---- max_connections and the queue ---------------------------------------------------------

@@ -113,6 +113,7 @@ ShardHarness::ShardHarness(const std::string& toml, HarnessOptions options) {
     shard_options.engine_params.buffer_size = options.buffer_size;
     shard_options.pipe_pool = 0;
     shard_options.shards = options.shards;
+    shard_options.report_outcome = options.report_outcome;
     shard_ = std::make_unique<shard::Shard>(shard_options, snapshot, std::move(listeners));
 
     engine::FakeParams params;

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,6 +49,8 @@ struct HarnessOptions {
     uint32_t buffer_count = 16;
     uint32_t buffer_size = 4096;
     unsigned shards = 1;  // ShardOptions::shards: how many shards share max_connections
+    // ShardOptions::report_outcome (passive health), called on the test's thread.
+    std::function<void(const std::string&, const std::string&, bool)> report_outcome = nullptr;
 };
 
 // A Shard running on the calling thread over a FakeEngine, built from a TOML config with one
