@@ -4,15 +4,17 @@
 set -euo pipefail
 what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-system-dev
-            libtomlplusplus-dev prometheus-cpp-dev libssl-dev curl nlohmann-json3-dev)
+            libtomlplusplus-dev prometheus-cpp-dev libssl-dev curl nlohmann-json3-dev
+            libc-ares-dev)
 # clang builds the fuzz targets; libFuzzer's runtime is in libclang-rt-14-dev, only a
 # recommendation of clang (and recommendations are not installed here).
 # The container image is built with buildah (vfs storage, chroot isolation) and run with podman
 # on runc: no Docker engine here, and crun fails on this host's hybrid cgroups (scripts/podman-env.sh).
+# dnsmasq-base is the real DNS server the resolver's tests run on a loopback port (no service).
 # umoci and skopeo inspect and copy OCI layouts and archives; catatonit is the init of the pause
 # container podman builds for every pod (`podman kube play`).
 test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3 prometheus iproute2
-           clang libclang-rt-14-dev buildah podman runc umoci skopeo catatonit)
+           clang libclang-rt-14-dev buildah podman runc umoci skopeo catatonit dnsmasq-base)
 bench_pkgs=(wrk iperf3 haproxy nginx libnginx-mod-stream linux-perf procps)
 # The deployment tests: node and npm run Helm, TypeScript and kubernetes-types from the npm
 # registry (scripts/helm-tools.sh); systemd-analyze verifies the systemd unit; unshare and setpriv
