@@ -165,8 +165,8 @@ function schemaKeys(schemaFile, readmeFile) {
     console.log(`${total} keys in ${Object.keys(documented).length} sections agree`);
 }
 
-// podman kube play 4.3 publishes every containerPort on the host (hostPort = containerPort; only
-// podman 4.5's --publish-all=false changes that), which it refuses with host networking
+// podman kube play 4.3 publishes every containerPort on the host (hostPort = containerPort; podman
+// PR #19823 made later versions publish only hostPorts), which it refuses with host networking
 // ("PortMappings can only be used with Bridge or slirp4netns networking"). With host networking
 // the ports are the host's anyway, so the port list (documentation in a pod spec, and the names
 // the probes use) is dropped. Host networking because bridge networking adds NAT rules that skew
