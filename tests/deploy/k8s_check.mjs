@@ -9,6 +9,10 @@
 //   schema-keys SCHEMA README
 //                          the chart's config keys (values.schema.json) against the keys the
 //                          README's configuration reference documents, section by section
+//   podman FILE            the rendered chart as `podman kube play` (4.3) runs it on this
+//                          machine, on stdout: every pod template gets hostNetwork: true and
+//                          loses its containers' `ports` (see podmanPod below); nothing else
+//                          changes
 import { createRequire } from "node:module";
 import fs from "node:fs";
 import path from "node:path";
@@ -161,11 +165,36 @@ function schemaKeys(schemaFile, readmeFile) {
     console.log(`${total} keys in ${Object.keys(documented).length} sections agree`);
 }
 
+// podman kube play 4.3 publishes every containerPort on the host (hostPort = containerPort; podman
+// PR #19823 made later versions publish only hostPorts), which it refuses with host networking
+// ("PortMappings can only be used with Bridge or slirp4netns networking"). With host networking
+// the ports are the host's anyway, so the port list (documentation in a pod spec, and the names
+// the probes use) is dropped. Host networking because bridge networking adds NAT rules that skew
+// measurements on the test machines.
+function podmanPod(file) {
+    const out = [];
+    for (const doc of documents(file)) {
+        const spec = doc.kind === "Pod" ? doc.spec : doc.spec?.template?.spec;
+        if (spec) {
+            spec.hostNetwork = true;
+            for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) delete c.ports;
+        }
+        out.push(YAML.stringify(doc, { version: "1.1" }));
+    }
+    if (out.length === 0) {
+        console.error(`k8s_check: ${file}: no documents`);
+        process.exit(1);
+    }
+    process.stdout.write(out.map((d) => "---\n" + d).join(""));
+}
+
 const [command, ...args] = process.argv.slice(2);
 if (command === "to-ts") toTs(args[0], args.slice(1));
 else if (command === "toml") toml(args[0], args.slice(1));
 else if (command === "schema-keys") schemaKeys(args[0], args[1]);
+else if (command === "podman") podmanPod(args[0]);
 else {
-    console.error("usage: k8s_check.mjs to-ts OUTDIR FILE... | toml OUTDIR FILE... | schema-keys SCHEMA README");
+    console.error(
+        "usage: k8s_check.mjs to-ts OUTDIR FILE... | toml OUTDIR FILE... | schema-keys SCHEMA README | podman FILE");
     process.exit(2);
 }

@@ -198,12 +198,14 @@ TEST(DashboardTest, EveryQueriedMetricAndLabelIsExported) {
     std::vector<Query> queries = queries_of(dashboard);
     ASSERT_GE(queries.size(), 30u);
 
-    // A ringlb with two listeners, a cluster with a warm pool, and traffic through both.
+    // A ringlb with two listeners, a cluster with a warm pool and health checks (their series
+    // exist only for checked clusters), and traffic through both listeners.
     BackendProcess backend;
     ASSERT_TRUE(backend.start(EchoMode::kHash));
     ProxyConfigSpec spec;
     spec.backends = {backend.address()};
-    spec.cluster_extra = "pool = { warm = 1 }\n";
+    spec.cluster_extra =
+        "pool = { warm = 1 }\nhealth = { interval = \"200ms\", timeout = \"100ms\" }\n";
     std::string config = make_config(spec);
     uint16_t api_port = free_port();
     config += "\n[[listener]]\nname = \"api\"\nbind = \"127.0.0.1:" + std::to_string(api_port) +
@@ -219,6 +221,10 @@ TEST(DashboardTest, EveryQueriedMetricAndLabelIsExported) {
     ASSERT_TRUE(wait_for_metric(
         spec.admin_port, "ringlb_session_duration_seconds_count", {},
         [](double v) { return v == 8; }, 5s, &last))
+        << last;
+    // A health check has completed, so the check duration histogram has a sample.
+    ASSERT_TRUE(wait_for_metric(spec.admin_port, "ringlb_health_check_duration_seconds_count", {},
+                                1, 5s, &last))
         << last;
     std::string error;
     auto metrics = scrape_metrics(spec.admin_port, &error);
@@ -267,11 +273,13 @@ TEST(DashboardTest, EveryQueriedMetricAndLabelIsExported) {
     }
 
     // What the dashboard must show (the deployment issue's list): connections and conn/s per
-    // listener, bytes, backend state, connect failures by reason, both duration histograms, pool
-    // and pipe use, per-shard balance, reloads.
+    // listener, bytes, backend state and health (the checks' verdict, failed checks by result),
+    // connect failures by reason, both duration histograms, pool and pipe use, per-shard balance,
+    // reloads.
     for (const char* name :
          {"ringlb_listener_active_connections", "ringlb_listener_connections_total",
-          "ringlb_bytes_total", "ringlb_backend_active_connections",
+          "ringlb_bytes_total", "ringlb_backend_active_connections", "ringlb_backend_up",
+          "ringlb_health_checks_total", "ringlb_health_check_duration_seconds_bucket",
           "ringlb_backend_connect_failures_total", "ringlb_connect_duration_seconds_bucket",
           "ringlb_session_duration_seconds_bucket", "ringlb_backend_pool_idle",
           "ringlb_pipe_pool_exhausted_total", "ringlb_splice_directions_total",

@@ -18,6 +18,8 @@
 //         writes. On the client's EOF it stays open and silent (a peer that never finishes its
 //         side); it closes on a socket error only.
 //
+// SIGTERM ends it at once with exit code 0 (also as PID 1 of a container).
+//
 // Options:
 //   --name NAME         the name in http replies and the startup line (default "ringlb-echo").
 //   --threads N         accepting threads, each with its own epoll loop (1..256, default 1).
@@ -798,6 +800,10 @@ int run(int argc, char** argv) {
         return 2;
     }
     ::signal(SIGPIPE, SIG_IGN);
+    // As PID 1 of a container (the app of the sidecar pod test) a signal without a handler is
+    // ignored, so SIGTERM (podman stop, the kubelet) would end it only at the stop timeout's
+    // SIGKILL. It holds no state: exit at once.
+    ::signal(SIGTERM, [](int) { ::_exit(0); });
     common::raise_fd_limit();
 
     // SO_REUSEADDR only: a second backend on the same port must fail loudly rather than share
