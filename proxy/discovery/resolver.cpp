@@ -248,6 +248,13 @@ Resolver::Impl::~Impl() {
     // Calls on_addrinfo(ARES_EDESTRUCTION) for every query, which frees its Lookup without
     // calling done(), and on_sock_state(fd, 0, 0) for every socket before closing it.
     ares_destroy(channel_);
+    // Should c-ares ever close a socket without saying so, its number must still not be closed
+    // a second time here (it may belong to someone else by now).
+    for (auto& [fd, watch] : watches_) {
+        boost::system::error_code ignored;
+        watch->descriptor.cancel(ignored);
+        watch->descriptor.release();
+    }
 }
 
 void Resolver::Impl::resolve(std::string host, uint16_t port, std::function<void(Result)> done) {
