@@ -22,6 +22,7 @@
 #include <toml++/toml.h>
 
 #include "common/fd.hpp"
+#include "common/host_port.hpp"
 #include "config/prescan.hpp"
 
 namespace ringlb::config {
@@ -178,6 +179,8 @@ constexpr int64_t kMaxHealthJitterPercent = 50;
 constexpr size_t kMaxHealthBytes = 4096;  // send and expect
 constexpr Millis kMaxEjectTime{std::chrono::hours(24)};
 constexpr Millis kMaxSlowStart{std::chrono::hours(1)};
+constexpr Millis kMinDnsRefresh{100};
+constexpr Millis kMaxDnsRefresh{std::chrono::hours(1)};
 constexpr int64_t kMinMaglevTableSize = 101;
 constexpr int64_t kMaxMaglevTableSize = 1000003;  // a prime
 constexpr int64_t kMaxPoolWarm = 1024;
@@ -194,8 +197,8 @@ std::string size_limit() {
 
 // Keys a user may have put at the wrong level; used for "it belongs in [runtime]" hints.
 constexpr std::string_view kRuntimeKeys[] = {
-    "workers",   "pin_cpus",    "engine",        "buffer_size",  "buffer_count",  "pipe_size",
-    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread", "upgrade_socket"};
+    "workers",   "pin_cpus",    "engine",        "buffer_size",  "buffer_count",   "pipe_size",
+    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread", "upgrade_socket", "dns_servers"};
 constexpr std::string_view kLogKeys[] = {"format", "level", "access"};
 constexpr std::string_view kListenerOnlyKeys[] = {"bind",
                                                   "backlog",
@@ -223,7 +226,9 @@ constexpr std::string_view kClusterOnlyKeys[] = {"backends",
                                                  "eject_time",
                                                  "eject_time_max",
                                                  "max_ejected_percent",
-                                                 "slow_start"};
+                                                 "slow_start",
+                                                 "dns_refresh",
+                                                 "dns_failure_grace"};
 constexpr std::string_view kBackendOnlyKeys[] = {"address", "weight", "max_connections"};
 
 // Keys that are valid elsewhere in the file, with where they belong.
@@ -765,7 +770,8 @@ class Loader {
         constexpr std::string_view kPrefix = "runtime";
         check_keys(table, kPrefix,
                    {"workers", "pin_cpus", "engine", "buffer_size", "buffer_count", "pipe_size",
-                    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread", "upgrade_socket"},
+                    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread", "upgrade_socket",
+                    "dns_servers"},
                    {{kLogKeys, "it belongs in the [log] table"}});
         RuntimeConfig runtime;
         if (const toml::node* node = table.get("workers")) {
@@ -815,6 +821,7 @@ class Loader {
         if (const toml::node* node = table.get("drain_spread"))
             runtime.drain_spread = optional_duration_of(*node, join(kPrefix, "drain_spread"),
                                                         kMaxDrainPhase, "closes them all at once");
+        if (const toml::node* node = table.get("dns_servers")) load_dns_servers(*node, runtime);
         if (const toml::node* node = table.get("upgrade_socket")) {
             std::string key = join(kPrefix, "upgrade_socket");
             const std::string& text = string_of(*node, key);
@@ -1007,7 +1014,9 @@ class Loader {
                         "eject_time",
                         "eject_time_max",
                         "max_ejected_percent",
-                        "slow_start"},
+                        "slow_start",
+                        "dns_refresh",
+                        "dns_failure_grace"},
                        {{kListenerOnlyKeys, "it belongs in a [[listener]] section"},
                         {kBackendOnlyKeys, "it is set on each entry of backends"}});
             ClusterConfig cluster;
@@ -1065,6 +1074,7 @@ class Loader {
                     *node, join(prefix, "when_all_down"),
                     {{"try_anyway", WhenAllDown::kTryAnyway}, {"fail", WhenAllDown::kFail}});
             load_passive_health(table, prefix, cluster);
+            load_dns(table, prefix, cluster);
             clusters.push_back(std::move(cluster));
         }
         return clusters;
@@ -1138,6 +1148,30 @@ class Loader {
         if (const toml::node* max_idle = table.get("max_idle"))
             pool.max_idle = timeout_of(*max_idle, join(key, "max_idle"));
         return pool;
+    }
+
+    // dns_refresh and dns_failure_grace: only for a cluster with a backend given by name.
+    void load_dns(const toml::table& table, const std::string& prefix,
+                  ClusterConfig& cluster) const {
+        for (const char* key : {"dns_refresh", "dns_failure_grace"}) {
+            const toml::node* n = table.get(key);
+            if (!n) continue;
+            std::string k = join(prefix, key);
+            if (!cluster.has_names())
+                fail(*n, k,
+                     "has no effect: no backend of this cluster is given by name (address = "
+                     "\"NAME:PORT\")");
+            Millis value = duration_of(*n, k);
+            const std::string& text = n->as_string()->get();
+            bool refresh = std::string_view(key) == "dns_refresh";
+            Millis min = refresh ? kMinDnsRefresh : Millis(0);
+            Millis max = refresh ? kMaxDnsRefresh : kMaxEjectTime;
+            if (value < min || value > max)
+                fail(*n, k,
+                     "must be between " + format_duration(min) + " and " + format_duration(max) +
+                         ", got " + quote(text));
+            (refresh ? cluster.dns_refresh : cluster.dns_failure_grace) = value;
+        }
     }
 
     // eject_after, eject_time, eject_time_max, max_ejected_percent and slow_start.
@@ -1324,6 +1358,21 @@ class Loader {
         return value;
     }
 
+    // ["IP:PORT", ...]: the DNS servers for backends given by name, asked in order.
+    void load_dns_servers(const toml::node& node, RuntimeConfig& runtime) const {
+        std::string key = "runtime.dns_servers";
+        const toml::array* array = node.as_array();
+        if (!array)
+            fail(node, key,
+                 "expected an array of server addresses like [\"127.0.0.1:53\"], got " +
+                     describe(node));
+        for (size_t i = 0; i < array->size(); ++i) {
+            std::string text;
+            runtime.dns_servers.push_back(address_of(*array->get(i), indexed(key, i), &text));
+            runtime.dns_server_texts.push_back(std::move(text));
+        }
+    }
+
     void load_source_addresses(const toml::node& node, const std::string& prefix,
                                ClusterConfig& cluster) const {
         std::string key = join(prefix, "source_addresses");
@@ -1442,6 +1491,39 @@ class Loader {
         return value;
     }
 
+    // "IP:PORT", or "NAME:PORT" for a backend resolved at run time.
+    void backend_address(const toml::node& node, const std::string& key,
+                         BackendConfig& backend) const {
+        const std::string& text = string_of(node, key);
+        if (common::parse_address(text)) {
+            backend.address = address_of(node, key, &backend.address_text);
+            return;
+        }
+        std::string name_error;
+        std::optional<common::HostPort> name = common::parse_host_port(text, &name_error);
+        if (!name) {
+            // Say what is wrong with the form the text was most likely meant as.
+            bool looks_like_name = text.find('[') == std::string::npos &&
+                                   std::any_of(text.begin(), text.end(), [](char c) {
+                                       return std::isalpha(static_cast<unsigned char>(c)) &&
+                                              !std::isxdigit(static_cast<unsigned char>(c));
+                                   });
+            std::string address_error;
+            common::parse_address(text, &address_error);
+            // parse_address speaks for addresses that must be numeric; a backend may be a name.
+            if (size_t at = address_error.find(" (host names are not resolved)");
+                at != std::string::npos)
+                address_error.erase(at);
+            fail(node, key,
+                 "invalid address " + quote(text) + ": " +
+                     (looks_like_name ? name_error : address_error) +
+                     " (a backend is IP:PORT or NAME:PORT)");
+        }
+        backend.address_text = text;
+        backend.host = name->host;
+        backend.port = name->port;
+    }
+
     BackendConfig load_backend(const toml::node& node, const std::string& prefix) const {
         const toml::table* table = node.as_table();
         if (!table)
@@ -1450,8 +1532,7 @@ class Loader {
         check_keys(*table, prefix, {"address", "weight", "max_connections"},
                    {{kClusterOnlyKeys, "it is set on the cluster, not on one backend"}});
         BackendConfig backend;
-        backend.address = address_of(require(*table, prefix, "address"), join(prefix, "address"),
-                                     &backend.address_text);
+        backend_address(require(*table, prefix, "address"), join(prefix, "address"), backend);
         if (const toml::node* weight = table->get("weight"))
             backend.weight =
                 static_cast<uint32_t>(integer_of(*weight, join(prefix, "weight"), 1, kMaxWeight));

@@ -61,13 +61,21 @@ struct RuntimeConfig {
     // Binary upgrade (proxy/runtime/upgrade.cpp): the Unix socket on which this process hands its
     // listening sockets to a new one started with `ringlb run CONFIG --upgrade`. "": no upgrade.
     std::string upgrade_socket;
+    // DNS servers for backends given by name; empty: the system's (resolv.conf).
+    std::vector<common::Address> dns_servers;
+    std::vector<std::string> dns_server_texts;
 
     bool operator==(const RuntimeConfig&) const = default;
 };
 
 struct BackendConfig {
-    common::Address address;
-    std::string address_text;
+    common::Address address;   // unset when `host` is given
+    std::string address_text;  // as written: "IP:PORT" or "NAME:PORT"
+    // A backend given by DNS name (address = "NAME:PORT"): resolved at run time by the control
+    // plane (proxy/discovery), each address of the answer becoming a backend of its own.
+    std::string host;
+    uint16_t port = 0;  // with `host`
+    bool is_name() const { return !host.empty(); }
     uint32_t weight = 1;
     uint32_t max_connections = 0;  // per backend, divided over shards; 0: unlimited
 
@@ -143,6 +151,16 @@ struct ClusterConfig {
     // A backend that comes back takes a share of new sessions growing from 0 to its full share
     // over this window; 0: off.
     Millis slow_start{0};
+    // Backends given by name: looked up again every dns_refresh (sooner when the answer's TTL
+    // is shorter); a failed or empty lookup keeps the last good addresses for
+    // dns_failure_grace.
+    Millis dns_refresh{5000};
+    Millis dns_failure_grace{300000};
+    bool has_names() const {
+        for (const auto& b : backends)
+            if (b.is_name()) return true;
+        return false;
+    }
 
     bool operator==(const ClusterConfig&) const = default;
 };

@@ -53,6 +53,9 @@ toml::table runtime_table(const RuntimeConfig& runtime) {
     table.insert("drain_timeout", format_duration(runtime.drain_timeout));
     table.insert("drain_spread", format_duration(runtime.drain_spread));
     if (!runtime.upgrade_socket.empty()) table.insert("upgrade_socket", runtime.upgrade_socket);
+    toml::array servers;
+    for (const std::string& text : runtime.dns_server_texts) servers.push_back(text);
+    table.insert("dns_servers", std::move(servers));
     return table;
 }
 
@@ -154,6 +157,10 @@ toml::table cluster_table(const ClusterConfig& cluster) {
         table.insert("max_ejected_percent", static_cast<int64_t>(cluster.max_ejected_percent));
     }
     table.insert("slow_start", format_duration(cluster.slow_start));
+    if (cluster.has_names()) {
+        table.insert("dns_refresh", format_duration(cluster.dns_refresh));
+        table.insert("dns_failure_grace", format_duration(cluster.dns_failure_grace));
+    }
     return table;
 }
 

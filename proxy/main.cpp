@@ -45,10 +45,17 @@ std::string check_summary(const ringlb::config::Config& cfg) {
     for (const auto& l : cfg.listeners)
         out += "  listener " + pad(l.name, listener_width) + "  " + pad(l.bind_text, bind_width) +
                "  -> cluster " + l.cluster + "\n";
-    for (const auto& c : cfg.clusters)
+    for (const auto& c : cfg.clusters) {
+        size_t names = 0;
+        for (const auto& b : c.backends) names += b.is_name() ? 1 : 0;
         out += "  cluster " + pad(c.name, cluster_width) + "  " +
                pad(ringlb::config::to_string(c.balance), balance_width) + "  " +
-               std::to_string(c.backends.size()) + " backend(s)\n";
+               std::to_string(c.backends.size()) + " backend(s)" +
+               (names ? ", " + std::to_string(names) +
+                            " by name, resolved at run time (each address a backend)"
+                      : "") +
+               "\n";
+    }
     return out;
 }
 

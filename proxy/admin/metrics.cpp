@@ -326,6 +326,51 @@ void add_health_families(const std::vector<ShardView>& shards, const health::Mon
     families.push_back(std::move(duration));
 }
 
+// Backends per cluster (after names became addresses), and what DNS answered per name.
+void add_discovery_families(const std::vector<ShardView>& shards,
+                            const discovery::Discovery* discovery,
+                            std::vector<prometheus::MetricFamily>& families) {
+    if (shards.empty()) return;
+    prometheus::MetricFamily backends{
+        "ringlb_cluster_backends",
+        "Backends of the cluster in the running configuration, each address of a name counted.",
+        gauge,
+        {}};
+    for (const auto& cluster : shards.front().layout->clusters)
+        add_sample(backends, {{"cluster", cluster.name}},
+                   static_cast<double>(cluster.backends.size()));
+    families.push_back(std::move(backends));
+    prometheus::MetricFamily lookups{
+        "ringlb_dns_lookups_total",
+        "DNS lookups of a backend given by name, by result: ok, nxdomain, server_failure, "
+        "timeout, no_data, other.",
+        counter,
+        {}};
+    prometheus::MetricFamily addresses{
+        "ringlb_dns_addresses", "Addresses of the name in use as backends.", gauge, {}};
+    prometheus::MetricFamily stale{
+        "ringlb_dns_stale",
+        "1 while the name's lookups fail and its last good addresses are kept, else 0.",
+        gauge,
+        {}};
+    if (discovery) {
+        discovery->for_each([&](const discovery::NameState& s) {
+            Labels labels{{"cluster", s.cluster}, {"name", s.name}};
+            for (size_t r = 0; r < discovery::kLookupErrorCount; ++r) {
+                Labels with = labels;
+                with.push_back({"result", std::string(discovery::to_string(
+                                              static_cast<discovery::LookupError>(r)))});
+                add_sample(lookups, std::move(with), static_cast<double>(s.lookups[r]));
+            }
+            add_sample(addresses, labels, s.expired ? 0 : static_cast<double>(s.addresses.size()));
+            add_sample(stale, labels, s.stale ? 1 : 0);
+        });
+    }
+    families.push_back(std::move(lookups));
+    families.push_back(std::move(addresses));
+    families.push_back(std::move(stale));
+}
+
 void add_port_forecast(const std::vector<ShardView>& shards, const std::vector<double>& forecast,
                        std::vector<prometheus::MetricFamily>& families) {
     if (shards.empty()) return;
@@ -429,6 +474,7 @@ std::string render_metrics(const MetricsSources& sources) {
     add_listener_families(sources.shards, families);
     add_upstream_families(sources.shards, families);
     add_health_families(sources.shards, sources.health, families);
+    add_discovery_families(sources.shards, sources.discovery, families);
     add_port_forecast(sources.shards, sources.port_forecast, families);
     add_access_log_family(sources.shards, families);
     return prometheus::TextSerializer().Serialize(families);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "proxy/admin/admin_server.hpp"
+#include "proxy/discovery/discovery.hpp"
 #include "proxy/health/monitor.hpp"
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/layout.hpp"
@@ -66,6 +67,8 @@ struct MetricsSources {
     bool process = true;  // read the process's own figures (process_stats.hpp)
     // Active checks and passive ejection (null: none run, every backend counts as up).
     const health::Monitor* health = nullptr;
+    // Backends given by name (null: none).
+    const discovery::Discovery* discovery = nullptr;
 };
 
 // Prometheus text exposition, read at scrape time (the shards keep writing; each value is one

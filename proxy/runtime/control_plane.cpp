@@ -63,10 +63,13 @@ ControlPlane::ControlPlane(std::shared_ptr<const config::Config> config,
       upgrade_(upgrade),
       drain_timer_(io_),
       shards_(io_),
-      health_(io_, [this] {
-          post_health();
-          update_ready();
-      }) {
+      health_(io_,
+              [this] {
+                  post_health();
+                  update_ready();
+              }),
+      loaded_(config_),
+      discovery_(io_, [this] { on_dns_change(); }) {
     // Signal handling comes first, so no signal of the startup meets the default action (which
     // kills the process without closing anything): a stop requested while shards start stops
     // them and exits 0. Signals that arrived since block_control_signals() were kept pending and
@@ -117,6 +120,7 @@ std::vector<admin::ShardView> ControlPlane::shard_views() const {
 
 void ControlPlane::stop() {
     health_.stop();
+    discovery_.stop();
     shards_.stop();
     if (access_log_) access_log_->flush();  // the sessions the shards closed as they stopped
     log_stats();
@@ -135,6 +139,14 @@ int ControlPlane::run() {
         return 1;
     }
     LOG_INFO("engine: %s (%s)", engine_.name, engine_.reason.c_str());
+
+    // Backends given by name: looked up before anything starts; a cluster left without any
+    // backend stops here, an unresolved name beside other backends is a warning.
+    if (std::string error = discovery_.add(*loaded_); !error.empty()) {
+        LOG_ERROR("%s", error.c_str());
+        return 1;
+    }
+    config_ = discovery_.expand(*loaded_);
 
     // What the host allows (ports, TIME_WAIT reuse, backlog cap, fds, CPUs), with advice where it
     // caps the configured load; an error (e.g. source_port_range without IP_LOCAL_PORT_RANGE)
@@ -295,11 +307,13 @@ bool ControlPlane::start_admin() {
         admin::MetricsSources sources{shard_views(), engine_.name, forecast_, control_,
                                       admin_->stats()};
         sources.health = &health_;
+        sources.discovery = &discovery_;
         return admin::render_metrics(sources);
     });
     // The endpoints that read the shards and the configuration (proxy/admin/routes.hpp).
     admin_->add_route(admin::backends_route([this] { return shard_views(); }, &health_));
-    admin_->add_route(admin::config_route([this] { return config_; }));
+    // The configuration as written (backends by name, not their addresses).
+    admin_->add_route(admin::config_route([this] { return loaded_; }));
     admin_->add_route({"/reload",
                        {"POST"},
                        "reads the configuration file again and applies it (as SIGHUP does)",

@@ -13,6 +13,7 @@
 #include "config/config.hpp"
 #include "proxy/admin/admin_server.hpp"
 #include "proxy/admin/metrics.hpp"
+#include "proxy/discovery/discovery.hpp"
 #include "proxy/health/monitor.hpp"
 #include "proxy/runtime/access_log_writer.hpp"
 #include "proxy/runtime/host_check.hpp"
@@ -67,6 +68,8 @@ class ControlPlane {
     void update_ready();
     // Sends every shard the health checks' current verdicts.
     void post_health();
+    // A name's addresses changed: the running configuration with the new ones, to every shard.
+    void on_dns_change();
     void on_signal(const boost::system::error_code& ec, int signo);
     void log_stats() const;
     std::vector<admin::ShardView> shard_views() const;
@@ -124,6 +127,9 @@ class ControlPlane {
     std::vector<std::shared_ptr<const shard::ShardLayout>> layouts_;
     std::unique_ptr<admin::AdminServer> admin_;
     health::Monitor health_;  // active checks, passive ejection, slow start
+    // Backends given by name: config_ is loaded_ with each name replaced by its addresses.
+    std::shared_ptr<const config::Config> loaded_;
+    discovery::Discovery discovery_;
     std::unique_ptr<PortWatch> port_watch_;
 };
 

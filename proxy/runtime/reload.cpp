@@ -35,7 +35,7 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
     } catch (const config::ConfigError& e) {
         return fail(e.what());
     }
-    config::ConfigDiff changes = config::diff(*config_, *next);
+    config::ConfigDiff changes = config::diff(*loaded_, *next);
     if (!changes.restart_only.empty()) {
         std::string keys;
         for (const auto& k : changes.restart_only) keys += (keys.empty() ? "" : ", ") + k;
@@ -43,6 +43,10 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
                     ": changed, but takes effect only when ringlb restarts (or upgrades); put "
                     "the running value back to reload the rest");
     }
+    // Names the running configuration has keep their addresses; new ones are looked up now.
+    std::shared_ptr<const config::Config> written = next;
+    if (std::string error = discovery_.add(*written); !error.empty()) return fail(error);
+    next = discovery_.expand(*written);
     std::vector<HostAdvice> advice =
         check_host(limits_, *next, static_cast<unsigned>(shards_.size()));
     for (const HostAdvice& a : advice)
@@ -79,6 +83,8 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
         return {false, error};
     }
     overrides_.clear();
+    loaded_ = written;
+    discovery_.retain(*loaded_);
     control_.reload_succeeded();
     common::set_log_level(config_->log.level);
     for (const HostAdvice& a : advice)
@@ -127,6 +133,13 @@ std::string ControlPlane::publish(std::shared_ptr<const config::Config> next,
     post_health();
     update_ready();
     return {};
+}
+
+void ControlPlane::on_dns_change() {
+    if (!serving_ || draining()) return;
+    if (std::string error = publish(discovery_.expand(*loaded_), overrides_, nullptr);
+        !error.empty())
+        LOG_ERROR("dns: the new addresses could not be applied: %s", error.c_str());
 }
 
 void ControlPlane::post_health() {

@@ -33,6 +33,7 @@ drain_delay = "5s"
 drain_timeout = "1500ms"
 drain_spread = "0s"
 upgrade_socket = "/run/ringlb/upgrade.sock"
+dns_servers = ["127.0.0.1:5353", "[::1]:53"]
 
 [admin]
 bind = "127.0.0.1:9901"
@@ -83,8 +84,11 @@ eject_time = "10s"
 eject_time_max = "2m"
 max_ejected_percent = 34
 slow_start = "45s"
+dns_refresh = "30s"
+dns_failure_grace = "1h"
 backends = [ { address = "127.0.0.1:9001", weight = 3, max_connections = 100 },
-             { address = "[::1]:9002" } ]
+             { address = "[::1]:9002" },
+             { address = "web.example.com:9004", weight = 2, max_connections = 7 } ]
 
 [[cluster]]
 name = "maglev.pool-2"
@@ -130,6 +134,8 @@ void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(a.runtime.drain_timeout, b.runtime.drain_timeout);
     EXPECT_EQ(a.runtime.drain_spread, b.runtime.drain_spread);
     EXPECT_EQ(a.runtime.upgrade_socket, b.runtime.upgrade_socket);
+    EXPECT_EQ(a.runtime.dns_server_texts, b.runtime.dns_server_texts);
+    EXPECT_EQ(a.runtime.dns_servers.size(), b.runtime.dns_servers.size());
 
     EXPECT_EQ(a.admin.enabled, b.admin.enabled);
     EXPECT_EQ(a.admin.bind_text, b.admin.bind_text);
@@ -173,6 +179,8 @@ void expect_same(const Config& a, const Config& b) {
             EXPECT_EQ(x.backends[j].address_text, y.backends[j].address_text) << backend;
             EXPECT_EQ(x.backends[j].weight, y.backends[j].weight) << backend;
             EXPECT_EQ(x.backends[j].max_connections, y.backends[j].max_connections) << backend;
+            EXPECT_EQ(x.backends[j].host, y.backends[j].host) << backend;
+            EXPECT_EQ(x.backends[j].port, y.backends[j].port) << backend;
         }
         EXPECT_EQ(x.connect_timeout, y.connect_timeout) << at;
         EXPECT_EQ(x.balance, y.balance) << at;
@@ -200,6 +208,8 @@ void expect_same(const Config& a, const Config& b) {
         EXPECT_EQ(x.eject_time_max, y.eject_time_max) << at;
         EXPECT_EQ(x.max_ejected_percent, y.max_ejected_percent) << at;
         EXPECT_EQ(x.slow_start, y.slow_start) << at;
+        EXPECT_EQ(x.dns_refresh, y.dns_refresh) << at;
+        EXPECT_EQ(x.dns_failure_grace, y.dns_failure_grace) << at;
     }
 }
 
@@ -346,8 +356,8 @@ TEST(ConfigRenderTest, EveryDocumentedKeyIsRendered) {
             ++checked;
         }
     }
-    // The reference has 45 keys; a broken pattern would check none.
-    EXPECT_GE(checked, 45u);
+    // The reference has 48 keys; a broken pattern would check none.
+    EXPECT_GE(checked, 48u);
 }
 
 }  // namespace

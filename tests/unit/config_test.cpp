@@ -600,7 +600,7 @@ name = "app"
                                             "  { address = \"127.0.0.1:9002\" },\n"
                                             "  { address = \"10.0.0.1\" } ]\n"),
               "t.toml:9:15: cluster[0].backends[2].address: invalid address \"10.0.0.1\": "
-              "expected \"ip:port\"");
+              "expected \"ip:port\" (a backend is IP:PORT or NAME:PORT)");
     EXPECT_EQ(error_of(std::string(kHead) +
                        "backends = [ { address = \"127.0.0.1:9001\", weight = 0 } ]\n"),
               "t.toml:7:53: cluster[0].backends[0].weight: must be between 1 and 1000, got 0");
@@ -1649,6 +1649,53 @@ TEST(ConfigHealthTest, PassiveAndSlowStart) {
     EXPECT_EQ(error_of(cluster_with("slow_start = \"2h\"\n")),
               "t.toml:8:14: cluster[0].slow_start: must be at most 1h (\"0s\" turns it off), got "
               "\"2h\"");
+}
+
+TEST(ConfigDnsTest, BackendsByNameAndTheirKeys) {
+    Config config = load_string(
+        backends_with("backends = [ { address = \"web.default.svc.cluster.local:8080\", weight = "
+                      "3 }, { address = \"127.0.0.1:9\" } ]",
+                      "dns_refresh = \"1s\"\ndns_failure_grace = \"0s\"\n"),
+        "t");
+    const ClusterConfig& c = config.clusters[0];
+    ASSERT_EQ(c.backends.size(), 2u);
+    EXPECT_TRUE(c.backends[0].is_name());
+    EXPECT_EQ(c.backends[0].host, "web.default.svc.cluster.local");
+    EXPECT_EQ(c.backends[0].port, 8080);
+    EXPECT_EQ(c.backends[0].address_text, "web.default.svc.cluster.local:8080");
+    EXPECT_EQ(c.backends[0].weight, 3u);
+    EXPECT_FALSE(c.backends[1].is_name());
+    EXPECT_EQ(c.dns_refresh, Millis(1000));
+    EXPECT_EQ(c.dns_failure_grace, Millis(0));
+    Config servers = load_string(with("[runtime]\ndns_servers = [\"127.0.0.1:5353\"]\n"), "t");
+    ASSERT_EQ(servers.runtime.dns_servers.size(), 1u);
+    EXPECT_EQ(servers.runtime.dns_server_texts[0], "127.0.0.1:5353");
+}
+
+TEST(ConfigDnsTest, Errors) {
+    EXPECT_EQ(error_of(cluster_with("dns_refresh = \"1s\"\n")),
+              "t.toml:8:15: cluster[0].dns_refresh: has no effect: no backend of this cluster is "
+              "given by name (address = \"NAME:PORT\")");
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"web.test:80\" } ]",
+                                     "dns_refresh = \"50ms\"\n")),
+              "t.toml:8:15: cluster[0].dns_refresh: must be between 100ms and 1h, got \"50ms\"");
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"web.test\" } ]")),
+              "t.toml:7:26: cluster[0].backends[0].address: invalid address \"web.test\": "
+              "expected \"host:port\" (a backend is IP:PORT or NAME:PORT)");
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"web_1.test:80\" } ]")),
+              "t.toml:7:26: cluster[0].backends[0].address: invalid address \"web_1.test:80\": "
+              "invalid character '_' in host name (letters, digits, '-' and '.' only) (a backend "
+              "is IP:PORT or NAME:PORT)");
+    EXPECT_EQ(error_of(backends_with("backends = [ { address = \"10.0.0.300:80\" } ]")),
+              "t.toml:7:26: cluster[0].backends[0].address: invalid address \"10.0.0.300:80\": "
+              "invalid IP address \"10.0.0.300\" (a backend is IP:PORT or NAME:PORT)");
+    // DNS servers themselves are addresses, never names.
+    EXPECT_EQ(error_of(with("[runtime]\ndns_servers = [\"dns.local:53\"]\n")),
+              "t.toml:2:16: runtime.dns_servers[0]: invalid address \"dns.local:53\": invalid IP "
+              "address \"dns.local\" (host names are not resolved)");
+    EXPECT_EQ(error_of(with("[runtime]\ndns_servers = \"127.0.0.1:53\"\n")),
+              "t.toml:2:15: runtime.dns_servers: expected an array of server addresses like "
+              "[\"127.0.0.1:53\"], got \"127.0.0.1:53\"");
 }
 
 }  // namespace
