@@ -24,27 +24,6 @@ using namespace std::chrono_literals;
 
 constexpr unsigned kWorkers = 2;
 
-// Which backend a new client reaches: each backend greets with its letter.
-std::string landed(uint16_t port) {
-    ClientSession c;
-    if (!c.connect(port)) return "connect: " + c.error();
-    std::string got;
-    if (!c.receive(1, &got, 2000ms)) return "<closed>";
-    return got;
-}
-
-std::string post(uint16_t port, const std::string& path) {
-    ClientSession client;
-    if (!client.connect(port)) return "connect: " + client.error();
-    if (!client.send(
-            "POST " + path +
-            " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
-        return "send: " + client.error();
-    std::string data;
-    client.wait_for_close(15000ms, &data);
-    return data;
-}
-
 // Polls ringlb_backend_up{backend} until it equals `up`; the time it took, or nullopt.
 std::optional<Millis> wait_backend_up(uint16_t admin_port, const std::string& backend, bool up,
                                       Millis timeout, std::string* last) {
@@ -156,7 +135,7 @@ TEST_P(HealthTest, StoppedBackendLeavesRotationAndComesBack) {
         proxy.wait_for_log("health: backend " + b_address + " of cluster app is down: ", 2000ms))
         << proxy.log_tail();
 
-    for (int i = 0; i < 40; ++i) ASSERT_EQ(landed(spec.listen_port), "A") << "client " << i;
+    for (int i = 0; i < 40; ++i) ASSERT_EQ(first_byte(spec.listen_port), "A") << "client " << i;
     auto json = http_request(spec.admin_port, "/backends");
     ASSERT_TRUE(json);
     EXPECT_NE(json->body.find("\"state\": \"down\""), std::string::npos) << json->body;
@@ -177,7 +156,7 @@ TEST_P(HealthTest, StoppedBackendLeavesRotationAndComesBack) {
     EXPECT_TRUE(every_shard_holds_down(spec.admin_port, 0));
     int on_b = 0;
     for (int i = 0; i < 20; ++i) {
-        std::string got = landed(spec.listen_port);
+        std::string got = first_byte(spec.listen_port);
         ASSERT_TRUE(got == "A" || got == "B") << got;
         on_b += got == "B" ? 1 : 0;
     }
@@ -322,7 +301,7 @@ TEST_P(HealthTest, EveryBackendDownTriesAnywayOrRefusesAsConfigured) {
 
     // try_anyway (the default): served.
     for (int i = 0; i < 10; ++i) {
-        std::string got = landed(spec.listen_port);
+        std::string got = first_byte(spec.listen_port);
         EXPECT_TRUE(got == "A" || got == "B") << got;
     }
     auto metrics = scrape_metrics(spec.admin_port);
@@ -332,11 +311,11 @@ TEST_P(HealthTest, EveryBackendDownTriesAnywayOrRefusesAsConfigured) {
     // fail: refused, counted as no_backend.
     spec.cluster_extra = health + "when_all_down = \"fail\"\n";
     write_file(proxy.config_path(), make_config(spec));
-    std::string reply = post(spec.admin_port, "/reload");
+    std::string reply = http_post(spec.admin_port, "/reload");
     ASSERT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
     // The checks of unchanged backends keep their state across the reload.
     EXPECT_TRUE(every_shard_holds_down(spec.admin_port, 2));
-    for (int i = 0; i < 5; ++i) EXPECT_EQ(landed(spec.listen_port), "<closed>");
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(first_byte(spec.listen_port), "<closed>");
     metrics = scrape_metrics(spec.admin_port);
     ASSERT_TRUE(metrics);
     EXPECT_EQ(metrics->sum("ringlb_cluster_all_down_total", {{"cluster", "app"}}), 15);
@@ -368,7 +347,7 @@ TEST_P(HealthTest, ResettingBackendIsEjectedReadmittedAndEjectedLonger) {
     size_t failed = 0, served = 0;
     auto until = Clock::now() + 15s;
     while (Clock::now() < until) {
-        std::string got = landed(spec.listen_port);
+        std::string got = first_byte(spec.listen_port);
         if (got == "A")
             ++served;
         else
@@ -404,7 +383,7 @@ TEST_P(HealthTest, ResettingBackendIsEjectedReadmittedAndEjectedLonger) {
         spec.admin_port, "ringlb_backend_ejected", {{"backend", r.address()}},
         [](double v) { return v == 1; }, 2000ms, &last))
         << last;
-    for (int i = 0; i < 20; ++i) EXPECT_EQ(landed(spec.listen_port), "A");
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(first_byte(spec.listen_port), "A");
     auto metrics = scrape_metrics(spec.admin_port);
     ASSERT_TRUE(metrics);
     EXPECT_EQ(metrics->sum("ringlb_backend_ejections_total", {{"backend", r.address()}}), 2);
@@ -436,7 +415,7 @@ TEST_P(HealthTest, MaxEjectedPercentHolds) {
     std::string last;
     bool refused = false;
     for (int i = 0; i < 200 && !refused; ++i) {
-        landed(spec.listen_port);
+        first_byte(spec.listen_port);
         if (i % 10 == 9) {
             auto m = scrape_metrics(spec.admin_port);
             refused = m && m->sum("ringlb_cluster_ejections_refused_total") > 0;
@@ -499,7 +478,7 @@ TEST_P(HealthTest, SlowStartRampsTheShareUp) {
         std::this_thread::sleep_until(came_back + i * 1600us);
         auto at = Clock::now() - came_back;
         size_t bucket = std::min<size_t>(kBuckets, static_cast<size_t>(at / 400ms));
-        std::string got = landed(spec.listen_port);
+        std::string got = first_byte(spec.listen_port);
         ASSERT_TRUE(got == "A" || got == "B") << got;
         ++total[bucket];
         on_b[bucket] += got == "B" ? 1 : 0;

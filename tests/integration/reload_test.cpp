@@ -27,19 +27,6 @@ std::string pattern_bytes(uint64_t seed, uint64_t offset, size_t n) {
     return out;
 }
 
-// POST `path` on a fresh connection; the status line and body ("" on a transport error).
-std::string post(uint16_t port, const std::string& path) {
-    ClientSession client;
-    if (!client.connect(port)) return "connect: " + client.error();
-    if (!client.send(
-            "POST " + path +
-            " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
-        return "send: " + client.error();
-    std::string data;
-    client.wait_for_close(15000ms, &data);
-    return data;
-}
-
 double metric_sum(uint16_t admin_port, const std::string& name, const Labels& labels = {}) {
     std::string error;
     auto metrics = scrape_metrics(admin_port, &error);
@@ -135,7 +122,7 @@ TEST_P(ReloadTest, FiftyReloadsUnderLoadLoseNothing) {
         if (invalid) text += "\n[[cluster]]\nname = \"app\"\nbackends = []\n";  // a duplicate
         write_file(proxy.config_path(), text);
         if (k % 2 == 0) {
-            std::string reply = post(p.admin, "/reload");
+            std::string reply = http_post(p.admin, "/reload");
             EXPECT_TRUE(reply.starts_with(invalid ? "HTTP/1.1 400" : "HTTP/1.1 200"))
                 << "reload " << k << ": " << reply;
         } else {
@@ -223,7 +210,7 @@ TEST_P(ReloadTest, BadReloadsChangeNothing) {
     };
     for (const Case& c : cases) {
         write_file(proxy.config_path(), c.text);
-        std::string reply = post(p.admin, "/reload");
+        std::string reply = http_post(p.admin, "/reload");
         EXPECT_TRUE(reply.starts_with("HTTP/1.1 400")) << reply;
         EXPECT_NE(reply.find(c.expect), std::string::npos) << reply;
         auto after = http_request(p.admin, "/config");
@@ -253,14 +240,6 @@ namespace ringlb::testkit {
 namespace {
 
 // Which backend a new client lands on: the backend greets with its letter.
-std::string landed(uint16_t port) {
-    ClientSession c;
-    if (!c.connect(port)) return "connect: " + c.error();
-    std::string got;
-    if (!c.receive(1, &got, 2000ms)) return "<closed>";
-    return got;
-}
-
 class BackendAdminTest : public ::testing::TestWithParam<std::string> {};
 
 // POST /backends/C/B/drain|enable|weight change the running snapshot (new sessions only) until
@@ -292,10 +271,10 @@ TEST_P(BackendAdminTest, DrainEnableAndWeightLastUntilTheNextReload) {
     }
     ASSERT_TRUE(on_a.connected());
 
-    std::string reply = post(spec.admin_port, "/backends/app/" + a + "/drain");
+    std::string reply = http_post(spec.admin_port, "/backends/app/" + a + "/drain");
     EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
     EXPECT_NE(reply.find("cluster app backend " + a + ": drained"), std::string::npos) << reply;
-    for (int i = 0; i < 10; ++i) EXPECT_EQ(landed(spec.listen_port), "B");
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(first_byte(spec.listen_port), "B");
     auto backends_json = http_request(spec.admin_port, "/backends");
     ASSERT_TRUE(backends_json);
     EXPECT_NE(backends_json->body.find("\"state\": \"drained\""), std::string::npos)
@@ -308,22 +287,22 @@ TEST_P(BackendAdminTest, DrainEnableAndWeightLastUntilTheNextReload) {
     EXPECT_EQ(ready->status, 200);
 
     // Both drained: nothing usable, /ready says why, a new client is closed.
-    reply = post(spec.admin_port, "/backends/app/" + b + "/drain");
+    reply = http_post(spec.admin_port, "/backends/app/" + b + "/drain");
     EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
     ready = http_request(spec.admin_port, "/ready");
     ASSERT_TRUE(ready);
     EXPECT_EQ(ready->status, 503);
     EXPECT_EQ(ready->body, "not ready: cluster app has no usable backend\n");
-    EXPECT_EQ(landed(spec.listen_port), "<closed>");
+    EXPECT_EQ(first_byte(spec.listen_port), "<closed>");
 
-    reply = post(spec.admin_port, "/backends/app/" + a + "/enable");
+    reply = http_post(spec.admin_port, "/backends/app/" + a + "/enable");
     EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
-    for (int i = 0; i < 6; ++i) EXPECT_EQ(landed(spec.listen_port), "A");
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(first_byte(spec.listen_port), "A");
     ready = http_request(spec.admin_port, "/ready");
     ASSERT_TRUE(ready);
     EXPECT_EQ(ready->status, 200);
 
-    reply = post(spec.admin_port, "/backends/app/" + a + "/weight?value=7");
+    reply = http_post(spec.admin_port, "/backends/app/" + a + "/weight?value=7");
     EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
     backends_json = http_request(spec.admin_port, "/backends");
     ASSERT_TRUE(backends_json);
@@ -331,28 +310,28 @@ TEST_P(BackendAdminTest, DrainEnableAndWeightLastUntilTheNextReload) {
 
     // Mistakes: unknown backend, bad weight, unknown action, GET.
     EXPECT_TRUE(
-        post(spec.admin_port, "/backends/app/127.0.0.1:1/drain").starts_with("HTTP/1.1 404"));
+        http_post(spec.admin_port, "/backends/app/127.0.0.1:1/drain").starts_with("HTTP/1.1 404"));
     EXPECT_TRUE(
-        post(spec.admin_port, "/backends/nope/" + a + "/drain").starts_with("HTTP/1.1 404"));
-    EXPECT_TRUE(post(spec.admin_port, "/backends/app/" + a + "/weight?value=0")
+        http_post(spec.admin_port, "/backends/nope/" + a + "/drain").starts_with("HTTP/1.1 404"));
+    EXPECT_TRUE(http_post(spec.admin_port, "/backends/app/" + a + "/weight?value=0")
                     .starts_with("HTTP/1.1 400"));
-    EXPECT_TRUE(post(spec.admin_port, "/backends/app/" + a + "/weight?value=x")
+    EXPECT_TRUE(http_post(spec.admin_port, "/backends/app/" + a + "/weight?value=x")
                     .starts_with("HTTP/1.1 400"));
     EXPECT_TRUE(
-        post(spec.admin_port, "/backends/app/" + a + "/explode").starts_with("HTTP/1.1 404"));
+        http_post(spec.admin_port, "/backends/app/" + a + "/explode").starts_with("HTTP/1.1 404"));
     auto get = http_request(spec.admin_port, "/backends/app/" + a + "/drain");
     ASSERT_TRUE(get);
     EXPECT_EQ(get->status, 405);
 
     // A reload returns to the file: B is back, weights as written.
-    reply = post(spec.admin_port, "/reload");
+    reply = http_post(spec.admin_port, "/reload");
     EXPECT_TRUE(reply.starts_with("HTTP/1.1 200")) << reply;
     backends_json = http_request(spec.admin_port, "/backends");
     ASSERT_TRUE(backends_json);
     EXPECT_EQ(backends_json->body.find("drained"), std::string::npos) << backends_json->body;
     EXPECT_EQ(backends_json->body.find("\"weight\": 7"), std::string::npos) << backends_json->body;
     std::set<std::string> seen;
-    for (int i = 0; i < 6; ++i) seen.insert(landed(spec.listen_port));
+    for (int i = 0; i < 6; ++i) seen.insert(first_byte(spec.listen_port));
     EXPECT_EQ(seen, (std::set<std::string>{"A", "B"}));
     on_a.close();
     EXPECT_EQ(proxy.stop(), 0);

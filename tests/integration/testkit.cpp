@@ -911,6 +911,26 @@ StartVerdict start_proxy(ProxyProcess& proxy, std::string_view config_text,
     return StartVerdict::kFail;
 }
 
+std::string http_post(uint16_t port, const std::string& path) {
+    ClientSession client;
+    if (!client.connect(port)) return "connect: " + client.error();
+    if (!client.send(
+            "POST " + path +
+            " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+        return "send: " + client.error();
+    std::string data;
+    client.wait_for_close(Millis(15000), &data);
+    return data;
+}
+
+std::string first_byte(uint16_t port) {
+    ClientSession c;
+    if (!c.connect(port)) return "connect: " + c.error();
+    std::string got;
+    if (!c.receive(1, &got, Millis(2000))) return "<closed>";
+    return got;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Clients
 

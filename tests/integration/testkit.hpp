@@ -427,6 +427,14 @@ std::optional<HttpResponse> http_request(uint16_t port, std::string_view path,
                                          Millis timeout = Millis(5000),
                                          std::string* error = nullptr);
 
+// POST `path` on 127.0.0.1:port ("Connection: close", empty body): the whole response as
+// received ("connect: ..." or "send: ..." on a transport error).
+std::string http_post(uint16_t port, const std::string& path);
+
+// Which backend a new client reaches when every backend greets first: the first byte a client
+// on 127.0.0.1:port receives, or "<closed>" when the proxy closes it first.
+std::string first_byte(uint16_t port);
+
 // A client connection for timeout tests: it remembers when it connected, last sent and last
 // received, so the time of the proxy's close can be measured from whichever the test needs.
 class ClientSession {
