@@ -183,11 +183,22 @@ done
 for m in /proc/sys /sys /sys/fs/cgroup; do
   if [ -d "$m" ]; then mount --bind "$m" "$m" && mount -o remount,bind,ro "$m"; fi
 done
-# ProtectHome, PrivateTmp.
+# ProtectHome, PrivateTmp. A real install keeps ringlb in /usr and its config in /etc; a test
+# tree checked out below one of these directories (a clone in /tmp) must stay visible, so that
+# directory alone is left as it is, and said so.
+holds_tree() {
+  local p
+  for p in "$WORK" "$RINGLB" "$SANDBOX"; do
+    case $p in "$1" | "$1"/*) return 0 ;; esac
+  done
+  return 1
+}
 for d in /home /root /run/user; do
+  if holds_tree "$d"; then echo "sandbox: $d holds the test tree, not hidden" >&2; continue; fi
   if [ -d "$d" ]; then mount -t tmpfs -o ro,mode=0755 none "$d"; fi
 done
 for d in /tmp /var/tmp; do
+  if holds_tree "$d"; then echo "sandbox: $d holds the test tree, not hidden" >&2; continue; fi
   if [ -d "$d" ]; then mount -t tmpfs -o mode=1777 none "$d"; fi
 done
 # PrivateDevices: a /dev with the pseudo devices only.
