@@ -4,7 +4,6 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 #include <climits>
 #include <system_error>
 
+#include "common/clock.hpp"
 #include "common/socket.hpp"
 
 namespace ringlb::engine {
@@ -46,15 +46,9 @@ constexpr size_t kExtraDrainBudget = 1024;
 
 constexpr int64_t kMaxTimerMillis = int64_t{365} * 24 * 3600 * 1000;
 
-uint64_t now_ns() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 uint64_t deadline_after(Millis after) {
     int64_t ms = std::clamp<int64_t>(after.count(), 0, kMaxTimerMillis);
-    return now_ns() + static_cast<uint64_t>(ms) * 1'000'000u;
+    return common::monotonic_ns() + static_cast<uint64_t>(ms) * 1'000'000u;
 }
 
 uint32_t to_poll_mask(uint32_t events) {
@@ -594,7 +588,7 @@ void EpollEngine::heap_sift_down(size_t i) {
 }
 
 void EpollEngine::fire_timers() {
-    const uint64_t now = now_ns();
+    const uint64_t now = common::monotonic_ns();
     while (!timers_.empty() && timers_.front()->deadline_ns_ <= now) {
         Op& op = *timers_.front();
         // finish() takes it off the heap (and a connect off its fd record).
@@ -606,7 +600,7 @@ int EpollEngine::wait_timeout(Millis max_wait) const {
     if (deferred_.head != nullptr || ready_.head != nullptr || max_wait.count() <= 0) return 0;
     int64_t timeout = std::min<int64_t>(max_wait.count(), INT_MAX);
     if (!timers_.empty()) {
-        uint64_t now = now_ns();
+        uint64_t now = common::monotonic_ns();
         uint64_t deadline = timers_.front()->deadline_ns_;
         // Round up: waking before the deadline would only spin through another wait.
         int64_t until =

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <limits.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,17 +9,9 @@
 #include <cstring>
 #include <utility>
 
+#include "common/clock.hpp"
+
 namespace ringlb::runtime {
-
-namespace {
-
-uint64_t monotonic_ms() {
-    timespec ts;
-    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
-}
-
-}  // namespace
 
 std::unique_ptr<AccessLogWriter> AccessLogWriter::open(const config::LogConfig& log,
                                                        std::string* error) {
@@ -90,7 +81,7 @@ void AccessLogWriter::write_out(std::string_view data, shard::AccessLogBuffer& s
             int err = w < 0 ? errno : EIO;
             uint64_t lines = static_cast<uint64_t>(std::count(data.begin(), data.end(), '\n'));
             source.count_dropped(lines);
-            LOG_WARN_LIMITED(error_log_, monotonic_ms(),
+            LOG_WARN_LIMITED(error_log_, common::coarse_monotonic_ms(),
                              "access log %s: write failed: %s; %llu lines dropped "
                              "(ringlb_access_log_dropped_total)",
                              target_.c_str(), std::strerror(err),

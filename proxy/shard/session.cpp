@@ -2,12 +2,12 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "common/clock.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
 #include "proxy/shard/shard.hpp"
@@ -18,14 +18,6 @@ namespace ringlb::shard {
 namespace {
 
 constexpr uint32_t kPollMask = POLLIN | POLLOUT | POLLRDHUP;
-
-// Precise rather than the shard's coarse clock (1-4 ms steps), which would put every short
-// session in the first bucket or none: two vDSO reads per session.
-uint64_t monotonic_ns() {
-    timespec ts;
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 }  // namespace
 
@@ -98,7 +90,7 @@ Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot
     u2c_.src = &upstream_;
     u2c_.dst = &client_;
     u2c_.c2u = false;
-    accepted_ns_ = monotonic_ns();
+    accepted_ns_ = common::monotonic_ns();
     shard_.stats().active.add();
     listener_counters_.active_connections.add();
 }
@@ -107,7 +99,7 @@ Session::~Session() {
     shard_.stats().active.sub();
     shard_.stats().closed.add();
     // Observed before the gauge drops, so a scrape that sees no session open sees them all here.
-    listener_counters_.session_duration.observe((monotonic_ns() - accepted_ns_) / 1000);
+    listener_counters_.session_duration.observe((common::monotonic_ns() - accepted_ns_) / 1000);
     listener_counters_.active_connections.sub();
     --cluster_.users;
 }
@@ -134,7 +126,7 @@ void Session::start() {
 void Session::on_upstream_ready(upstream::ConnectRequest& req) {
     upstream_.fd = std::move(req.fd);
     backend_ = req.backend;
-    if (access_) access_->connected_ns = monotonic_ns();
+    if (access_) access_->connected_ns = common::monotonic_ns();
     on_connected();
 }
 
@@ -378,7 +370,7 @@ void Session::log_access() {
     if (backend_) record.backend = backend_->backend->name;
     record.bytes_in = access_->bytes_in;
     record.bytes_out = access_->bytes_out;
-    record.duration_ns = monotonic_ns() - accepted_ns_;
+    record.duration_ns = common::monotonic_ns() - accepted_ns_;
     record.connected = access_->connected_ns != 0;
     record.connect_ns = record.connected ? access_->connected_ns - accepted_ns_ : 0;
     record.reason = upstream::to_string(close_reason_);

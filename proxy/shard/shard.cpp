@@ -4,13 +4,13 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <exception>
 
+#include "common/clock.hpp"
 #include "common/fd_reserve.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
@@ -29,11 +29,6 @@ constexpr int kStarting = 0;
 constexpr int kRunning = 1;
 constexpr int kFailed = 2;
 
-uint64_t coarse_ms() {
-    timespec ts;
-    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
-}
 }  // namespace
 
 Shard::Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
@@ -41,8 +36,9 @@ Shard::Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
     : options_(std::move(options)),
       snapshot_(std::move(snapshot)),
       pipes_(options_.pipe_pool, options_.pipe_size),
-      timers_(coarse_ms()),
-      random_state_(0x2545f4914f6cdd1dull ^ (uint64_t{options_.id} << 32) ^ coarse_ms()) {
+      timers_(common::coarse_monotonic_ms()),
+      random_state_(0x2545f4914f6cdd1dull ^ (uint64_t{options_.id} << 32) ^
+                    common::coarse_monotonic_ms()) {
     for (size_t i = 0; i < listeners.size(); ++i) {
         const config::ListenerConfig& cfg = snapshot_->config->listeners[i];
         listeners_.push_back(std::make_unique<Listener>(*this, std::move(listeners[i]), snapshot_,
@@ -139,7 +135,7 @@ std::shared_ptr<const ShardLayout> Shard::build_layout() const {
 }
 
 void Shard::run_once(engine::Millis max_wait) {
-    uint64_t now = coarse_ms();
+    uint64_t now = common::coarse_monotonic_ms();
     timers_.advance(now);
     engine::Millis wait = max_wait;
     if (auto next = timers_.next_expiry();
@@ -180,7 +176,7 @@ void Shard::stop_here() {
 }
 
 uint64_t Shard::now_ms() const {
-    return coarse_ms();
+    return common::coarse_monotonic_ms();
 }
 
 void Shard::report_outcome(const upstream::BackendState& backend, bool ok) {

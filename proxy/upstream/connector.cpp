@@ -1,11 +1,10 @@
 #include "proxy/upstream/connector.hpp"
 
-#include <time.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "common/clock.hpp"
 #include "common/fd_reserve.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
@@ -17,12 +16,6 @@ namespace {
 // Waiting for a free fd: 40 x 50 ms, then the client is closed.
 constexpr unsigned kMaxFdRetries = 40;
 constexpr engine::Millis kFdRetryDelay{50};
-
-uint64_t monotonic_ns() {
-    timespec ts;
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 }  // namespace
 
@@ -341,7 +334,7 @@ void Connector::start_connect(ConnectRequest& req, BackendState& b) {
     claim(req, b);
     req.fd = std::move(fd);
     req.state_ = ConnectRequest::State::kConnecting;
-    req.started_ns_ = monotonic_ns();
+    req.started_ns_ = common::monotonic_ns();
     engine_.connect(req.connect_op, req.fd.get(), backend.address.sa(), backend.address.length,
                     cluster.connect_timeout);
 }
@@ -462,7 +455,7 @@ void Connector::on_connect_result(ConnectRequest& req, int res) {
     BackendState& b = *req.backend;
     ClusterState& cs = *req.cluster_;
     if (res == 0 && !req.abandoned_) {
-        uint64_t elapsed = monotonic_ns() - req.started_ns_;
+        uint64_t elapsed = common::monotonic_ns() - req.started_ns_;
         cs.counters.connect_duration.observe(elapsed);
         cs.balancer->observe_connect(b.index, std::chrono::nanoseconds(elapsed));
         b.counters.connections.add();
