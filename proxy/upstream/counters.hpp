@@ -82,7 +82,8 @@ struct BackendCounters {
 inline constexpr std::array<double, 14> kConnectBuckets{
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 inline constexpr const char* kConnectDurationHelp =
-    "Time from connect() to an established upstream socket.";
+    "Time from connect() to an established upstream socket (clients' connects and warm pool "
+    "fills).";
 using ConnectHistogram = common::Histogram<kConnectBuckets, 1'000'000'000>;
 
 // Per-shard counters of one cluster. X(name, kind, help)

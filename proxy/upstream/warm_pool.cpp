@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/fd_reserve.hpp"
 #include "common/log.hpp"
 #include "proxy/upstream/connector.hpp"
@@ -53,6 +54,7 @@ bool WarmPool::start_connect() {
     }
     auto conn = std::make_unique<Conn>(*this);
     conn->fd = std::move(fd);
+    conn->connect_started_ns = common::monotonic_ns();
     ++connecting_;
     backend_.counters.pool_connects.add();
     const Backend& b = *backend_.backend;
@@ -89,6 +91,13 @@ void WarmPool::on_connected(Conn& conn, int res) {
         return;
     }
     backoff_ms_ = 0;
+    // A fill connect is a connect to the backend like a client's: it feeds the connect latency
+    // histogram and least_time, else a cluster whose clients all find a pooled socket would
+    // show no connect latency at all.
+    uint64_t elapsed = common::monotonic_ns() - conn.connect_started_ns;
+    ClusterState& cs = *backend_.cluster;
+    cs.counters.connect_duration.observe(elapsed);
+    cs.balancer->observe_connect(backend_.index, std::chrono::nanoseconds(elapsed));
     conn.state = Conn::State::kIdle;
     conn.idle_since_ms = connector_.host_.now_ms();
     ++idle_count_;

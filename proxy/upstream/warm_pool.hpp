@@ -57,6 +57,7 @@ class WarmPool final : public engine::Handler {
         engine::Op poll_op;
         State state = State::kConnecting;
         uint64_t idle_since_ms = 0;
+        uint64_t connect_started_ns = 0;
         ConnectRequest* waiter = nullptr;
         bool dead = false;  // the backend closed it during the hand-over
     };
