@@ -2,8 +2,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 
 namespace ringlb::common {
@@ -37,6 +40,21 @@ std::string Address::to_string() const {
         // Built with append: GCC 12 warns falsely (-Wrestrict) on chained operator+ here.
         std::string out("[");
         out.append(host).append("]:").append(std::to_string(port()));
+        return out;
+    }
+    if (family() == AF_UNIX) {
+        const auto* un = reinterpret_cast<const sockaddr_un*>(&storage);
+        size_t size =
+            length > offsetof(sockaddr_un, sun_path)
+                ? std::min<size_t>(length - offsetof(sockaddr_un, sun_path), sizeof(un->sun_path))
+                : 0;
+        std::string out("unix:");
+        if (size > 0 && un->sun_path[0] == '\0') {
+            out.append(un->sun_path, size);
+            std::replace(out.begin() + 5, out.end(), '\0', '@');
+        } else {
+            out.append(un->sun_path, strnlen(un->sun_path, size));
+        }
         return out;
     }
     return "<unspecified>";
@@ -106,6 +124,33 @@ std::optional<Address> parse_ip(std::string_view text, std::string* error) {
     if (parse_address(text)) return fail(error, "expected an IP address without a port");
     if (text.front() == '[') return fail(error, "write IPv6 addresses without brackets");
     return fail(error, "invalid IP address \"" + host + "\" (host names are not resolved)");
+}
+
+std::optional<Address> make_unix_address(std::string_view path) {
+    Address out;
+    auto* un = reinterpret_cast<sockaddr_un*>(&out.storage);
+    bool abstract = !path.empty() && path.front() == '\0';
+    if (path.size() > sizeof(un->sun_path)) return std::nullopt;
+    if (!abstract && path.find('\0') != std::string_view::npos) return std::nullopt;
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, path.data(), path.size());
+    size_t size = path.size();
+    if (!path.empty() && !abstract && size < sizeof(un->sun_path)) ++size;  // the NUL
+    out.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + size);
+    return out;
+}
+
+Address unmapped_ipv4(const Address& address) {
+    if (address.family() != AF_INET6) return address;
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
+    if (!IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) return address;
+    Address out;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+    v4->sin_family = AF_INET;
+    v4->sin_port = v6->sin6_port;
+    std::memcpy(&v4->sin_addr, &v6->sin6_addr.s6_addr[12], 4);
+    out.length = sizeof(sockaddr_in);
+    return out;
 }
 
 bool Address::operator==(const Address& other) const {

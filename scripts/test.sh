@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds ringlb (Release and ASan+UBSan) and runs every test, then
-# fuzzes the config loader for a minute.
+# fuzzes the config loader for a minute and the PROXY protocol parser for half a minute.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -29,6 +29,19 @@ build/fuzz/config_fuzz -seed=1 -runs=200000 -timeout=10 -rss_limit_mb=2048 -max_
   -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus-config || {
   echo "fuzz: the config loader failed on the input saved in build/fuzz/ (after the fix, add" \
        "it to tests/fuzz/corpus/config)" >&2
+  exit 1
+}
+
+echo "== fuzz (PROXY protocol parser, 120,000 runs)"
+# Same way: fixed seed and run count (about 30 s here); -max_len lets inputs reach the largest
+# v2 header taken (16 + 4096 bytes).
+rm -rf build/fuzz/corpus-proxy-protocol
+cp -r tests/fuzz/corpus/proxy_protocol build/fuzz/corpus-proxy-protocol
+build/fuzz/proxy_protocol_fuzz -seed=1 -runs=120000 -timeout=10 -rss_limit_mb=2048 \
+  -max_len=4200 -artifact_prefix=build/fuzz/ -print_final_stats=1 \
+  build/fuzz/corpus-proxy-protocol || {
+  echo "fuzz: the PROXY protocol parser failed on the input saved in build/fuzz/ (after the" \
+       "fix, add it to tests/fuzz/corpus/proxy_protocol and a unit test)" >&2
   exit 1
 }
 

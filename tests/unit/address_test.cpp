@@ -71,3 +71,42 @@ TEST(AddressTest, ParseIpRejectsPortsBracketsAndNames) {
         EXPECT_EQ(error, c.reason) << c.text;
     }
 }
+
+TEST(AddressTest, UnixAddressesHaveGetsocknameLengths) {
+    using ringlb::common::make_unix_address;
+    auto path = make_unix_address("/run/ringlb.sock");
+    ASSERT_TRUE(path);
+    EXPECT_EQ(path->family(), AF_UNIX);
+    EXPECT_EQ(path->length, 2u + 16u + 1u);  // family, path, NUL
+    EXPECT_EQ(path->port(), 0);
+    EXPECT_EQ(path->to_string(), "unix:/run/ringlb.sock");
+    auto longest = make_unix_address(std::string(108, 'p'));
+    ASSERT_TRUE(longest);
+    EXPECT_EQ(longest->length, 2u + 108u);  // no room for the NUL
+    EXPECT_EQ(longest->to_string(), "unix:" + std::string(108, 'p'));
+    auto abstract = make_unix_address(std::string_view("\0ringlb\0a", 9));
+    ASSERT_TRUE(abstract);
+    EXPECT_EQ(abstract->length, 2u + 9u);
+    EXPECT_EQ(abstract->to_string(), "unix:@ringlb@a");
+    auto unnamed = make_unix_address("");
+    ASSERT_TRUE(unnamed);
+    EXPECT_EQ(unnamed->length, sizeof(sa_family_t));
+    EXPECT_EQ(unnamed->to_string(), "unix:");
+    EXPECT_NE(*path, *unnamed);
+    EXPECT_EQ(*path, *make_unix_address("/run/ringlb.sock"));
+
+    EXPECT_FALSE(make_unix_address(std::string(109, 'p')));
+    EXPECT_FALSE(make_unix_address(std::string_view("/a\0b", 4)));
+}
+
+TEST(AddressTest, UnmappedIpv4) {
+    using ringlb::common::unmapped_ipv4;
+    EXPECT_EQ(unmapped_ipv4(*parse_address("[::ffff:192.0.2.1]:443")),
+              *parse_address("192.0.2.1:443"));
+    for (const char* same : {"192.0.2.1:443", "[::1]:443", "[::192.0.2.1]:443",
+                             "[::ffff:0:192.0.2.1]:443", "[2001:db8::ffff:c000:201]:443"}) {
+        EXPECT_EQ(unmapped_ipv4(*parse_address(same)), *parse_address(same)) << same;
+    }
+    EXPECT_EQ(unmapped_ipv4(*ringlb::common::make_unix_address("/x")),
+              *ringlb::common::make_unix_address("/x"));
+}
