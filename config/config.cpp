@@ -24,6 +24,7 @@
 #include "common/fd.hpp"
 #include "common/host_port.hpp"
 #include "config/prescan.hpp"
+#include "proxy/frontend/sni_router.hpp"
 
 namespace ringlb::config {
 
@@ -93,6 +94,32 @@ const char* to_string(ClosePolicy policy) {
             return "graceful";
         case ClosePolicy::kReset:
             return "reset";
+    }
+    return "?";
+}
+
+const char* to_string(ProxyProtocol version) {
+    switch (version) {
+        case ProxyProtocol::kNone:
+            return "none";
+        case ProxyProtocol::kV1:
+            return "v1";
+        case ProxyProtocol::kV2:
+            return "v2";
+        case ProxyProtocol::kAny:
+            return "any";
+    }
+    return "?";
+}
+
+const char* to_string(SendProxy version) {
+    switch (version) {
+        case SendProxy::kNone:
+            return "none";
+        case SendProxy::kV1:
+            return "v1";
+        case SendProxy::kV2:
+            return "v2";
     }
     return "?";
 }
@@ -195,41 +222,56 @@ std::string size_limit() {
            std::to_string(kMaxConfigBytes) + " bytes) for a configuration file";
 }
 
-// Keys a user may have put at the wrong level; used for "it belongs in [runtime]" hints.
+// Every key of [runtime] and [log], declared once: check_keys() accepts exactly these, and the
+// top level hints "it belongs in [runtime]" for them.
 constexpr std::string_view kRuntimeKeys[] = {
     "workers",   "pin_cpus",    "engine",        "buffer_size",  "buffer_count",   "pipe_size",
     "pipe_pool", "drain_delay", "drain_timeout", "drain_spread", "upgrade_socket", "dns_servers"};
 constexpr std::string_view kLogKeys[] = {"format", "level", "access"};
-constexpr std::string_view kListenerOnlyKeys[] = {"bind",
-                                                  "backlog",
-                                                  "forward",
-                                                  "idle_timeout",
-                                                  "client_idle_timeout",
-                                                  "half_closed_timeout",
-                                                  "max_duration",
-                                                  "max_duration_jitter"};
-constexpr std::string_view kClusterOnlyKeys[] = {"backends",
-                                                 "connect_timeout",
-                                                 "balance",
-                                                 "hash_key",
-                                                 "maglev_table_size",
-                                                 "retries",
-                                                 "pool",
-                                                 "queue",
-                                                 "server_idle_timeout",
-                                                 "source_addresses",
-                                                 "source_port_range",
-                                                 "close",
-                                                 "health",
-                                                 "when_all_down",
-                                                 "eject_after",
-                                                 "eject_time",
-                                                 "eject_time_max",
-                                                 "max_ejected_percent",
-                                                 "slow_start",
-                                                 "dns_refresh",
-                                                 "dns_failure_grace"};
-constexpr std::string_view kBackendOnlyKeys[] = {"address", "weight", "max_connections"};
+// Every key of a [[listener]] and of a [[cluster]] table, declared once: check_keys() accepts
+// exactly these, and a key of one found in the other gets a "belongs in" hint.
+constexpr std::string_view kListenerKeys[] = {"name",
+                                              "bind",
+                                              "cluster",
+                                              "backlog",
+                                              "forward",
+                                              "idle_timeout",
+                                              "client_idle_timeout",
+                                              "half_closed_timeout",
+                                              "max_duration",
+                                              "max_duration_jitter",
+                                              "tcp_keepalive",
+                                              "tcp_user_timeout",
+                                              "proxy_protocol",
+                                              "proxy_protocol_from",
+                                              "prelude_timeout",
+                                              "routes"};
+constexpr std::string_view kClusterKeys[] = {"name",
+                                             "connect_timeout",
+                                             "backends",
+                                             "balance",
+                                             "hash_key",
+                                             "maglev_table_size",
+                                             "retries",
+                                             "pool",
+                                             "queue",
+                                             "server_idle_timeout",
+                                             "tcp_keepalive",
+                                             "tcp_user_timeout",
+                                             "source_addresses",
+                                             "source_port_range",
+                                             "close",
+                                             "health",
+                                             "when_all_down",
+                                             "eject_after",
+                                             "eject_time",
+                                             "eject_time_max",
+                                             "max_ejected_percent",
+                                             "slow_start",
+                                             "dns_refresh",
+                                             "dns_failure_grace",
+                                             "send_proxy"};
+constexpr std::string_view kBackendKeys[] = {"address", "weight", "max_connections"};
 
 // Keys that are valid elsewhere in the file, with where they belong.
 struct Misplaced {
@@ -428,8 +470,7 @@ size_t edit_distance(std::string_view a, std::string_view b) {
 }
 
 // The closest candidate if it is close enough to be a plausible typo, else empty.
-std::string_view suggest(std::string_view word,
-                         std::initializer_list<std::string_view> candidates) {
+std::string_view suggest(std::string_view word, std::span<const std::string_view> candidates) {
     std::string_view best;
     size_t best_distance = std::numeric_limits<size_t>::max();
     for (std::string_view candidate : candidates) {
@@ -621,10 +662,17 @@ class Loader {
 #endif
     }
 
+    void check_keys(const toml::table& table, std::string_view prefix,
+                    std::initializer_list<std::string_view> allowed,
+                    std::initializer_list<Misplaced> misplaced = {}) const {
+        check_keys(table, prefix,
+                   std::span<const std::string_view>(allowed.begin(), allowed.size()), misplaced);
+    }
+
     // Rejects any key not in `allowed`. Reports the earliest one in the file, since std::map order
     // would otherwise pick an arbitrary typo out of several.
     void check_keys(const toml::table& table, std::string_view prefix,
-                    std::initializer_list<std::string_view> allowed,
+                    std::span<const std::string_view> allowed,
                     std::initializer_list<Misplaced> misplaced = {}) const {
         const toml::key* first = nullptr;
         for (auto&& [key, value] : table) {
@@ -768,11 +816,7 @@ class Loader {
 
     RuntimeConfig load_runtime(const toml::table& table) const {
         constexpr std::string_view kPrefix = "runtime";
-        check_keys(table, kPrefix,
-                   {"workers", "pin_cpus", "engine", "buffer_size", "buffer_count", "pipe_size",
-                    "pipe_pool", "drain_delay", "drain_timeout", "drain_spread", "upgrade_socket",
-                    "dns_servers"},
-                   {{kLogKeys, "it belongs in the [log] table"}});
+        check_keys(table, kPrefix, kRuntimeKeys, {{kLogKeys, "it belongs in the [log] table"}});
         RuntimeConfig runtime;
         if (const toml::node* node = table.get("workers")) {
             std::string key = join(kPrefix, "workers");
@@ -852,8 +896,7 @@ class Loader {
 
     LogConfig load_log(const toml::table& table) const {
         constexpr std::string_view kPrefix = "log";
-        check_keys(table, kPrefix, {"format", "level", "access"},
-                   {{kRuntimeKeys, "it belongs in the [runtime] table"}});
+        check_keys(table, kPrefix, kLogKeys, {{kRuntimeKeys, "it belongs in the [runtime] table"}});
         LogConfig log;
         if (const toml::node* node = table.get("format"))
             log.format = enum_of<common::LogFormat>(*node, join(kPrefix, "format"),
@@ -898,12 +941,9 @@ class Loader {
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("listener", i);
-            check_keys(table, prefix,
-                       {"name", "bind", "cluster", "backlog", "forward", "idle_timeout",
-                        "client_idle_timeout", "half_closed_timeout", "max_duration",
-                        "max_duration_jitter", "tcp_keepalive", "tcp_user_timeout"},
-                       {{kClusterOnlyKeys, "it belongs in a [[cluster]] section"},
-                        {kBackendOnlyKeys, "it is set on each entry of a cluster's backends"}});
+            check_keys(table, prefix, kListenerKeys,
+                       {{kClusterKeys, "it belongs in a [[cluster]] section"},
+                        {kBackendKeys, "it is set on each entry of a cluster's backends"}});
             ListenerConfig listener;
             listener.name = name_of(table, prefix);
             if (auto [it, added] = names.emplace(listener.name, i); !added)
@@ -951,9 +991,93 @@ class Loader {
             if (const toml::node* node = table.get("tcp_user_timeout"))
                 listener.tcp_user_timeout = optional_duration_of(
                     *node, join(prefix, "tcp_user_timeout"), kMaxUserTimeout, kKernelDefault);
+            load_prelude(table, prefix, listener);
             listeners.push_back(std::move(listener));
         }
         return listeners;
+    }
+
+    void load_prelude(const toml::table& table, const std::string& prefix,
+                      ListenerConfig& listener) const {
+        if (const toml::node* node = table.get("proxy_protocol"))
+            listener.proxy_protocol = enum_of<ProxyProtocol>(*node, join(prefix, "proxy_protocol"),
+                                                             {{"none", ProxyProtocol::kNone},
+                                                              {"v1", ProxyProtocol::kV1},
+                                                              {"v2", ProxyProtocol::kV2},
+                                                              {"any", ProxyProtocol::kAny}});
+        if (const toml::node* node = table.get("proxy_protocol_from")) {
+            std::string key = join(prefix, "proxy_protocol_from");
+            if (listener.proxy_protocol == ProxyProtocol::kNone)
+                fail(*node, key,
+                     "has no effect without proxy_protocol (set proxy_protocol, or remove "
+                     "proxy_protocol_from)");
+            const toml::array* array = node->as_array();
+            if (!array)
+                fail(*node, key,
+                     "expected an array of address ranges like [\"10.0.0.0/8\", \"::1\"], got " +
+                         describe(*node));
+            for (size_t i = 0; i < array->size(); ++i) {
+                std::string element_key = indexed(key, i);
+                const std::string& text = string_of(*array->get(i), element_key);
+                common::Cidr cidr;
+                std::string error;
+                if (!common::Cidr::parse(text, &cidr, &error))
+                    fail(*array->get(i), element_key,
+                         "invalid address range " + quote(text) + ": " + error);
+                listener.proxy_protocol_from.push_back(cidr);
+            }
+            if (listener.proxy_protocol_from.empty())
+                fail(*node, key,
+                     "an empty list would refuse every client; leave proxy_protocol_from out to "
+                     "accept a header from any peer");
+        }
+        if (const toml::node* node = table.get("prelude_timeout"))
+            listener.prelude_timeout = timeout_of(*node, join(prefix, "prelude_timeout"));
+        if (const toml::node* node = table.get("routes")) load_routes(*node, prefix, listener);
+    }
+
+    // routes = [{ sni = "api.example.com", cluster = "api" }, { sni = "*.example.com", ... }]
+    void load_routes(const toml::node& node, const std::string& prefix,
+                     ListenerConfig& listener) const {
+        std::string key = join(prefix, "routes");
+        const toml::array* array = node.as_array();
+        if (!array)
+            fail(node, key,
+                 "expected an array like [{ sni = \"api.example.com\", cluster = \"api\" }], "
+                 "got " +
+                     describe(node));
+        std::unordered_map<std::string, size_t> seen;
+        for (size_t i = 0; i < array->size(); ++i) {
+            std::string entry_key = indexed(key, i);
+            const toml::table& entry = inline_table_of(
+                *array->get(i), entry_key, "{ sni = \"api.example.com\", cluster = \"api\" }");
+            check_keys(entry, entry_key, {"sni", "cluster"});
+            SniRoute route;
+            const toml::node& sni_node = require(entry, entry_key, "sni");
+            std::string sni_key = join(entry_key, "sni");
+            route.sni = sni_pattern_of(sni_node, sni_key);
+            if (auto [it, added] = seen.emplace(route.sni, i); !added)
+                fail(sni_node, sni_key,
+                     "duplicate route for " + quote(route.sni) + " (also " +
+                         indexed(key, it->second) + ")");
+            route.cluster =
+                string_of(require(entry, entry_key, "cluster"), join(entry_key, "cluster"));
+            listener.routes.push_back(std::move(route));
+        }
+    }
+
+    // A host name as a ClientHello carries it, or "*." and one (SniRouter's rule), lowercased.
+    std::string sni_pattern_of(const toml::node& node, const std::string& key) const {
+        const std::string& text = string_of(node, key);
+        std::string error;
+        if (!frontend::SniRouter::valid_pattern(text, &error))
+            fail(node, key,
+                 "invalid server name " + quote(text) + ": " + error +
+                     " (expected a host name like \"api.example.com\" or \"*.example.com\")");
+        std::string name = text;
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        return name;
     }
 
     void load_session_timeouts(const toml::table& table, const std::string& prefix,
@@ -992,33 +1116,9 @@ class Loader {
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("cluster", i);
-            check_keys(table, prefix,
-                       {"name",
-                        "connect_timeout",
-                        "backends",
-                        "balance",
-                        "hash_key",
-                        "maglev_table_size",
-                        "retries",
-                        "pool",
-                        "queue",
-                        "server_idle_timeout",
-                        "tcp_keepalive",
-                        "tcp_user_timeout",
-                        "source_addresses",
-                        "source_port_range",
-                        "close",
-                        "health",
-                        "when_all_down",
-                        "eject_after",
-                        "eject_time",
-                        "eject_time_max",
-                        "max_ejected_percent",
-                        "slow_start",
-                        "dns_refresh",
-                        "dns_failure_grace"},
-                       {{kListenerOnlyKeys, "it belongs in a [[listener]] section"},
-                        {kBackendOnlyKeys, "it is set on each entry of backends"}});
+            check_keys(table, prefix, kClusterKeys,
+                       {{kListenerKeys, "it belongs in a [[listener]] section"},
+                        {kBackendKeys, "it is set on each entry of backends"}});
             ClusterConfig cluster;
             cluster.name = name_of(table, prefix);
             if (auto [it, added] = names.emplace(cluster.name, i); !added)
@@ -1069,6 +1169,10 @@ class Loader {
                     {{"graceful", ClosePolicy::kGraceful}, {"reset", ClosePolicy::kReset}});
             if (const toml::node* node = table.get("health"))
                 cluster.health = health_of(*node, join(prefix, "health"));
+            if (const toml::node* node = table.get("send_proxy"))
+                cluster.send_proxy = enum_of<SendProxy>(
+                    *node, join(prefix, "send_proxy"),
+                    {{"none", SendProxy::kNone}, {"v1", SendProxy::kV1}, {"v2", SendProxy::kV2}});
             if (const toml::node* node = table.get("when_all_down"))
                 cluster.when_all_down = enum_of<WhenAllDown>(
                     *node, join(prefix, "when_all_down"),
@@ -1529,8 +1633,8 @@ class Loader {
         if (!table)
             fail(node, prefix,
                  "expected a table like { address = \"127.0.0.1:9001\" }, got " + describe(node));
-        check_keys(*table, prefix, {"address", "weight", "max_connections"},
-                   {{kClusterOnlyKeys, "it is set on the cluster, not on one backend"}});
+        check_keys(*table, prefix, kBackendKeys,
+                   {{kClusterKeys, "it is set on the cluster, not on one backend"}});
         BackendConfig backend;
         backend_address(require(*table, prefix, "address"), join(prefix, "address"), backend);
         if (const toml::node* weight = table->get("weight"))
@@ -1547,27 +1651,38 @@ class Loader {
         std::unordered_map<std::string_view, size_t> by_name;
         for (size_t j = 0; j < config.clusters.size(); ++j)
             by_name.emplace(config.clusters[j].name, j);
+        // The index of the cluster `name`, which the key at `node` names.
+        auto resolve = [&](const std::string& name, const toml::node& node,
+                           const std::string& key) -> size_t {
+            auto found = by_name.find(name);
+            if (found != by_name.end()) return found->second;
+            std::string reason = "cluster " + quote(name) + " is not defined";
+            // The nearest defined name, if the reference looks like a typo of one.
+            std::string_view best;
+            size_t best_distance = 3;
+            for (const ClusterConfig& cluster : config.clusters) {
+                size_t d = edit_distance(name, cluster.name);
+                if (d < best_distance) {
+                    best = cluster.name;
+                    best_distance = d;
+                }
+            }
+            if (!best.empty()) reason += " (did you mean " + quote(best) + "?)";
+            fail(node, key, reason);
+        };
         for (size_t i = 0; i < config.listeners.size(); ++i) {
             ListenerConfig& listener = config.listeners[i];
-            auto found = by_name.find(listener.cluster);
-            if (found == by_name.end()) {
-                std::string prefix = indexed("listener", i);
-                const toml::node& node = *listeners.get(i)->as_table()->get("cluster");
-                std::string reason = "cluster " + quote(listener.cluster) + " is not defined";
-                // The nearest defined name, if the reference looks like a typo of one.
-                std::string_view best;
-                size_t best_distance = 3;
-                for (const ClusterConfig& cluster : config.clusters) {
-                    size_t d = edit_distance(listener.cluster, cluster.name);
-                    if (d < best_distance) {
-                        best = cluster.name;
-                        best_distance = d;
-                    }
-                }
-                if (!best.empty()) reason += " (did you mean " + quote(best) + "?)";
-                fail(node, join(prefix, "cluster"), reason);
+            std::string prefix = indexed("listener", i);
+            const toml::table& table = *listeners.get(i)->as_table();
+            listener.cluster_index =
+                resolve(listener.cluster, *table.get("cluster"), join(prefix, "cluster"));
+            for (size_t r = 0; r < listener.routes.size(); ++r) {
+                std::string key = indexed(join(prefix, "routes"), r);
+                const toml::node& node =
+                    *table.get("routes")->as_array()->get(r)->as_table()->get("cluster");
+                listener.routes[r].cluster_index =
+                    resolve(listener.routes[r].cluster, node, join(key, "cluster"));
             }
-            listener.cluster_index = found->second;
         }
     }
 

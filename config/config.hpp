@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/address.hpp"
+#include "common/cidr.hpp"
 #include "common/log.hpp"
 
 namespace ringlb::config {
@@ -25,12 +26,18 @@ enum class Balance { kRoundRobin, kLeastConn, kRandomTwo, kLeastTime, kMaglev };
 enum class HashKey { kSourceIp, kSourceIpPort };
 // How a finished session's sockets close (`close`): FIN, or RST via SO_LINGER 0.
 enum class ClosePolicy { kGraceful, kReset };
+// The PROXY protocol header a listener requires before a client's bytes (`proxy_protocol`).
+enum class ProxyProtocol : uint8_t { kNone, kV1, kV2, kAny };
+// The PROXY protocol header ringlb writes before the client's bytes to a backend (`send_proxy`).
+enum class SendProxy : uint8_t { kNone, kV1, kV2 };
 
 const char* to_string(EngineKind kind);
 const char* to_string(ForwardMode mode);
 const char* to_string(Balance balance);
 const char* to_string(HashKey key);
 const char* to_string(ClosePolicy policy);
+const char* to_string(ProxyProtocol version);
+const char* to_string(SendProxy version);
 
 // `tcp_keepalive = { idle = "60s", interval = "10s", count = 3 }`. Absent: the kernel default
 // (no keepalive probes). A key left out of the table keeps the kernel's value for it.
@@ -156,6 +163,7 @@ struct ClusterConfig {
     // dns_failure_grace.
     Millis dns_refresh{5000};
     Millis dns_failure_grace{300000};
+    SendProxy send_proxy = SendProxy::kNone;
     bool has_names() const {
         for (const auto& b : backends)
             if (b.is_name()) return true;
@@ -163,6 +171,15 @@ struct ClusterConfig {
     }
 
     bool operator==(const ClusterConfig&) const = default;
+};
+
+// One entry of a listener's `routes`: TLS clients whose ClientHello names `sni` go to `cluster`.
+struct SniRoute {
+    std::string sni;  // lowercase; "*.example.com" for every name below example.com
+    std::string cluster;
+    size_t cluster_index = 0;  // resolved index into Config::clusters
+
+    bool operator==(const SniRoute&) const = default;
 };
 
 struct ListenerConfig {
@@ -181,6 +198,12 @@ struct ListenerConfig {
     Millis max_duration_jitter{0};               // random extra in [0, jitter]
     TcpKeepalive tcp_keepalive;
     Millis tcp_user_timeout{0};
+    // The prelude (proxy/frontend): what is read from the client before a cluster is picked.
+    ProxyProtocol proxy_protocol = ProxyProtocol::kNone;
+    std::vector<common::Cidr> proxy_protocol_from;  // empty: any peer
+    Millis prelude_timeout{5000};
+    std::vector<SniRoute> routes;  // empty: every client goes to `cluster`
+    bool has_prelude() const { return proxy_protocol != ProxyProtocol::kNone || !routes.empty(); }
 
     bool operator==(const ListenerConfig&) const = default;
 };

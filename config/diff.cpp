@@ -41,7 +41,10 @@ ConfigDiff diff(const Config& running, const Config& next) {
     // ListenerConfig::cluster_index follows the clusters' order: a cluster added before another
     // would mark every listener changed. Compare what the user wrote.
     auto plain = [](std::vector<ListenerConfig> listeners) {
-        for (auto& l : listeners) l.cluster_index = 0;
+        for (auto& l : listeners) {
+            l.cluster_index = 0;
+            for (SniRoute& route : l.routes) route.cluster_index = 0;
+        }
         return listeners;
     };
     diff_named(plain(running.listeners), plain(next.listeners), d.listeners_added,

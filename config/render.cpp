@@ -74,6 +74,24 @@ toml::table listener_table(const ListenerConfig& listener) {
     if (listener.tcp_keepalive.enabled)
         table.insert("tcp_keepalive", keepalive_table(listener.tcp_keepalive));
     table.insert("tcp_user_timeout", format_duration(listener.tcp_user_timeout));
+    table.insert("proxy_protocol", to_string(listener.proxy_protocol));
+    if (!listener.proxy_protocol_from.empty()) {
+        toml::array from;
+        for (const common::Cidr& cidr : listener.proxy_protocol_from)
+            from.push_back(cidr.to_string());
+        table.insert("proxy_protocol_from", std::move(from));
+    }
+    table.insert("prelude_timeout", format_duration(listener.prelude_timeout));
+    if (!listener.routes.empty()) {
+        toml::array routes;
+        for (const SniRoute& route : listener.routes) {
+            toml::table entry = inline_table();
+            entry.insert("sni", route.sni);
+            entry.insert("cluster", route.cluster);
+            routes.push_back(std::move(entry));
+        }
+        table.insert("routes", std::move(routes));
+    }
     return table;
 }
 
@@ -157,6 +175,7 @@ toml::table cluster_table(const ClusterConfig& cluster) {
         table.insert("max_ejected_percent", static_cast<int64_t>(cluster.max_ejected_percent));
     }
     table.insert("slow_start", format_duration(cluster.slow_start));
+    table.insert("send_proxy", to_string(cluster.send_proxy));
     if (cluster.has_names()) {
         table.insert("dns_refresh", format_duration(cluster.dns_refresh));
         table.insert("dns_failure_grace", format_duration(cluster.dns_failure_grace));

@@ -13,8 +13,11 @@ build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-
 # dnsmasq-base is the real DNS server the resolver's tests run on a loopback port (no service).
 # umoci and skopeo inspect and copy OCI layouts and archives; catatonit is the init of the pause
 # container podman builds for every pod (`podman kube play`).
+# The front-end tests run real peers: HAProxy (bench_pkgs) sending and accepting PROXY headers,
+# and openssl's s_server and s_client (with curl) as TLS servers and clients for SNI routing.
 test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3 prometheus iproute2
-           clang libclang-rt-14-dev buildah podman runc umoci skopeo catatonit dnsmasq-base)
+           clang libclang-rt-14-dev buildah podman runc umoci skopeo catatonit dnsmasq-base
+           openssl)
 bench_pkgs=(wrk iperf3 haproxy nginx libnginx-mod-stream linux-perf procps)
 # The deployment tests: node and npm run Helm, TypeScript and kubernetes-types from the npm
 # registry (scripts/helm-tools.sh); systemd-analyze verifies the systemd unit; unshare and setpriv

@@ -122,6 +122,18 @@ void add_listener_families(const std::vector<ShardView>& shards,
     }
     families.push_back(std::move(bytes));
 
+    prometheus::MetricFamily prelude{
+        "ringlb_listener_prelude_total", shard::kPreludeHelp, counter, {}};
+    for (size_t l = 0; l < listeners.size(); ++l) {
+        for (size_t r = 0; r < shard::kPreludeResultNames.size(); ++r)
+            add_sample(prelude,
+                       {{"listener", name_of(l)}, {"result", shard::kPreludeResultNames[r]}},
+                       sum_shards(shards, [&](auto& s) {
+                           return s.layout->listeners[l].counters->prelude[r].get();
+                       }));
+    }
+    families.push_back(std::move(prelude));
+
     prometheus::MetricFamily duration{"ringlb_session_duration_seconds",
                                       shard::kSessionDurationHelp,
                                       prometheus::MetricType::Histogram,

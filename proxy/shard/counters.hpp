@@ -63,6 +63,38 @@ inline constexpr std::array<const char*, static_cast<size_t>(ByteDirection::kCou
 #undef RINGLB_DIRECTION_NAME
     };
 
+// ringlb_listener_prelude_total{listener, result}: what the prelude (proxy/shard/prelude.hpp) made
+// of a client, counted once per step: a listener with both proxy_protocol and routes counts a
+// proxy_* and then an SNI result for one connection. X(result, help).
+#define RINGLB_PRELUDE_RESULTS(X)                                                              \
+    X(proxy_accepted, "A PROXY header was read; its source address is the client's.")          \
+    X(proxy_local, "A PROXY header without addresses (v2 LOCAL, v1 UNKNOWN).")                 \
+    X(proxy_invalid, "Closed: a malformed PROXY header, or one of the version not accepted.")  \
+    X(proxy_untrusted, "Closed: the peer is not in proxy_protocol_from.")                      \
+    X(proxy_truncated, "Closed: the client ended the connection within the PROXY header.")     \
+    X(proxy_timeout, "Closed: no complete PROXY header within prelude_timeout.")               \
+    X(sni_exact, "Routed by the ClientHello's server name, to an exact route.")                \
+    X(sni_wildcard, "Routed by the ClientHello's server name, to a wildcard route.")           \
+    X(sni_unmatched, "A ClientHello without a server name, or one no route matches: default.") \
+    X(not_tls, "The first bytes were not a TLS handshake: the listener's cluster.")            \
+    X(tls_invalid, "A malformed or incomplete ClientHello: the listener's cluster.")           \
+    X(silent, "Nothing received within prelude_timeout (or before EOF): the listener's cluster.")
+inline constexpr const char* kPreludeHelp =
+    "Clients by what the prelude read (PROXY header, TLS ClientHello) and what it did.";
+
+enum class PreludeResult : uint8_t {
+#define RINGLB_PRELUDE_ENUM(name, help) k_##name,
+    RINGLB_PRELUDE_RESULTS(RINGLB_PRELUDE_ENUM)
+#undef RINGLB_PRELUDE_ENUM
+        kCount
+};
+inline constexpr std::array<const char*, static_cast<size_t>(PreludeResult::kCount)>
+    kPreludeResultNames{
+#define RINGLB_PRELUDE_NAME(name, help) #name,
+        RINGLB_PRELUDE_RESULTS(RINGLB_PRELUDE_NAME)
+#undef RINGLB_PRELUDE_NAME
+    };
+
 // ringlb_session_duration_seconds{listener}: from the accept to the close of both sockets,
 // observed in µs. Upper bounds (seconds) fixed so per-shard buckets sum: 1 ms (a refused or
 // one-request session on a LAN) to 1 h (long-lived streams; longer ones land in +Inf).
@@ -77,7 +109,11 @@ struct ListenerCounters {
     RINGLB_LISTENER_COUNTERS(RINGLB_DECLARE_LISTENER_COUNTER)
 #undef RINGLB_DECLARE_LISTENER_COUNTER
     std::array<Counter, static_cast<size_t>(ByteDirection::kCount)> bytes;
+    std::array<Counter, static_cast<size_t>(PreludeResult::kCount)> prelude;
     SessionHistogram session_duration;
+    void count(PreludeResult result) {
+        prelude[static_cast<size_t>(result)].add();
+    }
 };
 
 }  // namespace ringlb::shard

@@ -10,6 +10,7 @@
 #include "common/clock.hpp"
 #include "common/log.hpp"
 #include "common/socket.hpp"
+#include "proxy/frontend/proxy_protocol.hpp"
 #include "proxy/shard/shard.hpp"
 #include "proxy/upstream/cluster.hpp"
 
@@ -74,10 +75,10 @@ Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot
       snapshot_(std::move(snapshot)),
       listener_(listener),
       listener_counters_(listener_counters),
-      cluster_(cluster),
+      cluster_(&cluster),
       buffered_(*this),
       splice_(*this) {
-    ++cluster_.users;  // a state a reload replaced lives until its last session ends
+    ++cluster_->users;  // a state a reload replaced lives until its last session ends
     client_.fd = std::move(client);
     client_.bind(this, kClientBase);
     upstream_.bind(this, kUpstreamBase);
@@ -101,26 +102,127 @@ Session::~Session() {
     // Observed before the gauge drops, so a scrape that sees no session open sees them all here.
     listener_counters_.session_duration.observe((common::monotonic_ns() - accepted_ns_) / 1000);
     listener_counters_.active_connections.sub();
-    --cluster_.users;
+    --cluster_->users;
 }
 
 void Session::start() {
     started_ms_ = shard_.now_ms();
-    // No prelude yet: routing needs nothing from the client. The client socket inherited
-    // TCP_NODELAY from the listener (see common::listen_tcp).
+    if (shard_.access_log()) access_ = AccessTally::for_client(client_.fd.get());
+    if (!listener_.has_prelude()) {
+        // Routing needs nothing from the client. The client socket inherited TCP_NODELAY from
+        // the listener (see common::listen_tcp).
+        connect();
+        maybe_destroy();
+        return;
+    }
+    size_t index = static_cast<size_t>(&listener_ - snapshot_->config->listeners.data());
+    prelude_ =
+        std::make_unique<Prelude>(listener_, snapshot_->routers[index].get(), listener_counters_);
+    if (!listener_.proxy_protocol_from.empty()) {
+        common::Address peer;
+        peer.length = sizeof(peer.storage);
+        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&peer.storage),
+                          &peer.length) != 0 ||
+            !prelude_->trusted(peer)) {
+            refuse();
+            maybe_destroy();
+            return;
+        }
+    }
+    shard_.timers().schedule(
+        timeout_, started_ms_ + static_cast<uint64_t>(listener_.prelude_timeout.count()));
+    engine_.recv_once(client_.recv, client_.fd.get());
+}
+
+void Session::on_prelude_recv(const engine::Completion& c) {
+    if (c.has_buffer()) {
+        if (!closing() && c.res > 0) {
+            std::span<char> buffer = engine_.buffer(c.buffer_id);
+            std::span<const char> bytes(buffer.data(), static_cast<size_t>(c.res));
+            shard_.release_buffer(c.buffer_id);
+            on_prelude_step(prelude_->feed(bytes));
+            return;
+        }
+        shard_.release_buffer(c.buffer_id);
+    }
+    if (closing()) return;
+    if (c.res == 0) {
+        on_prelude_step(prelude_->end_of_input());
+    } else if (c.res == -ENOBUFS) {
+        shard_.stats().buffer_starved.add();
+        c2u_.starved = true;
+        if (engine_.buffers_free() > 0)
+            resume_receive();
+        else
+            shard_.wait_for_buffers(this);
+    } else if (c.res == -ECANCELED && prelude_deadline_) {
+        on_prelude_step(prelude_->deadline());
+    } else if (c.res < 0) {
+        on_prelude_step(prelude_->end_of_input());
+    }
+}
+
+void Session::on_prelude_step(Prelude::Step step) {
+    switch (step) {
+        case Prelude::Step::kMore:
+            if (prelude_deadline_) {
+                on_prelude_step(prelude_->deadline());
+                return;
+            }
+            engine_.recv_once(client_.recv, client_.fd.get());
+            return;
+        case Prelude::Step::kClose:
+            refuse();
+            return;
+        case Prelude::Step::kRoute:
+            break;
+    }
+    shard_.timers().cancel(timeout_);
+    if (std::optional<size_t> route = prelude_->route()) {
+        // The cluster the shard runs now under that name: a reload since the accept may have
+        // replaced the one of this session's snapshot. Gone altogether: the listener's own.
+        upstream::ClusterState* routed =
+            shard_.connector().state_named(listener_.routes[*route].cluster);
+        if (routed && routed != cluster_) {
+            --cluster_->users;
+            cluster_ = routed;
+            ++cluster_->users;
+        }
+    }
+    if (prelude_->source()) {
+        if (access_) access_->client = *prelude_->source();
+    }
+    connect();
+}
+
+void Session::refuse() {
+    thread_local common::LogLimiter refusal_log;  // per shard
+    const char* reason = prelude_ ? prelude_->error().c_str() : "?";
+    LOG_WARN_LIMITED(refusal_log, shard_.now_ms(), "listener %s: client refused: %s",
+                     listener_.name.c_str(), reason);
+    close_reason_ = upstream::CloseReason::k_refused;
+    teardown();
+}
+
+void Session::connect() {
     enter(Phase::kConnecting);
     upstream::PickContext context;
-    if (shard_.access_log()) access_ = AccessTally::for_client(client_.fd.get());
-    if (cluster_.cluster->settings->balance == config::Balance::kMaglev) {
-        // Only hashing policies need the client's address: one getpeername() for them alone.
+    if (cluster_->cluster->settings->balance == config::Balance::kMaglev) {
+        // Only hashing policies need the client's address: the PROXY header's, or one
+        // getpeername() for them alone.
         client_address_ = std::make_unique<common::Address>();
-        client_address_->length = sizeof(client_address_->storage);
-        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&client_address_->storage),
-                          &client_address_->length) == 0)
+        if (prelude_ && prelude_->source()) {
+            *client_address_ = *prelude_->source();
             context.client = client_address_.get();
+        } else {
+            client_address_->length = sizeof(client_address_->storage);
+            if (::getpeername(client_.fd.get(),
+                              reinterpret_cast<sockaddr*>(&client_address_->storage),
+                              &client_address_->length) == 0)
+                context.client = client_address_.get();
+        }
     }
-    shard_.connector().acquire(request_, cluster_, context, *this);
-    maybe_destroy();
+    shard_.connector().acquire(request_, *cluster_, context, *this);
 }
 
 void Session::on_upstream_ready(upstream::ConnectRequest& req) {
@@ -138,6 +240,62 @@ void Session::on_upstream_failed(upstream::ConnectRequest&, upstream::CloseReaso
 void Session::on_connected() {
     if (!enter(Phase::kForwarding)) return;
     arm_timeouts();
+    std::string header = proxy_header_out();
+    if (!header.empty() && !prelude_)
+        prelude_ = std::make_unique<Prelude>(listener_, nullptr, listener_counters_);
+    if (prelude_) {
+        prelude_->prepare_output(std::move(header));
+        if (!prelude_->unsent().empty()) {
+            std::span<const char> out = prelude_->unsent();
+            engine_.send(upstream_.send, upstream_.fd.get(), out.data(), out.size());
+            return;
+        }
+        prelude_.reset();
+    }
+    start_forwarding();
+}
+
+std::string Session::proxy_header_out() {
+    config::SendProxy version = cluster_->cluster->settings->send_proxy;
+    if (version == config::SendProxy::kNone) return {};
+    const common::Address* source = prelude_ ? prelude_->source() : nullptr;
+    const common::Address* destination = prelude_ ? prelude_->destination() : nullptr;
+    common::Address peer;
+    common::Address local;
+    if (!source) {
+        peer.length = sizeof(peer.storage);
+        local.length = sizeof(local.storage);
+        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&peer.storage),
+                          &peer.length) == 0 &&
+            ::getsockname(client_.fd.get(), reinterpret_cast<sockaddr*>(&local.storage),
+                          &local.length) == 0) {
+            source = &peer;
+            destination = &local;
+        }
+    }
+    if (version == config::SendProxy::kV1) return frontend::encode_proxy_v1(source, destination);
+    return frontend::encode_proxy_v2(
+        source, destination, prelude_ ? std::string_view(prelude_->sni()) : std::string_view());
+}
+
+void Session::on_prelude_sent(const engine::Completion& c) {
+    if (closing()) return;
+    if (c.res <= 0) {
+        fail(c.res < 0 ? -c.res : EPIPE);
+        return;
+    }
+    size_t client_bytes = prelude_->sent(static_cast<size_t>(c.res));
+    if (client_bytes > 0) count_bytes(c2u_, client_bytes);
+    std::span<const char> out = prelude_->unsent();
+    if (!out.empty()) {
+        engine_.send(upstream_.send, upstream_.fd.get(), out.data(), out.size());
+        return;
+    }
+    prelude_.reset();
+    start_forwarding();
+}
+
+void Session::start_forwarding() {
     // Measured interleaved on one binary (README, Performance): buffered forwarding costs less
     // proxy CPU than readiness + splice per request, per connection and per GB, so "auto"
     // means buffered.
@@ -190,7 +348,7 @@ uint64_t Session::next_deadline(upstream::CloseReason* which) const {
     uint64_t last_any = std::max(last_client_rx_ms_, last_server_rx_ms_);
     consider(l.idle_timeout, last_any, CloseReason::k_idle_timeout);
     consider(l.client_idle_timeout, last_client_rx_ms_, CloseReason::k_client_idle_timeout);
-    consider(cluster_.cluster->settings->server_idle_timeout, last_server_rx_ms_,
+    consider(cluster_->cluster->settings->server_idle_timeout, last_server_rx_ms_,
              CloseReason::k_server_idle_timeout);
     // Once either side has sent its FIN, a quiet pair is only waiting to pile up in FIN_WAIT_2.
     if (client_.fin_received || upstream_.fin_received)
@@ -204,6 +362,17 @@ uint64_t Session::next_deadline(upstream::CloseReason* which) const {
 
 void Session::on_timer(Timer&) {
     if (closing()) return;
+    if (phase_ == Phase::kPrelude) {
+        // prelude_timeout: the receive is cancelled first, and its completion (perhaps with
+        // bytes that raced the cancel) decides, so that no client byte is left behind.
+        prelude_deadline_ = true;
+        if (client_.recv.armed())
+            engine_.cancel(client_.recv);
+        else
+            on_prelude_step(prelude_->deadline());
+        maybe_destroy();  // may delete this
+        return;
+    }
     upstream::CloseReason which = upstream::CloseReason::k_done;
     uint64_t deadline = next_deadline(&which);
     if (deadline == UINT64_MAX) return;
@@ -249,10 +418,16 @@ void Session::on_leg_op(Leg& leg, Leg::OpIndex index, engine::Op& op, const engi
     Direction& entering = is_client ? u2c_ : c2u_;  // this leg is its destination
     switch (index) {
         case Leg::k_recv:
-            buffered_.on_recv(leaving, c);
+            if (phase_ <= Phase::kConnecting || (phase_ == Phase::kDraining && prelude_))
+                on_prelude_recv(c);
+            else
+                buffered_.on_recv(leaving, c);
             break;
         case Leg::k_send:
-            buffered_.on_sent(entering, c);
+            if (prelude_ && !is_client)
+                on_prelude_sent(c);
+            else
+                buffered_.on_sent(entering, c);
             break;
         case Leg::k_poll:
             if (closing()) break;
@@ -266,6 +441,13 @@ void Session::on_leg_op(Leg& leg, Leg::OpIndex index, engine::Op& op, const engi
 }
 
 void Session::resume_receive() {
+    if (phase_ == Phase::kPrelude) {
+        c2u_.starved = false;
+        if (!client_.recv.armed()) engine_.recv_once(client_.recv, client_.fd.get());
+        return;
+    }
+    // Starved in the prelude and routed since (prelude_timeout): the pumps are not running yet.
+    if (phase_ != Phase::kForwarding || prelude_) return;
     buffered_.maybe_receive(c2u_);
     buffered_.maybe_receive(u2c_);
 }
@@ -353,7 +535,7 @@ void Session::maybe_destroy() {
     if (request_.fd) engine_.close_fd(request_.fd.release());
     if (backend_) {
         // close = "reset": no TIME_WAIT on ringlb's side, at the price of an RST to the backend.
-        if (upstream_.fd && cluster_.cluster->settings->close == config::ClosePolicy::kReset)
+        if (upstream_.fd && cluster_->cluster->settings->close == config::ClosePolicy::kReset)
             common::set_linger_zero(upstream_.fd.get());
         shard_.connector().release(*backend_, close_reason_, backend_spoke_);
     }

@@ -14,6 +14,7 @@
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/direction.hpp"
 #include "proxy/shard/leg.hpp"
+#include "proxy/shard/prelude.hpp"
 #include "proxy/shard/snapshot.hpp"
 #include "proxy/shard/splice_pump.hpp"
 #include "proxy/shard/timer_wheel.hpp"
@@ -29,7 +30,8 @@ class Shard;
 // Phases, entered only through enter(), which rejects any other transition:
 //   kPrelude -> kConnecting -> kForwarding -> kDraining -> kClosed
 //   (kPrelude and kConnecting may go straight to kDraining)
-// kPrelude reads what routing needs (nothing yet); kConnecting waits for the connector's
+// kPrelude reads what routing needs (proxy/shard/prelude.hpp: a PROXY header, a TLS ClientHello,
+// or nothing, when it is left at once); kConnecting waits for the connector's
 // upstream socket (it retries other backends while no byte has moved); kForwarding runs the pumps
 // (EOF on one side becomes shutdown(SHUT_WR) on the other); kDraining has cancelled every armed op
 // and waits for their final completions; kClosed has closed both fds and is about to be freed, so
@@ -93,7 +95,18 @@ class Session final : public engine::Handler,
         return phase_ >= Phase::kDraining;
     }
 
+    // The prelude: reading the client before a cluster is picked, and writing to the upstream
+    // before forwarding.
+    void on_prelude_recv(const engine::Completion& c);
+    void on_prelude_step(Prelude::Step step);
+    void on_prelude_sent(const engine::Completion& c);
+    void refuse();
+    // Picks the route's cluster and asks the connector for an upstream.
+    void connect();
     void on_connected();
+    // The PROXY header send_proxy asks for, "" without one.
+    std::string proxy_header_out();
+    void start_forwarding();
     void start_direction(Direction& d, bool splice);
     void on_leg_op(Leg& leg, Leg::OpIndex index, engine::Op& op, const engine::Completion& c);
 
@@ -118,11 +131,14 @@ class Session final : public engine::Handler,
     std::shared_ptr<const Snapshot> snapshot_;  // keeps listener_ and cluster_ alive
     const config::ListenerConfig& listener_;
     ListenerCounters& listener_counters_;  // this shard's, of listener_
-    upstream::ClusterState& cluster_;
+    upstream::ClusterState* cluster_;      // the listener's, until a route picks another
     upstream::ConnectRequest request_;
     upstream::BackendState* backend_ = nullptr;  // once connected; released at close
     // Only for balancers that hash it (maglev): 8 bytes per session instead of 136.
     std::unique_ptr<common::Address> client_address_;
+    // Only while the prelude reads or writes (listener proxy_protocol or routes, cluster
+    // send_proxy).
+    std::unique_ptr<Prelude> prelude_;
     // Only when the access log is on (the client's address, connect time, bytes).
     std::unique_ptr<AccessTally> access_;
     Leg client_;
@@ -139,8 +155,9 @@ class Session final : public engine::Handler,
     uint64_t last_client_rx_ms_ = 0;
     uint64_t last_server_rx_ms_ = 0;
     uint64_t started_ms_ = 0;
-    uint64_t accepted_ns_ = 0;  // CLOCK_MONOTONIC, for ringlb_session_duration_seconds
-    uint64_t end_ms_ = 0;       // max_duration (+ jitter) deadline; 0: none
+    uint64_t accepted_ns_ = 0;       // CLOCK_MONOTONIC, for ringlb_session_duration_seconds
+    uint64_t end_ms_ = 0;            // max_duration (+ jitter) deadline; 0: none
+    bool prelude_deadline_ = false;  // prelude_timeout passed while a receive was armed
     Phase phase_ = Phase::kPrelude;
 };
 

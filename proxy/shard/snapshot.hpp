@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "proxy/frontend/sni_router.hpp"
 #include "proxy/upstream/cluster.hpp"
 
 namespace ringlb::shard {
@@ -18,10 +19,23 @@ struct Snapshot {
         : config(std::move(cfg)) {
         clusters.reserve(config->clusters.size());
         for (const auto& c : config->clusters) clusters.emplace_back(c, overrides);
+        routers.reserve(config->listeners.size());
+        for (const auto& l : config->listeners) {
+            if (l.routes.empty()) {
+                routers.emplace_back();
+                continue;
+            }
+            std::vector<frontend::SniRouter::Route> routes;
+            for (size_t i = 0; i < l.routes.size(); ++i) routes.push_back({l.routes[i].sni, i});
+            routers.push_back(std::make_unique<frontend::SniRouter>(std::move(routes)));
+        }
     }
 
     std::shared_ptr<const config::Config> config;
     std::vector<upstream::Cluster> clusters;
+    // Parallel to config->listeners: the SNI routes of each (targets index its `routes`), null
+    // for a listener without routes.
+    std::vector<std::unique_ptr<frontend::SniRouter>> routers;
 };
 
 }  // namespace ringlb::shard

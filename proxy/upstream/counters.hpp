@@ -31,19 +31,20 @@ const char* to_string(ConnectFailure failure);
 ConnectFailure classify_connect_error(int err);
 
 // Why a session ended, declared once. X(name, help)
-#define RINGLB_CLOSE_REASONS(X)                                                           \
-    X(done, "Both directions finished (FIN both ways).")                                  \
-    X(error, "A socket error on either leg (reset, broken pipe).")                        \
-    X(idle_timeout, "idle_timeout: no byte in either direction.")                         \
-    X(client_idle_timeout, "client_idle_timeout: nothing received from the client.")      \
-    X(server_idle_timeout, "server_idle_timeout: nothing received from the backend.")     \
-    X(half_closed_timeout, "half_closed_timeout: inactivity after one side's FIN.")       \
-    X(max_duration, "max_duration reached.")                                              \
-    X(no_backend, "No backend could be connected (all tried, failed or excluded).")       \
-    X(queue_full, "Every backend was at max_connections and the wait queue was full.")    \
-    X(queue_timeout, "Waited in the queue for a backend slot longer than queue.timeout.") \
-    X(shutdown, "ringlb stopped while the session was open.")                             \
-    X(drained, "drain_timeout passed during a graceful drain (closed over drain_spread).")
+#define RINGLB_CLOSE_REASONS(X)                                                            \
+    X(done, "Both directions finished (FIN both ways).")                                   \
+    X(error, "A socket error on either leg (reset, broken pipe).")                         \
+    X(idle_timeout, "idle_timeout: no byte in either direction.")                          \
+    X(client_idle_timeout, "client_idle_timeout: nothing received from the client.")       \
+    X(server_idle_timeout, "server_idle_timeout: nothing received from the backend.")      \
+    X(half_closed_timeout, "half_closed_timeout: inactivity after one side's FIN.")        \
+    X(max_duration, "max_duration reached.")                                               \
+    X(no_backend, "No backend could be connected (all tried, failed or excluded).")        \
+    X(queue_full, "Every backend was at max_connections and the wait queue was full.")     \
+    X(queue_timeout, "Waited in the queue for a backend slot longer than queue.timeout.")  \
+    X(shutdown, "ringlb stopped while the session was open.")                              \
+    X(drained, "drain_timeout passed during a graceful drain (closed over drain_spread).") \
+    X(refused, "Refused in the prelude: no valid PROXY header in time, or an untrusted peer.")
 
 enum class CloseReason : uint8_t {
 #define RINGLB_CLOSE_ENUM(name, help) k_##name,
@@ -55,7 +56,7 @@ const char* to_string(CloseReason reason);
 // Whether a session closing for `reason` had a backend (the others never got one).
 constexpr bool close_reason_has_backend(CloseReason reason) {
     return reason != CloseReason::k_no_backend && reason != CloseReason::k_queue_full &&
-           reason != CloseReason::k_queue_timeout;
+           reason != CloseReason::k_queue_timeout && reason != CloseReason::k_refused;
 }
 
 // Per-shard counters of one backend, written only by that shard, summed at scrape time.

@@ -56,6 +56,9 @@ max_duration = "24h"
 max_duration_jitter = "1h"
 tcp_keepalive = { idle = "60s", interval = "10s", count = 3 }
 tcp_user_timeout = "45s"
+proxy_protocol = "v2"
+proxy_protocol_from = ["10.0.0.0/8", "::1/128"]
+prelude_timeout = "750ms"
 
 [[listener]]
 name = "api"
@@ -63,6 +66,7 @@ bind = "[::1]:8081"
 cluster = "maglev.pool-2"
 forward = "buffered"
 tcp_keepalive = { interval = "5s" }
+routes = [ { sni = "api.example.com", cluster = "app" }, { sni = "*.example.com", cluster = "maglev.pool-2" } ]
 
 [[cluster]]
 name = "app"
@@ -86,6 +90,7 @@ max_ejected_percent = 34
 slow_start = "45s"
 dns_refresh = "30s"
 dns_failure_grace = "1h"
+send_proxy = "v1"
 backends = [ { address = "127.0.0.1:9001", weight = 3, max_connections = 100 },
              { address = "[::1]:9002" },
              { address = "web.example.com:9004", weight = 2, max_connections = 7 } ]

@@ -1700,3 +1700,98 @@ TEST(ConfigDnsTest, Errors) {
 
 }  // namespace
 }  // namespace ringlb::config
+
+// ---------------------------------------------------------------------------------------------
+// The prelude: proxy_protocol, proxy_protocol_from, prelude_timeout, routes; send_proxy.
+
+TEST(ConfigTest, PreludeDefaults) {
+    Config c = load_string(kListenerAndCluster, "t.toml");
+    EXPECT_EQ(c.listeners[0].proxy_protocol, ringlb::config::ProxyProtocol::kNone);
+    EXPECT_TRUE(c.listeners[0].proxy_protocol_from.empty());
+    EXPECT_EQ(c.listeners[0].prelude_timeout, Millis(5000));
+    EXPECT_TRUE(c.listeners[0].routes.empty());
+    EXPECT_FALSE(c.listeners[0].has_prelude());
+    EXPECT_EQ(c.clusters[0].send_proxy, ringlb::config::SendProxy::kNone);
+}
+
+TEST(ConfigTest, PreludeKeys) {
+    Config c = load_string(
+        R"([[listener]]
+name = "web"
+bind = "127.0.0.1:8080"
+cluster = "app"
+proxy_protocol = "any"
+proxy_protocol_from = ["10.1.2.3/8", "::1", "192.0.2.7"]
+prelude_timeout = "250ms"
+routes = [{ sni = "API.example.com", cluster = "api" }, { sni = "*.example.com", cluster = "app" }]
+[[cluster]]
+name = "app"
+backends = [ { address = "127.0.0.1:9001" } ]
+send_proxy = "v2"
+[[cluster]]
+name = "api"
+backends = [ { address = "127.0.0.1:9002" } ]
+)",
+        "t.toml");
+    const auto& l = c.listeners[0];
+    EXPECT_EQ(l.proxy_protocol, ringlb::config::ProxyProtocol::kAny);
+    ASSERT_EQ(l.proxy_protocol_from.size(), 3u);
+    EXPECT_EQ(l.proxy_protocol_from[0].to_string(), "10.0.0.0/8");
+    EXPECT_EQ(l.proxy_protocol_from[1].to_string(), "::1/128");
+    EXPECT_EQ(l.proxy_protocol_from[2].to_string(), "192.0.2.7/32");
+    EXPECT_EQ(l.prelude_timeout, Millis(250));
+    ASSERT_EQ(l.routes.size(), 2u);
+    EXPECT_EQ(l.routes[0].sni, "api.example.com");
+    EXPECT_EQ(l.routes[0].cluster_index, 1u);
+    EXPECT_EQ(l.routes[1].sni, "*.example.com");
+    EXPECT_EQ(l.routes[1].cluster_index, 0u);
+    EXPECT_TRUE(l.has_prelude());
+    EXPECT_EQ(c.clusters[0].send_proxy, ringlb::config::SendProxy::kV2);
+    EXPECT_EQ(c.clusters[1].send_proxy, ringlb::config::SendProxy::kNone);
+}
+
+TEST(ConfigTest, PreludeErrors) {
+    EXPECT_EQ(error_of(listener_with("proxy_protocol = \"v3\"\n")),
+              "t.toml:5:18: listener[0].proxy_protocol: expected one of \"none\", \"v1\", "
+              "\"v2\", \"any\", got \"v3\" (did you mean \"v1\"?)");
+    EXPECT_EQ(error_of(listener_with("proxy_protocol_from = [\"10.0.0.0/8\"]\n")),
+              "t.toml:5:23: listener[0].proxy_protocol_from: has no effect without "
+              "proxy_protocol (set proxy_protocol, or remove proxy_protocol_from)");
+    EXPECT_EQ(error_of(listener_with("proxy_protocol = \"v1\"\nproxy_protocol_from = []\n")),
+              "t.toml:6:23: listener[0].proxy_protocol_from: an empty list would refuse every "
+              "client; leave proxy_protocol_from out to accept a header from any peer");
+    std::string bad_cidr = error_of(
+        listener_with("proxy_protocol = \"v1\"\nproxy_protocol_from = [\"10.0.0.0/33\"]\n"));
+    EXPECT_EQ(bad_cidr.rfind("t.toml:6:24: listener[0].proxy_protocol_from[0]: invalid address "
+                             "range \"10.0.0.0/33\": ",
+                             0),
+              0u)
+        << bad_cidr;
+    EXPECT_EQ(error_of(listener_with("prelude_timeout = \"0s\"\n")),
+              "t.toml:5:19: listener[0].prelude_timeout: must be greater than 0, got \"0s\"");
+    EXPECT_EQ(
+        error_of(listener_with("routes = [{ sni = \"a.example.com\", cluster = \"apq\" }]\n")),
+        "t.toml:5:46: listener[0].routes[0].cluster: cluster \"apq\" is not defined (did "
+        "you mean \"app\"?)");
+    EXPECT_EQ(error_of(listener_with("routes = [{ sni = \"a.example.com\" }]\n")),
+              "t.toml:5:11: listener[0].routes[0].cluster: missing required key \"cluster\"");
+    EXPECT_EQ(error_of(listener_with("routes = [{ sni = \"a.example.com\", cluster = \"app\", x = "
+                                     "1 }]\n")),
+              "t.toml:5:53: listener[0].routes[0].x: unknown key \"x\"");
+    for (const char* bad : {"a.*.com", "*", "*.", "a..com", "a b.com", "", "a.com."}) {
+        SCOPED_TRACE(bad);
+        std::string e = error_of(listener_with(std::string("routes = [{ sni = \"") + bad +
+                                               "\", cluster = \"app\" }]\n"));
+        EXPECT_NE(e.find("listener[0].routes[0].sni: invalid server name"), std::string::npos) << e;
+    }
+    EXPECT_EQ(error_of(listener_with("routes = [{ sni = \"a.com\", cluster = \"app\" }, { sni = "
+                                     "\"A.com\", cluster = \"app\" }]\n")),
+              "t.toml:5:55: listener[0].routes[1].sni: duplicate route for \"a.com\" (also "
+              "listener[0].routes[0])");
+    EXPECT_EQ(error_of(cluster_with("send_proxy = \"v3\"\n")),
+              "t.toml:8:14: cluster[0].send_proxy: expected one of \"none\", \"v1\", \"v2\", got "
+              "\"v3\" (did you mean \"v1\"?)");
+    EXPECT_EQ(error_of(cluster_with("routes = []\n")),
+              "t.toml:8:1: cluster[0].routes: unknown key \"routes\" (it belongs in a "
+              "[[listener]] section)");
+}
