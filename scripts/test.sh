@@ -18,44 +18,29 @@ echo "== tests (tsan: the unit tests whose code runs on several threads)"
 scripts/build.sh tsan
 TSAN_OPTIONS=halt_on_error=1 build/tsan/ringlb_tsan_tests
 
-echo "== fuzz (config loader, 200,000 runs)"
-# On a copy of the corpus, so new inputs stay in build/; a crash saves its input in build/fuzz/.
-# A fixed seed and run count make the step repeatable (about a minute here); longer fuzzing with
-# other seeds is done by hand: build/fuzz/config_fuzz -max_total_time=600 CORPUS.
+# fuzz TARGET CORPUS RUNS MAX_LEN WHAT: runs build/fuzz/TARGET on a copy of tests/fuzz/corpus/CORPUS
+# (new inputs stay in build/; a crash saves its input in build/fuzz/). A fixed seed and run count
+# make each step repeatable; longer fuzzing with other seeds is done by hand, e.g.
+# build/fuzz/config_fuzz -max_total_time=600 tests/fuzz/corpus/config.
+fuzz() {
+  local target=$1 corpus=$2 runs=$3 max_len=$4 what=$5
+  echo "== fuzz ($what, $runs runs)"
+  rm -rf "build/fuzz/corpus-$corpus"
+  cp -r "tests/fuzz/corpus/$corpus" "build/fuzz/corpus-$corpus"
+  "build/fuzz/$target" -seed=1 -runs="$runs" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
+    -artifact_prefix=build/fuzz/ -print_final_stats=1 "build/fuzz/corpus-$corpus" || {
+    echo "fuzz: the $what failed on the input saved in build/fuzz/ (after the fix, add it to" \
+         "tests/fuzz/corpus/$corpus and a unit test)" >&2
+    exit 1
+  }
+}
 scripts/build.sh fuzz
-rm -rf build/fuzz/corpus-config
-cp -r tests/fuzz/corpus/config build/fuzz/corpus-config
-build/fuzz/config_fuzz -seed=1 -runs=200000 -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus-config || {
-  echo "fuzz: the config loader failed on the input saved in build/fuzz/ (after the fix, add" \
-       "it to tests/fuzz/corpus/config)" >&2
-  exit 1
-}
-
-echo "== fuzz (PROXY protocol parser, 120,000 runs)"
-# Same way: fixed seed and run count (about 30 s here); -max_len lets inputs reach the largest
-# v2 header taken (16 + 4096 bytes).
-rm -rf build/fuzz/corpus-proxy-protocol
-cp -r tests/fuzz/corpus/proxy_protocol build/fuzz/corpus-proxy-protocol
-build/fuzz/proxy_protocol_fuzz -seed=1 -runs=120000 -timeout=10 -rss_limit_mb=2048 \
-  -max_len=4200 -artifact_prefix=build/fuzz/ -print_final_stats=1 \
-  build/fuzz/corpus-proxy-protocol || {
-  echo "fuzz: the PROXY protocol parser failed on the input saved in build/fuzz/ (after the" \
-       "fix, add it to tests/fuzz/corpus/proxy_protocol and a unit test)" >&2
-  exit 1
-}
-
-echo "== fuzz (ClientHello parser, 12,000 runs)"
-# Same style: about 30 s here (each run parses every prefix of its input up to 2 KiB); by hand:
-# build/fuzz/client_hello_fuzz -max_len=4096 -max_total_time=600 CORPUS.
-rm -rf build/fuzz/corpus-client-hello
-cp -r tests/fuzz/corpus/client_hello build/fuzz/corpus-client-hello
-build/fuzz/client_hello_fuzz -seed=1 -runs=12000 -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/corpus-client-hello || {
-  echo "fuzz: the ClientHello parser failed on the input saved in build/fuzz/ (after the fix," \
-       "add it to tests/fuzz/corpus/client_hello and a unit test)" >&2
-  exit 1
-}
+# About a minute here.
+fuzz config_fuzz config 200000 8192 "config loader"
+# About 30 s; -max_len reaches the largest v2 header taken (16 + 4096 bytes).
+fuzz proxy_protocol_fuzz proxy_protocol 120000 4200 "PROXY protocol parser"
+# About 30 s (each run parses every prefix of its input up to 2 KiB).
+fuzz client_hello_fuzz client_hello 12000 4096 "ClientHello parser"
 
 echo "== benchmark harness (quick mode: checks that it runs and fills every cell; asserts no timing)"
 tests/bench/run --quick --out build/bench-quick </dev/null

@@ -137,10 +137,13 @@ void Session::start() {
 void Session::on_prelude_recv(const engine::Completion& c) {
     if (c.has_buffer()) {
         if (!closing() && c.res > 0) {
+            // Copied before the buffer goes back: a released ring buffer may be refilled by the
+            // kernel at once.
             std::span<char> buffer = engine_.buffer(c.buffer_id);
-            std::span<const char> bytes(buffer.data(), static_cast<size_t>(c.res));
+            Prelude::Step step =
+                prelude_->feed(std::span<const char>(buffer.data(), static_cast<size_t>(c.res)));
             shard_.release_buffer(c.buffer_id);
-            on_prelude_step(prelude_->feed(bytes));
+            on_prelude_step(step);
             return;
         }
         shard_.release_buffer(c.buffer_id);
