@@ -69,13 +69,15 @@ bool Session::enter(Phase next) {
 
 Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot> snapshot,
                  const config::ListenerConfig& listener, ListenerCounters& listener_counters,
-                 upstream::ClusterState& cluster)
+                 upstream::ClusterState& cluster, Admission& admission, Admission::Ticket ticket)
     : shard_(shard),
       engine_(shard.engine()),
       snapshot_(std::move(snapshot)),
       listener_(listener),
       listener_counters_(listener_counters),
       cluster_(&cluster),
+      admission_(admission),
+      ticket_(std::move(ticket)),
       buffered_(*this),
       splice_(*this) {
     ++cluster_->users;  // a state a reload replaced lives until its last session ends
@@ -178,6 +180,7 @@ void Session::on_prelude_step(Prelude::Step step) {
             break;
     }
     shard_.timers().cancel(timeout_);
+    if (!admit_source()) return;
     if (std::optional<size_t> route = prelude_->route()) {
         // The cluster the shard runs now under that name: a reload since the accept may have
         // replaced the one of this session's snapshot. Gone altogether: the listener's own.
@@ -202,6 +205,31 @@ void Session::refuse() {
                      listener_.name.c_str(), reason);
     close_reason_ = upstream::CloseReason::k_refused;
     teardown();
+}
+
+bool Session::admit_source() {
+    // Without proxy_protocol the shard decided at accept (Shard::start_session).
+    if (listener_.proxy_protocol == config::ProxyProtocol::kNone || !admission_.needs_source())
+        return true;
+    common::Address peer;
+    const common::Address* client = prelude_->source();
+    if (!client) {
+        peer.length = sizeof(peer.storage);
+        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&peer.storage),
+                          &peer.length) != 0) {
+            fail(errno);
+            return false;
+        }
+        client = &peer;
+    }
+    std::optional<RejectReason> refused =
+        admission_.admit_source(listener_, *client, shard_.now_ms(), ticket_);
+    if (!refused) return true;
+    note_rejection(listener_, listener_counters_, client, *refused, shard_.now_ms());
+    if (listener_.reject == config::ClosePolicy::kReset) common::set_linger_zero(client_.fd.get());
+    close_reason_ = upstream::CloseReason::k_refused;
+    teardown();
+    return false;
 }
 
 void Session::connect() {
