@@ -120,6 +120,8 @@ void Session::start() {
     size_t index = static_cast<size_t>(&listener_ - snapshot_->config->listeners.data());
     prelude_ =
         std::make_unique<Prelude>(listener_, snapshot_->routers[index].get(), listener_counters_);
+    if (listener_.proxy_protocol != config::ProxyProtocol::kNone && admission_.needs_source())
+        prelude_->pause_after_header();
     if (!listener_.proxy_protocol_from.empty()) {
         common::Address peer;
         peer.length = sizeof(peer.storage);
@@ -176,11 +178,15 @@ void Session::on_prelude_step(Prelude::Step step) {
         case Prelude::Step::kClose:
             refuse();
             return;
+        case Prelude::Step::kHeader:
+            // Before any ClientHello is waited for or counted: a refused client neither holds
+            // its session for prelude_timeout nor shows up among the SNI results.
+            if (admit_source()) on_prelude_step(prelude_->resume());
+            return;
         case Prelude::Step::kRoute:
             break;
     }
     shard_.timers().cancel(timeout_);
-    if (!admit_source()) return;
     if (std::optional<size_t> route = prelude_->route()) {
         // The cluster the shard runs now under that name: a reload since the accept may have
         // replaced the one of this session's snapshot. Gone altogether: the listener's own.
@@ -208,9 +214,7 @@ void Session::refuse() {
 }
 
 bool Session::admit_source() {
-    // Without proxy_protocol the shard decided at accept (Shard::start_session).
-    if (listener_.proxy_protocol == config::ProxyProtocol::kNone || !admission_.needs_source())
-        return true;
+    // Only with proxy_protocol: otherwise the shard decided at accept (Shard::start_session).
     common::Address peer;
     const common::Address* client = prelude_->source();
     if (!client) {

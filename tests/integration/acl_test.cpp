@@ -256,8 +256,8 @@ TEST_P(AclTest, RatePerSourceAllowsTheBurstThenTheRate) {
 }
 
 // With proxy_protocol the ACL and per-source limits apply to the header's source, not to the
-// peer (every client here connects from 127.0.0.1); a header without addresses (UNKNOWN) is
-// judged by the peer's.
+// peer; a header without addresses (UNKNOWN) is judged by the peer's. The listener also routes
+// by SNI: the check comes right after the header, before any ClientHello.
 TEST_P(AclTest, ProxyProtocolListenerJudgesTheHeaderSource) {
     BackendProcess echo;
     ASSERT_TRUE(echo.start(EchoMode::kEcho));
@@ -267,7 +267,8 @@ TEST_P(AclTest, ProxyProtocolListenerJudgesTheHeaderSource) {
     spec.backends = {echo.address()};
     spec.listener_extra =
         "proxy_protocol = \"v1\"\ndeny = [\"192.0.2.0/28\", \"127.0.0.1\"]\n"
-        "max_connections_per_source = 1\n";
+        "max_connections_per_source = 1\nprelude_timeout = \"5s\"\n"
+        "routes = [{ sni = \"a.example.com\", cluster = \"app\" }]\n";
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, make_config(spec), engine());
     FdCounts baseline = proxy.settled_fd_counts();
@@ -275,9 +276,16 @@ TEST_P(AclTest, ProxyProtocolListenerJudgesTheHeaderSource) {
     const std::string denied = "PROXY TCP4 192.0.2.1 198.51.100.2 40000 443\r\n";
     const std::string allowed = "PROXY TCP4 192.0.2.77 198.51.100.2 40001 443\r\n";
     const std::string unknown = "PROXY UNKNOWN\r\n";
-    Probe d = probe("127.0.0.2", spec.listen_port, denied);
-    EXPECT_FALSE(d.admitted);
-    EXPECT_EQ(d.refusal, CloseKind::kEof) << to_string(d.refusal);
+    // Refused as soon as the header is in, without waiting for a ClientHello (routes) for up to
+    // prelude_timeout.
+    uint16_t local_port = 0;
+    common::Fd header_only = connect_from("127.0.0.2", spec.listen_port, &local_port);
+    ASSERT_TRUE(header_only);
+    ASSERT_TRUE(send_all(header_only.get(), denied.data(), denied.size(), 5s));
+    CloseResult closed = wait_for_close(header_only.get(), 4s);
+    EXPECT_EQ(closed.kind, CloseKind::kEof) << to_string(closed.kind);
+    EXPECT_EQ(closed.bytes_before, 0u);
+    EXPECT_LT(closed.elapsed, 1s);
     Probe u = probe("127.0.0.1", spec.listen_port, unknown);  // the peer, 127.0.0.1: denied
     EXPECT_FALSE(u.admitted);
     Probe a = probe("127.0.0.1", spec.listen_port, allowed);
@@ -300,6 +308,8 @@ TEST_P(AclTest, ProxyProtocolListenerJudgesTheHeaderSource) {
     ASSERT_TRUE(m);
     EXPECT_EQ(m->sum("ringlb_listener_prelude_total", {{"result", "proxy_accepted"}}), 4);
     EXPECT_EQ(m->sum("ringlb_listener_prelude_total", {{"result", "proxy_local"}}), 1);
+    // Only the admitted ones went on to the ClientHello step (their "?" is not TLS).
+    EXPECT_EQ(m->sum("ringlb_listener_prelude_total", {{"result", "not_tls"}}), 2);
     expect_fds_at(proxy, baseline);
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
