@@ -182,6 +182,8 @@ constexpr int64_t kMaxPipePool = 65536;
 constexpr int64_t kMaxBacklog = 65535;
 constexpr int64_t kMaxWeight = kMaxBackendWeight;
 constexpr int64_t kMaxBackendConnections = 1000000;
+// A listener's max_connections, max_connections_per_source, rate_per_source and burst.
+constexpr int64_t kMaxListenerLimit = 1000000;
 constexpr Millis kMaxConnectTimeout = std::chrono::hours(1);
 // Session timeouts that "0s" turns off: long enough for any sensible idle or lifetime limit,
 // short enough that a unit slip ("720h" meant as minutes) is caught.
@@ -245,7 +247,14 @@ constexpr std::string_view kListenerKeys[] = {"name",
                                               "proxy_protocol",
                                               "proxy_protocol_from",
                                               "prelude_timeout",
-                                              "routes"};
+                                              "routes",
+                                              "allow",
+                                              "deny",
+                                              "max_connections",
+                                              "max_connections_per_source",
+                                              "rate_per_source",
+                                              "burst",
+                                              "reject"};
 constexpr std::string_view kClusterKeys[] = {"name",
                                              "connect_timeout",
                                              "backends",
@@ -992,6 +1001,7 @@ class Loader {
                 listener.tcp_user_timeout = optional_duration_of(
                     *node, join(prefix, "tcp_user_timeout"), kMaxUserTimeout, kKernelDefault);
             load_prelude(table, prefix, listener);
+            load_admission(table, prefix, listener);
             listeners.push_back(std::move(listener));
         }
         return listeners;
@@ -1011,21 +1021,7 @@ class Loader {
                 fail(*node, key,
                      "has no effect without proxy_protocol (set proxy_protocol, or remove "
                      "proxy_protocol_from)");
-            const toml::array* array = node->as_array();
-            if (!array)
-                fail(*node, key,
-                     "expected an array of address ranges like [\"10.0.0.0/8\", \"::1\"], got " +
-                         describe(*node));
-            for (size_t i = 0; i < array->size(); ++i) {
-                std::string element_key = indexed(key, i);
-                const std::string& text = string_of(*array->get(i), element_key);
-                common::Cidr cidr;
-                std::string error;
-                if (!common::Cidr::parse(text, &cidr, &error))
-                    fail(*array->get(i), element_key,
-                         "invalid address range " + quote(text) + ": " + error);
-                listener.proxy_protocol_from.push_back(cidr);
-            }
+            listener.proxy_protocol_from = cidr_list_of(*node, key);
             if (listener.proxy_protocol_from.empty())
                 fail(*node, key,
                      "an empty list would refuse every client; leave proxy_protocol_from out to "
@@ -1034,6 +1030,83 @@ class Loader {
         if (const toml::node* node = table.get("prelude_timeout"))
             listener.prelude_timeout = timeout_of(*node, join(prefix, "prelude_timeout"));
         if (const toml::node* node = table.get("routes")) load_routes(*node, prefix, listener);
+    }
+
+    std::vector<common::Cidr> cidr_list_of(const toml::node& node, const std::string& key) const {
+        const toml::array* array = node.as_array();
+        if (!array)
+            fail(node, key,
+                 "expected an array of address ranges like [\"10.0.0.0/8\", \"::1\"], got " +
+                     describe(node));
+        std::vector<common::Cidr> list;
+        for (size_t i = 0; i < array->size(); ++i) {
+            std::string element_key = indexed(key, i);
+            const std::string& text = string_of(*array->get(i), element_key);
+            common::Cidr cidr;
+            std::string error;
+            if (!common::Cidr::parse(text, &cidr, &error))
+                fail(*array->get(i), element_key,
+                     "invalid address range " + quote(text) + ": " + error);
+            list.push_back(cidr);
+        }
+        return list;
+    }
+
+    // allow, deny, max_connections, max_connections_per_source, rate_per_source, burst, reject.
+    void load_admission(const toml::table& table, const std::string& prefix,
+                        ListenerConfig& listener) const {
+        if (const toml::node* node = table.get("allow")) {
+            std::string key = join(prefix, "allow");
+            listener.allow = cidr_list_of(*node, key);
+            if (listener.allow.empty())
+                fail(*node, key,
+                     "an empty list would refuse every client; leave allow out to accept every "
+                     "client that deny does not refuse");
+        }
+        if (const toml::node* node = table.get("deny"))
+            listener.deny = cidr_list_of(*node, join(prefix, "deny"));
+        if (const toml::node* node = table.get("max_connections"))
+            listener.max_connections = static_cast<uint32_t>(
+                integer_of(*node, join(prefix, "max_connections"), 0, kMaxListenerLimit));
+        if (const toml::node* node = table.get("max_connections_per_source"))
+            listener.max_connections_per_source = static_cast<uint32_t>(integer_of(
+                *node, join(prefix, "max_connections_per_source"), 0, kMaxListenerLimit));
+        if (const toml::node* node = table.get("rate_per_source")) {
+            std::string key = join(prefix, "rate_per_source");
+            const std::string& text = string_of(*node, key);
+            // "N/s" or "N/m": N from 1 to kMaxListenerLimit, no sign, no leading zero.
+            size_t slash = text.find('/');
+            std::string_view count(text.data(), slash == std::string::npos ? 0 : slash);
+            std::string_view unit = slash == std::string::npos
+                                        ? std::string_view()
+                                        : std::string_view(text).substr(slash + 1);
+            uint64_t n = 0;
+            bool digits = !count.empty() && count.size() <= 7 && count[0] != '0' &&
+                          std::all_of(count.begin(), count.end(),
+                                      [](char c) { return c >= '0' && c <= '9'; });
+            if (digits)
+                for (char c : count) n = n * 10 + static_cast<uint64_t>(c - '0');
+            if (!digits || n > kMaxListenerLimit || (unit != "s" && unit != "m"))
+                fail(*node, key,
+                     "expected new connections per second or per minute like \"20/s\" or "
+                     "\"100/m\" (1 to " +
+                         std::to_string(kMaxListenerLimit) + "), got " + quote(text));
+            listener.rate_count = static_cast<uint32_t>(n);
+            listener.rate_period = unit == "s" ? Millis(1000) : Millis(60000);
+            listener.burst = listener.rate_count;
+        }
+        if (const toml::node* node = table.get("burst")) {
+            std::string key = join(prefix, "burst");
+            if (listener.rate_count == 0)
+                fail(*node, key,
+                     "has no effect without rate_per_source (set rate_per_source, or remove "
+                     "burst)");
+            listener.burst = static_cast<uint32_t>(integer_of(*node, key, 1, kMaxListenerLimit));
+        }
+        if (const toml::node* node = table.get("reject"))
+            listener.reject = enum_of<ClosePolicy>(
+                *node, join(prefix, "reject"),
+                {{"graceful", ClosePolicy::kGraceful}, {"reset", ClosePolicy::kReset}});
     }
 
     // routes = [{ sni = "api.example.com", cluster = "api" }, { sni = "*.example.com", ... }]
@@ -1116,9 +1189,11 @@ class Loader {
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
             std::string prefix = indexed("cluster", i);
+            // Backends first: max_connections is a listener's key too, and in a cluster it is
+            // far more likely meant for its backends.
             check_keys(table, prefix, kClusterKeys,
-                       {{kListenerKeys, "it belongs in a [[listener]] section"},
-                        {kBackendKeys, "it is set on each entry of backends"}});
+                       {{kBackendKeys, "it is set on each entry of backends"},
+                        {kListenerKeys, "it belongs in a [[listener]] section"}});
             ClusterConfig cluster;
             cluster.name = name_of(table, prefix);
             if (auto [it, added] = names.emplace(cluster.name, i); !added)

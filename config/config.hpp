@@ -204,6 +204,18 @@ struct ListenerConfig {
     Millis prelude_timeout{5000};
     std::vector<SniRoute> routes;  // empty: every client goes to `cluster`
     bool has_prelude() const { return proxy_protocol != ProxyProtocol::kNone || !routes.empty(); }
+    // Access control and limits (proxy/shard/admission.hpp): which clients may connect, and how
+    // many at once or how often. Checked at accept, or once the PROXY header is read.
+    std::vector<common::Cidr> allow;  // empty: any client not denied
+    std::vector<common::Cidr> deny;
+    uint32_t max_connections = 0;             // sessions open at once; 0: unlimited
+    uint32_t max_connections_per_source = 0;  // per client address; 0: unlimited
+    uint32_t rate_count = 0;                  // rate_per_source "N/s": N, 0: unlimited
+    Millis rate_period{1000};                 // its "/s" (1000) or "/m" (60000)
+    uint32_t burst = 0;                       // the token bucket's size, with rate_count
+    ClosePolicy reject = ClosePolicy::kGraceful;
+    bool has_acl() const { return !allow.empty() || !deny.empty(); }
+    bool limits_sources() const { return max_connections_per_source != 0 || rate_count != 0; }
 
     bool operator==(const ListenerConfig&) const = default;
 };

@@ -92,6 +92,22 @@ toml::table listener_table(const ListenerConfig& listener) {
         }
         table.insert("routes", std::move(routes));
     }
+    auto cidrs = [](const std::vector<common::Cidr>& list) {
+        toml::array out;
+        for (const common::Cidr& cidr : list) out.push_back(cidr.to_string());
+        return out;
+    };
+    if (!listener.allow.empty()) table.insert("allow", cidrs(listener.allow));
+    if (!listener.deny.empty()) table.insert("deny", cidrs(listener.deny));
+    table.insert("max_connections", static_cast<int64_t>(listener.max_connections));
+    table.insert("max_connections_per_source",
+                 static_cast<int64_t>(listener.max_connections_per_source));
+    if (listener.rate_count != 0) {
+        table.insert("rate_per_source", std::to_string(listener.rate_count) +
+                                            (listener.rate_period.count() == 1000 ? "/s" : "/m"));
+        table.insert("burst", static_cast<int64_t>(listener.burst));
+    }
+    table.insert("reject", to_string(listener.reject));
     return table;
 }
 

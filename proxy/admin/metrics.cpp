@@ -134,6 +134,18 @@ void add_listener_families(const std::vector<ShardView>& shards,
     }
     families.push_back(std::move(prelude));
 
+    prometheus::MetricFamily rejected{
+        "ringlb_listener_rejected_total", shard::kRejectedHelp, counter, {}};
+    for (size_t l = 0; l < listeners.size(); ++l) {
+        for (size_t r = 0; r < shard::kRejectReasonNames.size(); ++r)
+            add_sample(rejected,
+                       {{"listener", name_of(l)}, {"reason", shard::kRejectReasonNames[r]}},
+                       sum_shards(shards, [&](auto& s) {
+                           return s.layout->listeners[l].counters->rejected[r].get();
+                       }));
+    }
+    families.push_back(std::move(rejected));
+
     prometheus::MetricFamily duration{"ringlb_session_duration_seconds",
                                       shard::kSessionDurationHelp,
                                       prometheus::MetricType::Histogram,

@@ -95,6 +95,31 @@ inline constexpr std::array<const char*, static_cast<size_t>(PreludeResult::kCou
 #undef RINGLB_PRELUDE_NAME
     };
 
+// ringlb_listener_rejected_total{listener, reason}: clients the listener's access control and
+// limits (proxy/shard/admission.hpp) refused, closed at once without a byte. X(reason, help).
+#define RINGLB_REJECT_REASONS(X)                                                          \
+    X(denied, "The client's address is in deny.")                                         \
+    X(not_allowed, "allow is set and the client's address is in none of its ranges.")     \
+    X(max_connections, "The listener had max_connections sessions open (shard's share).") \
+    X(max_connections_per_source,                                                         \
+      "The client's address had max_connections_per_source open (shard's share).")        \
+    X(rate_per_source, "The client's address used up its rate_per_source and burst.")
+inline constexpr const char* kRejectedHelp =
+    "Clients refused by the listener's access control (allow, deny) and limits.";
+
+enum class RejectReason : uint8_t {
+#define RINGLB_REJECT_ENUM(name, help) k_##name,
+    RINGLB_REJECT_REASONS(RINGLB_REJECT_ENUM)
+#undef RINGLB_REJECT_ENUM
+        kCount
+};
+inline constexpr std::array<const char*, static_cast<size_t>(RejectReason::kCount)>
+    kRejectReasonNames{
+#define RINGLB_REJECT_NAME(name, help) #name,
+        RINGLB_REJECT_REASONS(RINGLB_REJECT_NAME)
+#undef RINGLB_REJECT_NAME
+    };
+
 // ringlb_session_duration_seconds{listener}: from the accept to the close of both sockets,
 // observed in µs. Upper bounds (seconds) fixed so per-shard buckets sum: 1 ms (a refused or
 // one-request session on a LAN) to 1 h (long-lived streams; longer ones land in +Inf).
@@ -110,9 +135,13 @@ struct ListenerCounters {
 #undef RINGLB_DECLARE_LISTENER_COUNTER
     std::array<Counter, static_cast<size_t>(ByteDirection::kCount)> bytes;
     std::array<Counter, static_cast<size_t>(PreludeResult::kCount)> prelude;
+    std::array<Counter, static_cast<size_t>(RejectReason::kCount)> rejected;
     SessionHistogram session_duration;
     void count(PreludeResult result) {
         prelude[static_cast<size_t>(result)].add();
+    }
+    void count(RejectReason reason) {
+        rejected[static_cast<size_t>(reason)].add();
     }
 };
 

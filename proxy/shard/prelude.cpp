@@ -73,6 +73,7 @@ Prelude::Step Prelude::advance() {
             destination_ = header.destination;
             count(PreludeResult::k_proxy_accepted);
         }
+        if (pause_after_header_) return Step::kHeader;
     }
     if (hello_pending_) {
         std::span<const char> rest = std::span<const char>(in_).subspan(consumed_);

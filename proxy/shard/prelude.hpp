@@ -28,6 +28,9 @@ class Prelude {
         kMore,   // keep reading
         kRoute,  // route() is decided: connect
         kClose,  // refused (counted; error() says why): close the client
+        // The PROXY header is read (only after pause_after_header()): source() is the client's;
+        // resume() goes on.
+        kHeader,
     };
 
     // `router`: the listener's routes, or null when it has none.
@@ -45,6 +48,10 @@ class Prelude {
     Step deadline();
 
     bool reading() const { return proxy_pending_ || hello_pending_; }
+    // feed() answers kHeader once the PROXY header is read, before it looks for a ClientHello
+    // in the bytes after it: the listener's access control runs on the header's source first.
+    void pause_after_header() { pause_after_header_ = true; }
+    Step resume() { return advance(); }
     // The index into the listener's routes, or nullopt for its own cluster.
     std::optional<size_t> route() const { return route_; }
     // The client's addresses from its PROXY header; null without one (or a LOCAL one).
@@ -72,6 +79,7 @@ class Prelude {
     bool proxy_pending_;
     bool hello_pending_;
     bool has_addresses_ = false;
+    bool pause_after_header_ = false;
     common::Address source_;
     common::Address destination_;
     // parse_client_hello()'s `needed`: it cannot answer before the bytes after the PROXY header

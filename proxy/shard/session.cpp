@@ -69,13 +69,15 @@ bool Session::enter(Phase next) {
 
 Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot> snapshot,
                  const config::ListenerConfig& listener, ListenerCounters& listener_counters,
-                 upstream::ClusterState& cluster)
+                 upstream::ClusterState& cluster, Admission& admission, Admission::Ticket ticket)
     : shard_(shard),
       engine_(shard.engine()),
       snapshot_(std::move(snapshot)),
       listener_(listener),
       listener_counters_(listener_counters),
       cluster_(&cluster),
+      admission_(admission),
+      ticket_(std::move(ticket)),
       buffered_(*this),
       splice_(*this) {
     ++cluster_->users;  // a state a reload replaced lives until its last session ends
@@ -118,6 +120,8 @@ void Session::start() {
     size_t index = static_cast<size_t>(&listener_ - snapshot_->config->listeners.data());
     prelude_ =
         std::make_unique<Prelude>(listener_, snapshot_->routers[index].get(), listener_counters_);
+    if (listener_.proxy_protocol != config::ProxyProtocol::kNone && admission_.needs_source())
+        prelude_->pause_after_header();
     if (!listener_.proxy_protocol_from.empty()) {
         common::Address peer;
         peer.length = sizeof(peer.storage);
@@ -177,6 +181,11 @@ void Session::on_prelude_step(Prelude::Step step) {
         case Prelude::Step::kClose:
             refuse();
             return;
+        case Prelude::Step::kHeader:
+            // Before any ClientHello is waited for or counted: a refused client neither holds
+            // its session for prelude_timeout nor shows up among the SNI results.
+            if (admit_source()) on_prelude_step(prelude_->resume());
+            return;
         case Prelude::Step::kRoute:
             break;
     }
@@ -205,6 +214,29 @@ void Session::refuse() {
                      listener_.name.c_str(), reason);
     close_reason_ = upstream::CloseReason::k_refused;
     teardown();
+}
+
+bool Session::admit_source() {
+    // Only with proxy_protocol: otherwise the shard decided at accept (Shard::start_session).
+    common::Address peer;
+    const common::Address* client = prelude_->source();
+    if (!client) {
+        peer.length = sizeof(peer.storage);
+        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&peer.storage),
+                          &peer.length) != 0) {
+            fail(errno);
+            return false;
+        }
+        client = &peer;
+    }
+    std::optional<RejectReason> refused =
+        admission_.admit_source(listener_, *client, shard_.now_ms(), ticket_);
+    if (!refused) return true;
+    note_rejection(listener_, listener_counters_, client, *refused, shard_.now_ms());
+    if (listener_.reject == config::ClosePolicy::kReset) common::set_linger_zero(client_.fd.get());
+    close_reason_ = upstream::CloseReason::k_refused;
+    teardown();
+    return false;
 }
 
 void Session::connect() {

@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "proxy/engine/engine.hpp"
 #include "proxy/shard/access_log.hpp"
+#include "proxy/shard/admission.hpp"
 #include "proxy/shard/buffered_pump.hpp"
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/direction.hpp"
@@ -47,7 +48,7 @@ class Session final : public engine::Handler,
 
     Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot> snapshot,
             const config::ListenerConfig& listener, ListenerCounters& listener_counters,
-            upstream::ClusterState& cluster);
+            upstream::ClusterState& cluster, Admission& admission, Admission::Ticket ticket);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -101,6 +102,9 @@ class Session final : public engine::Handler,
     void on_prelude_step(Prelude::Step step);
     void on_prelude_sent(const engine::Completion& c);
     void refuse();
+    // The listener's allow, deny and per-source limits on the PROXY header's source (or the
+    // peer's address for a header without addresses); false once it has refused the client.
+    bool admit_source();
     // Picks the route's cluster and asks the connector for an upstream.
     void connect();
     void on_connected();
@@ -132,6 +136,8 @@ class Session final : public engine::Handler,
     const config::ListenerConfig& listener_;
     ListenerCounters& listener_counters_;  // this shard's, of listener_
     upstream::ClusterState* cluster_;      // the listener's, until a route picks another
+    Admission& admission_;                 // the listener's on this shard
+    Admission::Ticket ticket_;             // this session's place in it
     upstream::ConnectRequest request_;
     upstream::BackendState* backend_ = nullptr;  // once connected; released at close
     // Only for balancers that hash it (maglev): 8 bytes per session instead of 136.

@@ -42,7 +42,8 @@ Shard::Shard(ShardOptions options, std::shared_ptr<const Snapshot> snapshot,
     for (size_t i = 0; i < listeners.size(); ++i) {
         const config::ListenerConfig& cfg = snapshot_->config->listeners[i];
         listeners_.push_back(std::make_unique<Listener>(*this, std::move(listeners[i]), snapshot_,
-                                                        cfg, counters_for(cfg.name)));
+                                                        cfg, counters_for(cfg.name),
+                                                        admission_for(cfg)));
     }
     pause_timer_.bind(this, kPauseTimer);
     spread_timer_.bind(this, kSpreadTimer);
@@ -269,14 +270,53 @@ void Shard::on_accept(Listener& l, const engine::Completion& c) {
 void Shard::start_session(Listener& l, common::Fd client) {
     counters_.accepted.add();
     l.counters->connections.add();
+    Admission::Ticket ticket;
+    if (std::optional<RejectReason> refused = l.admission->admit(ticket)) {
+        reject(l, std::move(client), *refused, nullptr);
+        return;
+    }
+    // With proxy_protocol the client is the header's source: the session asks once it has
+    // read it. Otherwise the peer, looked up only when allow, deny or a per-source limit needs
+    // it, so that a listener without them pays no syscall here.
+    if (l.admission->needs_source() && l.config->proxy_protocol == config::ProxyProtocol::kNone) {
+        common::Address peer;
+        peer.length = sizeof(peer.storage);
+        if (::getpeername(client.get(), reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) !=
+            0) {
+            // ENOTCONN: the client has gone already (reset before we got here).
+            engine_->close_fd(client.release());
+            return;
+        }
+        if (std::optional<RejectReason> refused =
+                l.admission->admit_source(*l.config, peer, now_ms(), ticket)) {
+            reject(l, std::move(client), *refused, &peer);
+            return;
+        }
+    }
     upstream::apply_tcp_options(client.get(), l.config->tcp_keepalive, l.config->tcp_user_timeout);
-    auto owned = std::make_unique<Session>(*this, std::move(client), l.snapshot, *l.config,
-                                           *l.counters, *l.cluster);
+    auto owned =
+        std::make_unique<Session>(*this, std::move(client), l.snapshot, *l.config, *l.counters,
+                                  *l.cluster, *l.admission, std::move(ticket));
     Session* session = owned.release();  // owned by the intrusive list until session_closed
     session->next = sessions_;
     if (sessions_) sessions_->prev = session;
     sessions_ = session;
     session->start();  // may already have closed (and freed) the session
+}
+
+void Shard::reject(Listener& l, common::Fd client, RejectReason reason,
+                   const common::Address* peer) {
+    note_rejection(*l.config, *l.counters, peer, reason, now_ms());
+    if (l.config->reject == config::ClosePolicy::kReset) common::set_linger_zero(client.get());
+    engine_->close_fd(client.release());
+}
+
+Admission& Shard::admission_for(const config::ListenerConfig& cfg) {
+    auto it = admissions_.find(cfg.name);
+    if (it == admissions_.end())
+        it = admissions_.emplace(cfg.name, std::make_unique<Admission>(random())).first;
+    it->second->configure(cfg, options_.shards);
+    return *it->second;
 }
 
 ListenerCounters& Shard::counters_for(const std::string& name) {
@@ -308,7 +348,7 @@ void Shard::apply(std::shared_ptr<const Snapshot> next, std::vector<common::Fd> 
         std::unique_ptr<Listener> l;
         if (i < fds.size() && fds[i]) {
             l = std::make_unique<Listener>(*this, std::move(fds[i]), next, cfg,
-                                           counters_for(cfg.name));
+                                           counters_for(cfg.name), admission_for(cfg));
         } else {
             auto same = std::find_if(old.begin(), old.end(), [&](const auto& o) {
                 return o && o->config->bind == cfg.bind;
@@ -326,6 +366,7 @@ void Shard::apply(std::shared_ptr<const Snapshot> next, std::vector<common::Fd> 
             l->snapshot = next;
             l->config = &cfg;
             l->counters = &counters_for(cfg.name);
+            l->admission = &admission_for(cfg);
         }
         l->cluster = connector_->state_named(cfg.cluster);
         listeners_.push_back(std::move(l));

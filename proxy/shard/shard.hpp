@@ -12,6 +12,7 @@
 #include "common/fd.hpp"
 #include "common/log.hpp"
 #include "proxy/engine/engine.hpp"
+#include "proxy/shard/admission.hpp"
 #include "proxy/shard/counters.hpp"
 #include "proxy/shard/layout.hpp"
 #include "proxy/shard/mailbox.hpp"
@@ -152,12 +153,14 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // without an index in the op's 8-bit tag (a 256th listener would otherwise collide).
     struct Listener final : engine::Handler {
         Listener(Shard& shard, common::Fd listen_fd, std::shared_ptr<const Snapshot> snapshot,
-                 const config::ListenerConfig& cfg, ListenerCounters& counters)
+                 const config::ListenerConfig& cfg, ListenerCounters& counters,
+                 Admission& admission)
             : shard(shard),
               fd(std::move(listen_fd)),
               snapshot(std::move(snapshot)),
               config(&cfg),
-              counters(&counters) {
+              counters(&counters),
+              admission(&admission) {
             accept_op.bind(this, 0);
         }
         void on_complete(engine::Op&, const engine::Completion& c) override {
@@ -171,6 +174,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
         engine::Op accept_op;
         common::LogLimiter accept_error_log;
         ListenerCounters* counters;  // in Shard::listener_counters_, by name
+        Admission* admission;        // in Shard::admissions_, by name
         // close_listener(): closing waits for accept_op's final completion, then the socket
         // closes and on_closed runs; `taken` counts the connections accepted meanwhile. A
         // listener a reload removed waits in closing_listeners_ meanwhile.
@@ -184,6 +188,11 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     // (sessions hold a reference and a reload carries them on by name): one entry per listener
     // name ever configured, a few hundred bytes each.
     ListenerCounters& counters_for(const std::string& name);
+    // The admission state of listener `cfg.name` (made on first use, kept like its counters:
+    // admitted sessions release their place in it), configured for `cfg`.
+    Admission& admission_for(const config::ListenerConfig& cfg);
+    // start_session()'s refusal: counts, logs and closes (RST with reject = "reset").
+    void reject(Listener& l, common::Fd client, RejectReason reason, const common::Address* peer);
     // A listener a reload removed: closes it as close_listener(i) does; it waits in
     // closing_listeners_ until its socket has closed.
     void close_listener(std::unique_ptr<Listener> l);
@@ -207,6 +216,7 @@ class Shard final : public engine::Handler, public upstream::ConnectorHost {
     ShardOptions options_;
     std::shared_ptr<const Snapshot> snapshot_;
     std::map<std::string, std::unique_ptr<ListenerCounters>, std::less<>> listener_counters_;
+    std::map<std::string, std::unique_ptr<Admission>, std::less<>> admissions_;
     std::vector<std::unique_ptr<Listener>> listeners_;  // stable addresses: ops point at them
     std::vector<std::unique_ptr<Listener>> closing_listeners_;
     std::unique_ptr<engine::Engine> engine_;

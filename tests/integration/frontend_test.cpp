@@ -105,47 +105,6 @@ class Haproxy {
     Subprocess process_;
 };
 
-// A blocking client socket bound to `source` (any 127.0.0.0/8 address), connected to
-// 127.0.0.1:port; *local_port is the port it connected from.
-common::Fd connect_from(const char* source, uint16_t port, uint16_t* local_port) {
-    common::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_in from{};
-    from.sin_family = AF_INET;
-    ::inet_pton(AF_INET, source, &from.sin_addr);
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0) return {};
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(port);
-    ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) return {};
-    socklen_t len = sizeof(from);
-    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&from), &len);
-    *local_port = ntohs(from.sin_port);
-    timeval tv{10, 0};
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-std::string random_bytes(size_t n, uint64_t seed) {
-    std::mt19937_64 rng(seed);
-    std::string out(n, '\0');
-    for (char& c : out) c = static_cast<char>(rng());
-    return out;
-}
-
-// Sends `payload` (from a thread), shuts the write side, and reads to EOF.
-std::string echo_through(int fd, const std::string& payload) {
-    std::thread writer([&] {
-        send_all(fd, payload.data(), payload.size(), 10s);
-        ::shutdown(fd, SHUT_WR);
-    });
-    std::string back;
-    wait_for_close(fd, 20s, &back);
-    writer.join();
-    return back;
-}
-
 // Sends `bytes` one per TCP segment (TCP_NODELAY, a pause after each).
 bool send_bytewise(int fd, std::string_view bytes, Millis pause = 2ms) {
     int one = 1;

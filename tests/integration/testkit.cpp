@@ -1,5 +1,6 @@
 #include "tests/integration/testkit.hpp"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
@@ -1380,6 +1381,44 @@ Fd connect_to(uint16_t port, Millis timeout, std::string* error) {
     int flags = ::fcntl(fd.get(), F_GETFL);
     ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
     return fd;
+}
+
+common::Fd connect_from(const char* source, uint16_t port, uint16_t* local_port) {
+    common::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &from.sin_addr);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0) return {};
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) return {};
+    socklen_t len = sizeof(from);
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&from), &len);
+    *local_port = ntohs(from.sin_port);
+    timeval tv{10, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+std::string random_bytes(size_t n, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::string out(n, '\0');
+    for (char& c : out) c = static_cast<char>(rng());
+    return out;
+}
+
+std::string echo_through(int fd, const std::string& payload) {
+    std::thread writer([&] {
+        send_all(fd, payload.data(), payload.size(), Millis(10000));
+        ::shutdown(fd, SHUT_WR);
+    });
+    std::string back;
+    wait_for_close(fd, Millis(20000), &back);
+    writer.join();
+    return back;
 }
 
 bool send_all(int fd, const void* data, size_t n, Millis timeout) {

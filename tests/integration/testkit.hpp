@@ -409,6 +409,14 @@ CloseResult wait_for_close(int fd, Millis timeout, std::string* data = nullptr);
 std::vector<CloseResult> wait_for_close_all(const std::vector<int>& fds, Millis timeout);
 // Closes with SO_LINGER 0, so the peer gets an RST.
 void reset_close(common::Fd& fd);
+// A blocking client socket bound to `source` (any 127.0.0.0/8 address), connected to
+// 127.0.0.1:port with 10 s send and receive timeouts; *local_port is the port it connected from.
+// Empty when bind or connect failed (errno says why).
+common::Fd connect_from(const char* source, uint16_t port, uint16_t* local_port);
+// n pseudo-random bytes, the same for the same seed.
+std::string random_bytes(size_t n, uint64_t seed);
+// Sends `payload` (from a thread), shuts the write side, and reads to EOF: what came back.
+std::string echo_through(int fd, const std::string& payload);
 
 // One HTTP/1.1 GET with "Connection: close"; returns the body, or nullopt (reason in *error).
 std::optional<std::string> http_get(uint16_t port, Millis timeout = Millis(5000),

@@ -67,6 +67,13 @@ cluster = "maglev.pool-2"
 forward = "buffered"
 tcp_keepalive = { interval = "5s" }
 routes = [ { sni = "api.example.com", cluster = "app" }, { sni = "*.example.com", cluster = "maglev.pool-2" } ]
+allow = ["10.0.0.0/8", "::1/128"]
+deny = ["10.9.0.0/16"]
+max_connections = 1000
+max_connections_per_source = 20
+rate_per_source = "30/m"
+burst = 5
+reject = "reset"
 
 [[cluster]]
 name = "app"
@@ -266,6 +273,9 @@ TEST(ConfigRenderTest, DefaultsAreWrittenOut) {
           "max_duration = \"0s\"",
           "max_duration_jitter = \"0s\"",
           "tcp_user_timeout = \"0s\"",
+          "max_connections = 0",
+          "max_connections_per_source = 0",
+          "reject = \"graceful\"",
           "connect_timeout = \"2s\"",
           "balance = \"round_robin\"",
           "retries = 2",
@@ -280,7 +290,7 @@ TEST(ConfigRenderTest, DefaultsAreWrittenOut) {
             << rendered;
     // No spelling for "unset": left out (see render.hpp).
     for (const char* key : {"[admin]", "access", "tcp_keepalive", "source_port_range", "hash_key",
-                            "maglev_table_size"})
+                            "maglev_table_size", "allow", "deny", "rate_per_source", "burst"})
         EXPECT_EQ(rendered.find(key), std::string::npos) << key << " in:\n" << rendered;
     EXPECT_TRUE(rendered.starts_with(
         "# effective configuration loaded from min.toml, defaults included\n\n"))

@@ -1516,9 +1516,9 @@ TEST(ConfigTest, MisplacedKeysSayWhereTheyBelong) {
     EXPECT_EQ(error_of(listener_with("server_idle_timeout = \"1m\"\n")),
               "t.toml:5:1: listener[0].server_idle_timeout: unknown key \"server_idle_timeout\" "
               "(it belongs in a [[cluster]] section)");
-    EXPECT_EQ(error_of(listener_with("max_connections = 10\n")),
-              "t.toml:5:1: listener[0].max_connections: unknown key \"max_connections\" (it is "
-              "set on each entry of a cluster's backends)");
+    EXPECT_EQ(error_of(listener_with("weight = 10\n")),
+              "t.toml:5:1: listener[0].weight: unknown key \"weight\" (it is set on each entry "
+              "of a cluster's backends)");
     EXPECT_EQ(error_of(cluster_with("idle_timeout = \"1m\"\n")),
               "t.toml:8:1: cluster[0].idle_timeout: unknown key \"idle_timeout\" (it belongs in "
               "a [[listener]] section)");
@@ -1700,6 +1700,95 @@ TEST(ConfigDnsTest, Errors) {
 
 }  // namespace
 }  // namespace ringlb::config
+
+// ---------------------------------------------------------------------------------------------
+// Access control and limits: allow, deny, max_connections, max_connections_per_source,
+// rate_per_source, burst, reject.
+
+TEST(ConfigTest, AdmissionDefaults) {
+    const auto& l = load_string(kListenerAndCluster, "t.toml").listeners[0];
+    EXPECT_TRUE(l.allow.empty());
+    EXPECT_TRUE(l.deny.empty());
+    EXPECT_EQ(l.max_connections, 0u);
+    EXPECT_EQ(l.max_connections_per_source, 0u);
+    EXPECT_EQ(l.rate_count, 0u);
+    EXPECT_EQ(l.burst, 0u);
+    EXPECT_EQ(l.reject, ClosePolicy::kGraceful);
+    EXPECT_FALSE(l.has_acl());
+    EXPECT_FALSE(l.limits_sources());
+}
+
+TEST(ConfigTest, AdmissionKeys) {
+    Config c = load_string(listener_with("allow = [\"10.0.0.0/8\", \"::1\"]\n"
+                                         "deny = [\"10.9.0.0/16\"]\n"
+                                         "max_connections = 1000\n"
+                                         "max_connections_per_source = 20\n"
+                                         "rate_per_source = \"50/s\"\n"
+                                         "burst = 75\n"
+                                         "reject = \"reset\"\n"),
+                           "t.toml");
+    const auto& l = c.listeners[0];
+    ASSERT_EQ(l.allow.size(), 2u);
+    EXPECT_EQ(l.allow[0].to_string(), "10.0.0.0/8");
+    EXPECT_EQ(l.allow[1].to_string(), "::1/128");
+    ASSERT_EQ(l.deny.size(), 1u);
+    EXPECT_EQ(l.deny[0].to_string(), "10.9.0.0/16");
+    EXPECT_EQ(l.max_connections, 1000u);
+    EXPECT_EQ(l.max_connections_per_source, 20u);
+    EXPECT_EQ(l.rate_count, 50u);
+    EXPECT_EQ(l.rate_period, Millis(1000));
+    EXPECT_EQ(l.burst, 75u);
+    EXPECT_EQ(l.reject, ClosePolicy::kReset);
+    EXPECT_TRUE(l.has_acl());
+    EXPECT_TRUE(l.limits_sources());
+    // burst defaults to the rate's count; "/m" is per minute.
+    const auto& m =
+        load_string(listener_with("rate_per_source = \"6/m\"\n"), "t.toml").listeners[0];
+    EXPECT_EQ(m.rate_count, 6u);
+    EXPECT_EQ(m.rate_period, Millis(60000));
+    EXPECT_EQ(m.burst, 6u);
+    EXPECT_FALSE(m.has_acl());
+    EXPECT_TRUE(m.limits_sources());
+}
+
+TEST(ConfigTest, AdmissionErrors) {
+    EXPECT_EQ(error_of(listener_with("allow = []\n")),
+              "t.toml:5:9: listener[0].allow: an empty list would refuse every client; leave "
+              "allow out to accept every client that deny does not refuse");
+    EXPECT_EQ(error_of(listener_with("deny = \"10.0.0.0/8\"\n")),
+              "t.toml:5:8: listener[0].deny: expected an array of address ranges like "
+              "[\"10.0.0.0/8\", \"::1\"], got \"10.0.0.0/8\"");
+    std::string bad = error_of(listener_with("deny = [\"10.0.0.1\", \"10.0.0.0/40\"]\n"));
+    EXPECT_EQ(bad.rfind("t.toml:5:21: listener[0].deny[1]: invalid address range "
+                        "\"10.0.0.0/40\": ",
+                        0),
+              0u)
+        << bad;
+    EXPECT_EQ(error_of(listener_with("max_connections = -1\n")),
+              "t.toml:5:19: listener[0].max_connections: must be between 0 and 1000000, got -1");
+    EXPECT_EQ(error_of(listener_with("max_connections_per_source = 1000001\n")),
+              "t.toml:5:30: listener[0].max_connections_per_source: must be between 0 and "
+              "1000000, got 1000001");
+    for (const char* text : {"10", "10/h", "0/s", "010/s", "-1/s", "1000001/s", "/s", "1.5/s"}) {
+        SCOPED_TRACE(text);
+        EXPECT_EQ(error_of(listener_with(std::string("rate_per_source = \"") + text + "\"\n")),
+                  std::string("t.toml:5:19: listener[0].rate_per_source: expected new "
+                              "connections per second or per minute like \"20/s\" or \"100/m\" "
+                              "(1 to 1000000), got \"") +
+                      text + "\"");
+    }
+    EXPECT_EQ(error_of(listener_with("burst = 5\n")),
+              "t.toml:5:9: listener[0].burst: has no effect without rate_per_source (set "
+              "rate_per_source, or remove burst)");
+    EXPECT_EQ(error_of(listener_with("rate_per_source = \"5/s\"\nburst = 0\n")),
+              "t.toml:6:9: listener[0].burst: must be between 1 and 1000000, got 0");
+    EXPECT_EQ(error_of(listener_with("reject = \"close\"\n")),
+              "t.toml:5:10: listener[0].reject: expected one of \"graceful\", \"reset\", got "
+              "\"close\"");
+    EXPECT_EQ(error_of(listener_with("max_conections = 5\n")),
+              "t.toml:5:1: listener[0].max_conections: unknown key \"max_conections\" (did you "
+              "mean \"max_connections\"?)");
+}
 
 // ---------------------------------------------------------------------------------------------
 // The prelude: proxy_protocol, proxy_protocol_from, prelude_timeout, routes; send_proxy.

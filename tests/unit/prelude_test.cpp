@@ -227,3 +227,37 @@ TEST_F(PreludeTest, AFailedSendOfThePreludeClosesBothLegsOnce) {
 
 }  // namespace
 }  // namespace ringlb::test
+
+namespace ringlb::shard {
+namespace {
+
+// pause_after_header(): the listener's access control gets the header's source before anything
+// after the header is looked at; resume() then goes on as feed() would have.
+TEST(PreludeStepsTest, PausesAfterTheHeaderOnlyWhenAsked) {
+    config::ListenerConfig listener;
+    listener.proxy_protocol = config::ProxyProtocol::kV1;
+    const std::string bytes = "PROXY TCP4 192.0.2.1 198.51.100.2 40000 443\r\nhello";
+    for (bool pause : {false, true}) {
+        SCOPED_TRACE(pause);
+        ListenerCounters counters;
+        Prelude prelude(listener, nullptr, counters);
+        if (pause) prelude.pause_after_header();
+        std::span<const char> all(bytes.data(), bytes.size());
+        EXPECT_EQ(prelude.feed(all.first(20)), Prelude::Step::kMore);
+        EXPECT_EQ(prelude.source(), nullptr);
+        Prelude::Step step = prelude.feed(all.subspan(20));
+        if (pause) {
+            EXPECT_EQ(step, Prelude::Step::kHeader);
+            ASSERT_NE(prelude.source(), nullptr);
+            EXPECT_EQ(prelude.source()->to_string(), "192.0.2.1:40000");
+            step = prelude.resume();
+        }
+        EXPECT_EQ(step, Prelude::Step::kRoute);
+        EXPECT_EQ(counters.prelude[static_cast<size_t>(PreludeResult::k_proxy_accepted)].get(), 1u);
+        prelude.prepare_output("");
+        EXPECT_EQ(std::string(prelude.unsent().data(), prelude.unsent().size()), "hello");
+    }
+}
+
+}  // namespace
+}  // namespace ringlb::shard
