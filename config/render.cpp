@@ -69,8 +69,8 @@ toml::table listener_table(const ListenerConfig& listener) {
     table.insert("cluster", listener.cluster);
     if (listener.bind.family() != AF_UNIX) table.insert("mptcp", listener.mptcp);
     if (listener.mode >= 0) {
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(listener.mode));
+        char mode[16];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(listener.mode) & 07777u);
         table.insert("mode", std::string(mode));
     }
     if (!listener.owner.empty()) table.insert("owner", listener.owner);
