@@ -337,20 +337,23 @@ TEST(Mptcp, ListenerAcceptsMptcpAndTcpClients) {
         EXPECT_EQ(proxy.log().find("MPTCP refused"), std::string::npos) << proxy.log();
         std::string filter = "'sport = :" + std::to_string(port) + "'";
         EXPECT_NE(ss_mptcp("-l " + filter), "") << "no MPTCP listener on " << bind;
-        // An MPTCP client: while its exchange runs, the proxy's accepted socket is an MPTCP one.
-        std::string seen;
-        std::thread watch([&] {
-            for (int i = 0; i < 200 && seen.empty(); ++i) {
-                // With -t, ss lists the TCP subflows too ("tcp ..."); the MPTCP socket is the
-                // "mptcp ..." line.
-                std::string lines = "\n" + ss_mptcp("-t state established " + filter);
-                if (lines.find("\nmptcp ") != std::string::npos) seen = lines;
-                if (seen.empty()) std::this_thread::sleep_for(Millis(10));
-            }
-        });
+        // An MPTCP client, byte-exact; then one held open, whose socket on the proxy's side is
+        // an MPTCP one.
         EXPECT_EQ(echo_through(address_of(bind), 8 << 20, IPPROTO_MPTCP), "");
-        watch.join();
-        EXPECT_NE(seen, "") << "no established MPTCP socket on port " << port;
+        common::Fd held(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP));
+        Address to = address_of(bind);
+        ASSERT_EQ(::connect(held.get(), to.sa(), to.length), 0) << std::strerror(errno);
+        ASSERT_TRUE(send_all(held.get(), "ping", 4, Millis(5000)));
+        char reply[4] = {};
+        timeval tv{5, 0};
+        ::setsockopt(held.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        ASSERT_EQ(::recv(held.get(), reply, 4, MSG_WAITALL), 4);
+        EXPECT_EQ(std::string(reply, 4), "ping");
+        // With -t, ss lists the TCP subflows too ("tcp ..."); the MPTCP socket is "mptcp ...".
+        std::string lines = "\n" + ss_mptcp("-t state established " + filter);
+        EXPECT_NE(lines.find("\nmptcp "), std::string::npos)
+            << "no established MPTCP socket on port " << port << ":" << lines;
+        held.reset();
         // A plain TCP client still gets through (the kernel falls back per connection).
         EXPECT_EQ(echo_through(address_of(bind), 100000), "");
         EXPECT_EQ(proxy.stop(), 0);
