@@ -140,6 +140,31 @@ std::optional<Address> make_unix_address(std::string_view path) {
     return out;
 }
 
+std::optional<Address> parse_socket_address(std::string_view text, std::string* error) {
+    constexpr std::string_view kUnix = "unix:";
+    if (text.substr(0, kUnix.size()) != kUnix) return parse_address(text, error);
+    std::string_view path = text.substr(kUnix.size());
+    // Relative paths would depend on the working directory of whoever starts ringlb.
+    if (path.empty() || path.front() != '/')
+        return fail(error, "expected an absolute path after \"unix:\", like \"unix:/run/x.sock\"");
+    std::optional<Address> out;
+    if (path.size() < sizeof(sockaddr_un::sun_path)) out = make_unix_address(path);
+    if (!out)
+        return fail(error, "a unix socket path must be shorter than " +
+                               std::to_string(sizeof(sockaddr_un::sun_path)) +
+                               " bytes and hold no NUL");
+    return out;
+}
+
+std::string unix_path(const Address& address) {
+    if (address.family() != AF_UNIX || address.length <= offsetof(sockaddr_un, sun_path)) return {};
+    const auto* un = reinterpret_cast<const sockaddr_un*>(&address.storage);
+    if (un->sun_path[0] == '\0') return {};
+    size_t room =
+        std::min<size_t>(address.length - offsetof(sockaddr_un, sun_path), sizeof(un->sun_path));
+    return std::string(un->sun_path, strnlen(un->sun_path, room));
+}
+
 Address unmapped_ipv4(const Address& address) {
     if (address.family() != AF_INET6) return address;
     const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);

@@ -27,6 +27,14 @@ struct Address {
 // Parses "1.2.3.4:80" or "[::1]:80". Returns nullopt with a reason in *error on failure.
 std::optional<Address> parse_address(std::string_view text, std::string* error = nullptr);
 
+// Parses what a listener's bind or a backend's address may be: "IP:PORT" as parse_address(), or
+// "unix:/absolute/path" (a filesystem AF_UNIX socket; the path below 108 bytes so it keeps its
+// terminating NUL). nullopt with a reason in *error on failure.
+std::optional<Address> parse_socket_address(std::string_view text, std::string* error = nullptr);
+
+// The filesystem path of an AF_UNIX address ("" for an abstract or unnamed one, or another family).
+std::string unix_path(const Address& address);
+
 // Parses a bare numeric address, "1.2.3.4" or "::1" (no brackets, no port), as an Address with
 // port 0: what a socket is bound to when the kernel picks the port. nullopt with a reason in
 // *error on failure.

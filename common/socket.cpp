@@ -5,6 +5,8 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -29,13 +31,14 @@ std::error_code set_int(int fd, int level, int name, int value) {
 
 enum class Bind { kJoin, kExclusive };
 
-// See listen_tcp() and listen_tcp_group().
-Fd open_listener(const Address& address, int backlog, Bind mode, std::error_code& ec) {
+// See listen_tcp() and listen_tcp_group(); `protocol` is IPPROTO_TCP or IPPROTO_MPTCP.
+Fd open_listener(const Address& address, int backlog, Bind mode, std::error_code& ec,
+                 int protocol = IPPROTO_TCP) {
     auto fail = [&ec](std::error_code e) {
         ec = e;
         return Fd{};
     };
-    Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol));
     if (!fd) return fail(last_error());
     // SO_REUSEADDR: a restarted proxy binds even while connections it accepted before sit in
     // TIME_WAIT on the port.
@@ -50,7 +53,9 @@ Fd open_listener(const Address& address, int backlog, Bind mode, std::error_code
     if (auto e = set_int(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1)) return fail(e);
     if (mode == Bind::kJoin)
         if (auto e = set_int(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1)) return fail(e);
-    if (auto e = set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1)) return fail(e);
+    // MPTCP passes TCP_NODELAY on to its subflows only since Linux 5.18; older ones refuse it.
+    if (auto e = set_int(fd.get(), IPPROTO_TCP, TCP_NODELAY, 1); e && protocol == IPPROTO_TCP)
+        return fail(e);
     if (::bind(fd.get(), address.sa(), address.length) != 0) return fail(last_error());
     if (mode == Bind::kExclusive)
         if (auto e = set_int(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1)) return fail(e);
@@ -64,23 +69,106 @@ Fd listen_tcp(const Address& address, int backlog, std::error_code& ec) {
     return open_listener(address, backlog, Bind::kJoin, ec);
 }
 
-std::vector<Fd> listen_tcp_group(const Address& address, int backlog, unsigned count,
-                                 std::error_code& ec) {
+namespace {
+std::vector<Fd> open_group(const Address& address, int backlog, unsigned count, int protocol,
+                           std::error_code& ec) {
     std::vector<Fd> group;
-    Fd first = open_listener(address, backlog, Bind::kExclusive, ec);
+    Fd first = open_listener(address, backlog, Bind::kExclusive, ec, protocol);
     if (!first) return {};
     Address bound = local_address(first.get());
     group.push_back(std::move(first));
     while (group.size() < count) {
-        Fd fd = open_listener(bound, backlog, Bind::kJoin, ec);
+        Fd fd = open_listener(bound, backlog, Bind::kJoin, ec, protocol);
         if (!fd) return {};
         group.push_back(std::move(fd));
     }
     return group;
 }
 
+// A socket file left by a process that ended without removing it: connect() is refused. A
+// non-blocking connect also answers EAGAIN for a live listener whose queue is full.
+bool stale_unix_socket(const Address& address) {
+    struct stat st {};
+    if (::lstat(unix_path(address).c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+    Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    return probe && ::connect(probe.get(), address.sa(), address.length) != 0 &&
+           errno == ECONNREFUSED;
+}
+
+Fd listen_unix(const Address& address, const ListenOptions& options, std::error_code& ec) {
+    auto fail = [&ec](std::error_code e) {
+        ec = e;
+        return Fd{};
+    };
+    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) return fail(last_error());
+    if (::bind(fd.get(), address.sa(), address.length) != 0) {
+        if (errno != EADDRINUSE || !stale_unix_socket(address)) return fail(last_error());
+        ::unlink(unix_path(address).c_str());
+        if (::bind(fd.get(), address.sa(), address.length) != 0) return fail(last_error());
+    }
+    std::string path = unix_path(address);
+    auto undo = [&](std::error_code e) {
+        ::unlink(path.c_str());
+        return fail(e);
+    };
+    // Until listen() every connect() is refused, so no client gets in through the umask's mode.
+    if (options.mode >= 0 && ::chmod(path.c_str(), static_cast<mode_t>(options.mode)) != 0)
+        return undo(last_error());
+    if ((options.uid != static_cast<uid_t>(-1) || options.gid != static_cast<gid_t>(-1)) &&
+        ::chown(path.c_str(), options.uid, options.gid) != 0)
+        return undo(last_error());
+    if (::listen(fd.get(), options.backlog) != 0) return undo(last_error());
+    ec.clear();
+    return fd;
+}
+}  // namespace
+
+std::vector<Fd> listen_tcp_group(const Address& address, int backlog, unsigned count,
+                                 std::error_code& ec) {
+    return open_group(address, backlog, count, IPPROTO_TCP, ec);
+}
+
+std::vector<Fd> listen_group(const Address& address, const ListenOptions& options, unsigned count,
+                             std::error_code& ec, std::error_code* mptcp_refused) {
+    if (address.family() == AF_UNIX) {
+        std::vector<Fd> group;
+        group.push_back(listen_unix(address, options, ec));
+        if (!group.front()) return {};
+        while (group.size() < count) {
+            Fd copy(::fcntl(group.front().get(), F_DUPFD_CLOEXEC, 0));
+            if (!copy) {
+                ec = last_error();
+                ::unlink(unix_path(address).c_str());
+                return {};
+            }
+            group.push_back(std::move(copy));
+        }
+        return group;
+    }
+    if (options.mptcp) {
+        Fd probe(::socket(address.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP));
+        if (probe) return open_group(address, options.backlog, count, IPPROTO_MPTCP, ec);
+        int err = errno;
+        if (err != EPROTONOSUPPORT && err != ENOPROTOOPT && err != EINVAL) {
+            ec = {err, std::system_category()};
+            return {};
+        }
+        if (mptcp_refused) *mptcp_refused = {err, std::system_category()};
+    }
+    return open_group(address, options.backlog, count, IPPROTO_TCP, ec);
+}
+
+void remove_unix_socket(const Address& address) {
+    std::string path = unix_path(address);
+    struct stat st {};
+    if (!path.empty() && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+        ::unlink(path.c_str());
+}
+
 Fd tcp_socket(int family, std::error_code& ec) {
-    Fd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    Fd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                   family == AF_UNIX ? 0 : IPPROTO_TCP));
     if (!fd)
         ec = last_error();
     else

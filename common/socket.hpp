@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <system_error>
 #include <vector>
@@ -25,7 +27,36 @@ Fd listen_tcp(const Address& address, int backlog, std::error_code& ec);
 std::vector<Fd> listen_tcp_group(const Address& address, int backlog, unsigned count,
                                  std::error_code& ec);
 
-// A non-blocking, close-on-exec TCP socket for an outgoing connection to `family`.
+// How listen_group() opens a listener's sockets.
+struct ListenOptions {
+    int backlog = 4096;
+    // IPPROTO_MPTCP instead of TCP where the kernel allows it (see listen_group()).
+    bool mptcp = false;
+    // AF_UNIX only: the socket file's permission bits and owner; -1 keeps what bind() made (the
+    // umask, this process's ids).
+    int mode = -1;
+    uid_t uid = static_cast<uid_t>(-1);
+    gid_t gid = static_cast<gid_t>(-1);
+};
+
+// A listener's sockets, one per shard (`count` >= 1). An IP address gets listen_tcp_group()'s
+// SO_REUSEPORT group; with options.mptcp its sockets are MPTCP ones, unless socket() refuses the
+// protocol (EPROTONOSUPPORT, ENOPROTOOPT, EINVAL: net.mptcp.enabled = 0 or no CONFIG_MPTCP), when
+// they are TCP and *mptcp_refused holds why. An AF_UNIX path cannot be in a SO_REUSEPORT group:
+// one socket is opened and every shard gets a dup() of it, so all shards wait on one accept
+// queue (see README, "bind"). Its file is replaced only when stale (a socket file nothing listens
+// on: connect() is refused); a file some process still serves, or that is no socket, fails with
+// EADDRINUSE. The mode and owner are set before listen(), so no client connects through wider
+// permissions. On failure `ec` is set and nothing stays open.
+std::vector<Fd> listen_group(const Address& address, const ListenOptions& options, unsigned count,
+                             std::error_code& ec, std::error_code* mptcp_refused = nullptr);
+
+// Removes the socket file of an AF_UNIX listener that this process stops serving (anything else
+// at the path, or no path, is left alone).
+void remove_unix_socket(const Address& address);
+
+// A non-blocking, close-on-exec TCP socket for an outgoing connection to `family` (AF_UNIX: a
+// unix stream socket).
 Fd tcp_socket(int family, std::error_code& ec);
 
 void set_nodelay(int fd);

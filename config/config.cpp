@@ -1,7 +1,9 @@
 #include "config/config.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -234,6 +236,9 @@ constexpr std::string_view kLogKeys[] = {"format", "level", "access"};
 // exactly these, and a key of one found in the other gets a "belongs in" hint.
 constexpr std::string_view kListenerKeys[] = {"name",
                                               "bind",
+                                              "mptcp",
+                                              "mode",
+                                              "owner",
                                               "cluster",
                                               "backlog",
                                               "forward",
@@ -448,6 +453,52 @@ std::string ip_bytes(const common::Address& address) {
         bytes.append(reinterpret_cast<const char*>(&v6), sizeof(v6));
     }
     return bytes;
+}
+
+// "user:group", "user" or ":group", each a name (looked up now) or a numeric id.
+bool owner_ids(const std::string& text, uid_t* uid, gid_t* gid, std::string* error) {
+    size_t colon = text.find(':');
+    std::string user_text = text.substr(0, colon);
+    std::string group_text = colon == std::string::npos ? "" : text.substr(colon + 1);
+    if (user_text.empty() && group_text.empty()) {
+        *error = "expected \"user:group\", \"user\" or \":group\"";
+        return false;
+    }
+    auto number = [](const std::string& s, unsigned* out) {
+        auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+        return ec == std::errc() && end == s.data() + s.size();
+    };
+    unsigned id = 0;
+    std::vector<char> buffer(16384);
+    if (!user_text.empty()) {
+        passwd pw{};
+        passwd* found = nullptr;
+        if (number(user_text, &id)) {
+            *uid = id;
+        } else if (::getpwnam_r(user_text.c_str(), &pw, buffer.data(), buffer.size(), &found) ==
+                       0 &&
+                   found) {
+            *uid = found->pw_uid;
+        } else {
+            *error = "no user \"" + user_text + "\" on this host";
+            return false;
+        }
+    }
+    if (!group_text.empty()) {
+        struct group gr {};
+        struct group* found = nullptr;
+        if (number(group_text, &id)) {
+            *gid = id;
+        } else if (::getgrnam_r(group_text.c_str(), &gr, buffer.data(), buffer.size(), &found) ==
+                       0 &&
+                   found) {
+            *gid = found->gr_gid;
+        } else {
+            *error = "no group \"" + group_text + "\" on this host";
+            return false;
+        }
+    }
+    return true;
 }
 
 const char* family_name(int family) {
@@ -789,12 +840,15 @@ class Loader {
         return name;
     }
 
-    common::Address address_of(const toml::node& node, std::string_view key,
-                               std::string* text) const {
+    // `unix`: "unix:/path" is allowed too (a listener's bind, a backend's address).
+    common::Address address_of(const toml::node& node, std::string_view key, std::string* text,
+                               bool unix = false) const {
         *text = string_of(node, key);
         std::string error;
-        std::optional<common::Address> address = common::parse_address(*text, &error);
+        std::optional<common::Address> address = unix ? common::parse_socket_address(*text, &error)
+                                                      : common::parse_address(*text, &error);
         if (!address) fail(node, key, "invalid address " + quote(*text) + ": " + error);
+        if (address->family() == AF_UNIX) return *address;
         // Port 0 would let every shard's SO_REUSEPORT socket pick a different port, and nothing
         // can connect to it.
         if (address->port() == 0) fail(node, key, "port 0 is not allowed in " + quote(*text));
@@ -946,6 +1000,7 @@ class Loader {
         std::vector<ListenerConfig> listeners;
         std::unordered_map<std::string, size_t> names;
         BindTable binds;
+        std::unordered_map<std::string, size_t> unix_binds;  // socket file path -> listener
         std::vector<uint32_t> bind_lines;
         for (size_t i = 0; i < array->size(); ++i) {
             const toml::table& table = *array->get(i)->as_table();
@@ -962,10 +1017,17 @@ class Loader {
 
             std::string bind_key = join(prefix, "bind");
             const toml::node& bind_node = require(table, prefix, "bind");
-            listener.bind = address_of(bind_node, bind_key, &listener.bind_text);
-            Bind bind = bind_of(listener.bind);
-            if (BindTable::Collision earlier = binds.find(bind);
-                earlier.index != BindTable::kNone) {
+            listener.bind = address_of(bind_node, bind_key, &listener.bind_text, true);
+            const bool unix = listener.bind.family() == AF_UNIX;
+            Bind bind = unix ? Bind{} : bind_of(listener.bind);
+            BindTable::Collision earlier;
+            if (!unix) {
+                earlier = binds.find(bind);
+            } else if (auto [it, added] = unix_binds.emplace(common::unix_path(listener.bind), i);
+                       !added) {
+                earlier = {it->second, true};
+            }
+            if (earlier.index != BindTable::kNone) {
                 const ListenerConfig& other = listeners[earlier.index];
                 std::string who = indexed("listener", earlier.index) + " (" + quote(other.name) +
                                   ", " + quote(other.bind_text) + " at line " +
@@ -979,7 +1041,7 @@ class Loader {
                          " of its port; both would bind, and the kernel would hand each "
                          "connection to only one of them");
             }
-            binds.add(bind, i);
+            if (!unix) binds.add(bind, i);
             bind_lines.push_back(bind_node.source().begin.line);
 
             // Must be a string here; whether the cluster exists is checked once all are loaded.
@@ -1002,9 +1064,43 @@ class Loader {
                     *node, join(prefix, "tcp_user_timeout"), kMaxUserTimeout, kKernelDefault);
             load_prelude(table, prefix, listener);
             load_admission(table, prefix, listener);
+            load_socket_kind(table, prefix, listener);
             listeners.push_back(std::move(listener));
         }
         return listeners;
+    }
+
+    // mptcp for an IP listener; mode and owner for a unix one's socket file.
+    void load_socket_kind(const toml::table& table, const std::string& prefix,
+                          ListenerConfig& listener) const {
+        const bool unix = listener.bind.family() == AF_UNIX;
+        for (std::string_view name : {"mptcp", "mode", "owner"}) {
+            const toml::node* node = table.get(name);
+            if (node && unix == (name == "mptcp"))
+                fail(*node, join(prefix, name),
+                     unix ? "a unix listener (bind = " + quote(listener.bind_text) + ") is no TCP"
+                          : "only a unix listener (bind = \"unix:/path\") has a socket file");
+        }
+        if (const toml::node* node = table.get("mptcp"))
+            listener.mptcp = boolean_of(*node, join(prefix, "mptcp"));
+        if (const toml::node* node = table.get("mode")) {
+            std::string key = join(prefix, "mode");
+            const std::string& text = string_of(*node, key);
+            unsigned value = 0;
+            auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, 8);
+            if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+                value > 07777)
+                fail(*node, key,
+                     "expected octal permission bits like \"0660\", got " + quote(text));
+            listener.mode = static_cast<int>(value);
+        }
+        if (const toml::node* node = table.get("owner")) {
+            std::string key = join(prefix, "owner");
+            listener.owner = string_of(*node, key);
+            std::string error;
+            if (!owner_ids(listener.owner, &listener.uid, &listener.gid, &error))
+                fail(*node, key, "invalid owner " + quote(listener.owner) + ": " + error);
+        }
     }
 
     void load_prelude(const toml::table& table, const std::string& prefix,
@@ -1592,6 +1688,7 @@ class Loader {
         const bool covers[2] = {has_family(AF_INET), has_family(AF_INET6)};
         for (size_t j = 0; j < cluster.backends.size(); ++j) {
             const BackendConfig& backend = cluster.backends[j];
+            if (backend.address.family() == AF_UNIX) continue;  // no source address to bind
             if (!covers[backend.address.family() == AF_INET6 ? 1 : 0])
                 fail(node, key,
                      std::string("no ") + family_name(backend.address.family()) +
@@ -1674,8 +1771,8 @@ class Loader {
     void backend_address(const toml::node& node, const std::string& key,
                          BackendConfig& backend) const {
         const std::string& text = string_of(node, key);
-        if (common::parse_address(text)) {
-            backend.address = address_of(node, key, &backend.address_text);
+        if (common::parse_address(text) || text.starts_with("unix:")) {
+            backend.address = address_of(node, key, &backend.address_text, true);
             return;
         }
         std::string name_error;

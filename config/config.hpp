@@ -203,6 +203,13 @@ struct ListenerConfig {
     std::vector<common::Cidr> proxy_protocol_from;  // empty: any peer
     Millis prelude_timeout{5000};
     std::vector<SniRoute> routes;  // empty: every client goes to `cluster`
+    bool mptcp = false;            // IPPROTO_MPTCP where the kernel allows it, else TCP
+    // A unix listener's socket file (bind = "unix:/path"): permission bits, and the owner as
+    // written ("user:group", "user", ":group"; names or ids) with its ids; -1 keeps bind()'s.
+    int mode = -1;
+    std::string owner;
+    uid_t uid = static_cast<uid_t>(-1);
+    gid_t gid = static_cast<gid_t>(-1);
     bool has_prelude() const { return proxy_protocol != ProxyProtocol::kNone || !routes.empty(); }
     // Access control and limits (proxy/shard/admission.hpp): which clients may connect, and how
     // many at once or how often. Checked at accept, or once the PROXY header is read.

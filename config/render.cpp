@@ -1,5 +1,8 @@
 #include "config/render.hpp"
 
+#include <sys/socket.h>
+
+#include <cstdio>
 #include <sstream>
 #include <string_view>
 #include <utility>
@@ -64,6 +67,13 @@ toml::table listener_table(const ListenerConfig& listener) {
     table.insert("name", listener.name);
     table.insert("bind", listener.bind_text);
     table.insert("cluster", listener.cluster);
+    if (listener.bind.family() != AF_UNIX) table.insert("mptcp", listener.mptcp);
+    if (listener.mode >= 0) {
+        char mode[16];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(listener.mode) & 07777u);
+        table.insert("mode", std::string(mode));
+    }
+    if (!listener.owner.empty()) table.insert("owner", listener.owner);
     table.insert("backlog", static_cast<int64_t>(listener.backlog));
     table.insert("forward", to_string(listener.forward));
     table.insert("idle_timeout", format_duration(listener.idle_timeout));

@@ -1,6 +1,7 @@
 #include "proxy/health/checker.hpp"
 
 #include <boost/asio/connect.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -15,7 +16,8 @@
 namespace ringlb::health {
 
 namespace asio = boost::asio;
-using asio::ip::tcp;
+// Generic, so a unix backend (address = "unix:/path") is checked as a TCP one is.
+using Stream = asio::generic::stream_protocol;
 using Clock = std::chrono::steady_clock;
 
 const char* to_string(Result result) {
@@ -80,12 +82,14 @@ std::string printable(std::string_view bytes) {
     return out;
 }
 
-tcp::endpoint endpoint_of(const common::Address& address, uint16_t port) {
-    tcp::endpoint endpoint;
-    endpoint.resize(address.length);
-    std::memcpy(endpoint.data(), address.sa(), address.length);
-    if (port != 0) endpoint.port(port);
-    return endpoint;
+// The check port replaces the backend's; a unix backend has no port, so it has none.
+Stream::endpoint endpoint_of(const common::Address& address, uint16_t port) {
+    common::Address target = address;
+    if (port != 0 && target.family() == AF_INET)
+        reinterpret_cast<sockaddr_in*>(&target.storage)->sin_port = htons(port);
+    else if (port != 0 && target.family() == AF_INET6)
+        reinterpret_cast<sockaddr_in6*>(&target.storage)->sin6_port = htons(port);
+    return Stream::endpoint(target.sa(), target.length);
 }
 
 }  // namespace
@@ -264,10 +268,10 @@ class HealthChecker::Probe : public std::enable_shared_from_this<Probe> {
     HealthChecker* owner_;
     config::HealthCheckConfig settings_;
     common::Address address_;
-    tcp::endpoint target_;
+    Stream::endpoint target_;
     asio::steady_timer timer_;
     asio::steady_timer deadline_;
-    tcp::socket socket_;
+    Stream::socket socket_;
     std::mt19937_64 rng_;
     std::array<char, 512> chunk_{};
     std::string reply_;

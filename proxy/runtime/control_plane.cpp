@@ -122,6 +122,9 @@ void ControlPlane::stop() {
     health_.stop();
     discovery_.stop();
     shards_.stop();
+    // A unix listener's file goes with it, unless a new process serves it now.
+    if (!handed_over_)
+        for (const auto& l : config_->listeners) common::remove_unix_socket(l.bind);
     if (access_log_) access_log_->flush();  // the sessions the shards closed as they stopped
     log_stats();
     LOG_INFO("stopped");
@@ -237,7 +240,7 @@ bool ControlPlane::start(bool& stopped) {
     for (const auto& l : config_->listeners) {
         std::error_code ec;
         std::vector<common::Fd> group = inherited_group(l, workers);
-        if (group.empty()) group = common::listen_tcp_group(l.bind, l.backlog, workers, ec);
+        if (group.empty()) group = open_listener(l, workers, ec);
         if (group.empty()) {
             LOG_ERROR("listener %s: cannot listen on %s: %s", l.name.c_str(), l.bind_text.c_str(),
                       ec.message().c_str());
@@ -367,7 +370,11 @@ std::vector<common::Fd> ControlPlane::inherited_group(const config::ListenerConf
     common::Address bound = common::local_address(group.front().get());
     while (group.size() < workers) {
         std::error_code ec;
-        common::Fd fd = common::listen_tcp(bound, l.backlog, ec);
+        // A unix socket is shared by all shards (common::listen_group).
+        common::Fd fd = l.bind.family() == AF_UNIX
+                            ? common::Fd(::fcntl(group.front().get(), F_DUPFD_CLOEXEC, 0))
+                            : common::listen_tcp(bound, l.backlog, ec);
+        if (!fd && !ec) ec = {errno, std::system_category()};
         if (!fd) {
             LOG_ERROR("upgrade: listener %s: another socket on %s: %s", l.name.c_str(),
                       l.bind_text.c_str(), ec.message().c_str());
@@ -376,6 +383,22 @@ std::vector<common::Fd> ControlPlane::inherited_group(const config::ListenerConf
         group.push_back(std::move(fd));
     }
     for (auto& fd : group) ::listen(fd.get(), l.backlog);  // this configuration's backlog
+    return group;
+}
+
+std::vector<common::Fd> ControlPlane::open_listener(const config::ListenerConfig& l,
+                                                    unsigned workers, std::error_code& ec) {
+    common::ListenOptions options;
+    options.backlog = l.backlog;
+    options.mptcp = l.mptcp;
+    options.mode = l.mode;
+    options.uid = l.uid;
+    options.gid = l.gid;
+    std::error_code refused;
+    std::vector<common::Fd> group = common::listen_group(l.bind, options, workers, ec, &refused);
+    if (refused && !group.empty())
+        LOG_WARN("listener %s: MPTCP refused by the kernel (%s; see net.mptcp.enabled): TCP on %s",
+                 l.name.c_str(), refused.message().c_str(), l.bind_text.c_str());
     return group;
 }
 

@@ -99,6 +99,9 @@ class ControlPlane {
     void serve_upgrades();
     // This listener's sockets from the process ringlb replaces, when it had the address.
     std::vector<common::Fd> inherited_group(const config::ListenerConfig& l, unsigned workers);
+    // A listener's sockets, one per shard (common::listen_group); logs an MPTCP fallback.
+    std::vector<common::Fd> open_listener(const config::ListenerConfig& l, unsigned workers,
+                                          std::error_code& ec);
 
     boost::asio::io_context io_;
     boost::asio::signal_set signals_;
@@ -112,6 +115,7 @@ class ControlPlane {
     std::optional<common::LogLevel> cli_level_;  // --log-level: wins over [log] level
     bool upgrade_ = false;
     std::optional<UpgradeClient> inherited_;  // until the new process serves
+    bool handed_over_ = false;                // a new process serves our listening sockets
     std::unique_ptr<UpgradeServer> upgrade_server_;
     bool stop_requested_ = false;
     bool serving_ = false;  // from "ready:" on: a stop signal drains, a reload applies

@@ -62,6 +62,7 @@ void ControlPlane::drain() {
 }
 
 void ControlPlane::drain_after_upgrade() {
+    handed_over_ = true;
     if (draining()) return;
     drain_started_ = Clock::now();
     if (admin_) {

@@ -67,7 +67,7 @@ bool is_loopback(const common::Address& a) {
         if (IN6_IS_ADDR_LOOPBACK(&ip)) return true;
         return IN6_IS_ADDR_V4MAPPED(&ip) && ip.s6_addr[12] == 127;
     }
-    return false;
+    return a.family() == AF_UNIX;  // a unix socket is on this host too
 }
 
 // Same IP and port: the destination half of a 4-tuple.
@@ -451,6 +451,7 @@ double sustainable_new_conn_rate(const config::ClusterConfig& cluster, const Hos
     double tuples = 0;
     for (size_t i = 0; i < cluster.backends.size(); ++i) {
         const common::Address& dest = cluster.backends[i].address;
+        if (dest.family() == AF_UNIX) continue;  // uses no source port
         bool seen = false;
         for (size_t j = 0; j < i && !seen; ++j)
             seen = same_endpoint(cluster.backends[j].address, dest);
@@ -460,6 +461,10 @@ double sustainable_new_conn_rate(const config::ClusterConfig& cluster, const Hos
                           [&](const common::Address& s) { return s.family() == dest.family(); });
         tuples += static_cast<double>(ports.count()) * static_cast<double>(std::max(1L, sources));
     }
+    bool unix_only = !cluster.backends.empty() &&
+                     std::all_of(cluster.backends.begin(), cluster.backends.end(),
+                                 [](const auto& b) { return b.address.family() == AF_UNIX; });
+    if (unix_only) return std::numeric_limits<double>::quiet_NaN();  // no port to run out of
     return tuples / kTimeWaitSeconds;
 }
 

@@ -65,8 +65,7 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
                                    [&](const auto& r) { return r.bind == l.bind; });
         if (running) continue;
         std::error_code ec;
-        std::vector<common::Fd> group =
-            common::listen_tcp_group(l.bind, l.backlog, static_cast<unsigned>(workers), ec);
+        std::vector<common::Fd> group = open_listener(l, static_cast<unsigned>(workers), ec);
         if (group.empty()) {
             return fail(next->source + ": listener " + l.name + ": cannot listen on " +
                         l.bind_text + ": " + ec.message());
@@ -77,12 +76,19 @@ ControlPlane::ReloadResult ControlPlane::reload(const char* trigger) {
 
     // What the admin API changed lasts until the next reload: the file is the truth again.
     upstream::BackendOverrides none;
+    std::shared_ptr<const config::Config> previous = config_;
     if (std::string error = publish(next, none, fds); !error.empty()) {
         control_.reload_failed();
         LOG_ERROR("reload (%s) failed: %s", trigger, error.c_str());
         return {false, error};
     }
     overrides_.clear();
+    // The socket files of unix listeners this configuration dropped (a kept one keeps its file,
+    // mode and owner: its socket is carried over unchanged).
+    for (const auto& l : previous->listeners)
+        if (std::none_of(next->listeners.begin(), next->listeners.end(),
+                         [&](const auto& n) { return n.bind == l.bind; }))
+            common::remove_unix_socket(l.bind);
     loaded_ = written;
     discovery_.retain(*loaded_);
     control_.reload_succeeded();

@@ -189,7 +189,7 @@ std::optional<UpgradeClient> UpgradeClient::take_over(const std::string& path, s
             return std::nullopt;
         }
         std::string parse_error;
-        auto address = common::parse_address(std::string_view(line).substr(2), &parse_error);
+        auto address = common::parse_socket_address(std::string_view(line).substr(2), &parse_error);
         if (!address) {
             *error = "upgrade: bad address from the running ringlb: " + line;
             return std::nullopt;

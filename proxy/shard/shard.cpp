@@ -293,7 +293,9 @@ void Shard::start_session(Listener& l, common::Fd client) {
             return;
         }
     }
-    upstream::apply_tcp_options(client.get(), l.config->tcp_keepalive, l.config->tcp_user_timeout);
+    if (l.config->bind.family() != AF_UNIX)  // a unix client has none of TCP's options
+        upstream::apply_tcp_options(client.get(), l.config->tcp_keepalive,
+                                    l.config->tcp_user_timeout);
     auto owned =
         std::make_unique<Session>(*this, std::move(client), l.snapshot, *l.config, *l.counters,
                                   *l.cluster, *l.admission, std::move(ticket));

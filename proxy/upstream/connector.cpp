@@ -348,7 +348,8 @@ common::Fd Connector::open_socket(BackendState& b, std::error_code& ec) {
         fd.reset();
         ec = std::error_code(EMFILE, std::system_category());
     }
-    if (!fd) return fd;
+    // A unix socket has none of TCP's options and no source address to choose.
+    if (!fd || backend.address.family() == AF_UNIX) return fd;
     common::set_nodelay(fd.get());
     apply_tcp_options(fd.get(), cluster.tcp_keepalive, cluster.tcp_user_timeout);
     if (cluster.source_port_min != 0)

@@ -190,7 +190,7 @@ enum class EchoMode { kEcho, kHash, kHttp, kPeer, kDrip, kSink };
 struct BackendOptions {
     EchoMode mode = EchoMode::kEcho;
     std::string name;                // --name; "" keeps ringlb-echo's default
-    std::string host = "127.0.0.1";  // listen address
+    std::string host = "127.0.0.1";  // listen address, or "unix:/path" (then `port` is unused)
     uint16_t port = 0;               // 0: chosen by the kernel (a restarted backend reuses one)
     unsigned threads = 1;            // --threads
     std::string greeting;            // --greeting, raw bytes (escaped for the command line here)
@@ -211,7 +211,8 @@ class BackendProcess {
                                      Millis timeout = Millis(10000));
     ::testing::AssertionResult start(const BackendOptions& options, Millis timeout = Millis(10000));
     uint16_t port() const { return port_; }
-    std::string address() const { return host_ + ":" + std::to_string(port_); }
+    // "IP:PORT" ("[::1]:PORT"), or the "unix:/path" it listens on.
+    std::string address() const;
     pid_t pid() const { return process_.pid(); }
     std::string log() const;
     void kill(int sig = SIGKILL) { process_.kill_and_reap(sig); }

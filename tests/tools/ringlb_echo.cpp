@@ -1,6 +1,6 @@
 // ringlb-echo: the test and demo backend.
 //
-//   ringlb-echo --listen IP:PORT [--mode echo|hash|http|peer|drip|sink] [--name NAME]
+//   ringlb-echo --listen IP:PORT|unix:/path [--mode echo|hash|http|peer|drip|sink] [--name NAME]
 //               [--threads N] [--greeting TEXT] [--idle-close MS] [--accept-delay MS]
 //               [--backlog N] [--drip-ms MS] [--log-connections]
 //
@@ -630,7 +630,7 @@ class Worker {
 void usage() {
     std::fprintf(
         stderr,
-        "usage: ringlb-echo --listen IP:PORT [--mode echo|hash|http|peer|drip|sink]\n"
+        "usage: ringlb-echo --listen IP:PORT|unix:/path [--mode echo|hash|http|peer|drip|sink]\n"
         "                   [--name NAME] [--threads N] [--greeting TEXT] [--idle-close MS]\n"
         "                   [--accept-delay MS] [--backlog N] [--drip-ms MS]\n"
         "                   [--log-connections]\n"
@@ -719,7 +719,7 @@ bool parse_options(int argc, char** argv, Options& options) {
         std::string_view value = argv[++i];
         if (arg == "--listen") {
             std::string error;
-            auto address = common::parse_address(value, &error);
+            auto address = common::parse_socket_address(value, &error);
             if (!address) {
                 std::fprintf(stderr, "ringlb-echo: --listen %s: %s\n", argv[i], error.c_str());
                 return false;

@@ -110,3 +110,27 @@ TEST(AddressTest, UnmappedIpv4) {
     EXPECT_EQ(unmapped_ipv4(*ringlb::common::make_unix_address("/x")),
               *ringlb::common::make_unix_address("/x"));
 }
+
+TEST(AddressTest, SocketAddressTakesUnixPaths) {
+    using ringlb::common::parse_socket_address;
+    auto unix = parse_socket_address("unix:/run/a.sock");
+    ASSERT_TRUE(unix);
+    EXPECT_EQ(unix->family(), AF_UNIX);
+    EXPECT_EQ(unix->to_string(), "unix:/run/a.sock");
+    EXPECT_EQ(ringlb::common::unix_path(*unix), "/run/a.sock");
+    EXPECT_TRUE(*unix == *ringlb::common::make_unix_address("/run/a.sock"));
+    auto ip = parse_socket_address("[::1]:80");
+    ASSERT_TRUE(ip);
+    EXPECT_EQ(ip->to_string(), "[::1]:80");
+    EXPECT_EQ(ringlb::common::unix_path(*ip), "");
+    std::string error;
+    EXPECT_FALSE(parse_socket_address("unix:", &error));
+    EXPECT_EQ(error, "expected an absolute path after \"unix:\", like \"unix:/run/x.sock\"");
+    EXPECT_FALSE(parse_socket_address("unix:a.sock", &error));
+    std::string longest = "unix:/" + std::string(106, 'x');  // 107 bytes: room for the NUL
+    EXPECT_TRUE(parse_socket_address(longest));
+    EXPECT_FALSE(parse_socket_address(longest + "x", &error));
+    EXPECT_EQ(error, "a unix socket path must be shorter than 108 bytes and hold no NUL");
+    EXPECT_FALSE(parse_socket_address(std::string("unix:/a\0b", 9), &error));
+    EXPECT_FALSE(parse_socket_address("1.2.3.4", &error));
+}

@@ -47,6 +47,7 @@ access = "/var/log/ringlb/access.log"
 name = "web"
 bind = "127.0.0.1:8080"
 cluster = "app"
+mptcp = true
 backlog = 128
 forward = "splice"
 idle_timeout = "90s"
@@ -74,6 +75,13 @@ max_connections_per_source = 20
 rate_per_source = "30/m"
 burst = 5
 reject = "reset"
+
+[[listener]]
+name = "local"
+bind = "unix:/run/ringlb/web.sock"
+cluster = "app"
+mode = "0660"
+owner = "root:0"
 
 [[cluster]]
 name = "app"
@@ -108,7 +116,7 @@ balance = "maglev"
 hash_key = "source_ip_port"
 maglev_table_size = 101
 health = { send_hex = "00ff10", expect_hex = "0a0B" }
-backends = [ { address = "127.0.0.1:9003", weight = 7 } ]
+backends = [ { address = "127.0.0.1:9003", weight = 7 }, { address = "unix:/run/app.sock" } ]
 )";
 
 // A file with only what is required: everything else is a default.
@@ -176,6 +184,11 @@ void expect_same(const Config& a, const Config& b) {
         EXPECT_EQ(x.max_duration_jitter, y.max_duration_jitter) << at;
         expect_same(x.tcp_keepalive, y.tcp_keepalive, at + ".tcp_keepalive");
         EXPECT_EQ(x.tcp_user_timeout, y.tcp_user_timeout) << at;
+        EXPECT_EQ(x.mptcp, y.mptcp) << at;
+        EXPECT_EQ(x.mode, y.mode) << at;
+        EXPECT_EQ(x.owner, y.owner) << at;
+        EXPECT_EQ(x.uid, y.uid) << at;
+        EXPECT_EQ(x.gid, y.gid) << at;
     }
 
     ASSERT_EQ(a.clusters.size(), b.clusters.size());

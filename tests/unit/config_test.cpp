@@ -1884,3 +1884,69 @@ TEST(ConfigTest, PreludeErrors) {
               "t.toml:8:1: cluster[0].routes: unknown key \"routes\" (it belongs in a "
               "[[listener]] section)");
 }
+
+TEST(ConfigTest, UnixListenersAndBackends) {
+    Config config = load_string(
+        "[[listener]]\nname = \"u\"\nbind = \"unix:/run/x.sock\"\ncluster = \"app\"\n"
+        "mode = \"0660\"\nowner = \"root:0\"\ntcp_keepalive = {}\n"
+        "[[cluster]]\nname = \"app\"\nsource_addresses = [\"127.0.0.2\"]\n"
+        "backends = [ { address = \"unix:/run/app.sock\" }, { address = \"127.0.0.1:1\" } ]\n",
+        "t.toml");
+    const ringlb::config::ListenerConfig& l = config.listeners[0];
+    EXPECT_EQ(l.bind.family(), AF_UNIX);
+    EXPECT_EQ(l.bind.to_string(), "unix:/run/x.sock");
+    EXPECT_EQ(l.mode, 0660);
+    EXPECT_EQ(l.uid, 0u);
+    EXPECT_EQ(l.gid, 0u);
+    EXPECT_EQ(config.clusters[0].backends[0].address.to_string(), "unix:/run/app.sock");
+    EXPECT_EQ(bind_error("unix:/run/x.sock", "unix:/run/x.sock"),
+              "t.toml:7:8: listener[1].bind: address \"unix:/run/x.sock\" is already bound by "
+              "listener[0] (\"one\", \"unix:/run/x.sock\" at line 3)");
+    EXPECT_EQ(bind_error("unix:/run/x.sock", "unix:/run/y.sock"), "");
+    EXPECT_EQ(bind_error("unix:/run/x.sock", "127.0.0.1:80"), "");
+    EXPECT_EQ(bind_error("unix:run/x.sock", "127.0.0.1:80"),
+              "t.toml:3:8: listener[0].bind: invalid address \"unix:run/x.sock\": expected an "
+              "absolute path after \"unix:\", like \"unix:/run/x.sock\"");
+    EXPECT_EQ(bind_error("unix:/" + std::string(107, 'a'), "127.0.0.1:80").substr(0, 90),
+              "t.toml:3:8: listener[0].bind: invalid address \"unix:/" + std::string(37, 'a'));
+    EXPECT_NE(bind_error("unix:/" + std::string(107, 'a'), "127.0.0.1:80")
+                  .find("a unix socket path must be shorter than 108 bytes"),
+              std::string::npos);
+    EXPECT_EQ(error_of(listener_with("mode = \"0660\"\n")),
+              "t.toml:5:8: listener[0].mode: only a unix listener (bind = \"unix:/path\") has a "
+              "socket file");
+    EXPECT_EQ(error_of(listener_with("owner = \"root\"\n")),
+              "t.toml:5:9: listener[0].owner: only a unix listener (bind = \"unix:/path\") has a "
+              "socket file");
+    std::string unix_listener =
+        "[[listener]]\nname = \"u\"\nbind = \"unix:/run/x.sock\"\ncluster = \"app\"\n";
+    std::string cluster =
+        "[[cluster]]\nname = \"app\"\nbackends = [ { address = \"127.0.0.1:1\" } ]\n";
+    EXPECT_EQ(error_of(unix_listener + "mptcp = true\n" + cluster),
+              "t.toml:5:9: listener[0].mptcp: a unix listener (bind = \"unix:/run/x.sock\") is no "
+              "TCP");
+    EXPECT_EQ(error_of(unix_listener + "mode = \"0680\"\n" + cluster),
+              "t.toml:5:8: listener[0].mode: expected octal permission bits like \"0660\", got "
+              "\"0680\"");
+    EXPECT_EQ(error_of(unix_listener + "mode = \"17777\"\n" + cluster),
+              "t.toml:5:8: listener[0].mode: expected octal permission bits like \"0660\", got "
+              "\"17777\"");
+    EXPECT_EQ(error_of(unix_listener + "owner = \"no-such-user-here:0\"\n" + cluster),
+              "t.toml:5:9: listener[0].owner: invalid owner \"no-such-user-here:0\": no user "
+              "\"no-such-user-here\" on this host");
+    EXPECT_EQ(error_of(unix_listener + "owner = \":no-such-group-here\"\n" + cluster),
+              "t.toml:5:9: listener[0].owner: invalid owner \":no-such-group-here\": no group "
+              "\"no-such-group-here\" on this host");
+    EXPECT_EQ(error_of(unix_listener + "owner = \":\"\n" + cluster),
+              "t.toml:5:9: listener[0].owner: invalid owner \":\": expected \"user:group\", "
+              "\"user\" or \":group\"");
+    Config groups = load_string(unix_listener + "owner = \":0\"\n" + cluster, "t.toml");
+    EXPECT_EQ(groups.listeners[0].uid, static_cast<uid_t>(-1));
+    EXPECT_EQ(groups.listeners[0].gid, 0u);
+    // The admin endpoint and DNS servers stay IP only.
+    EXPECT_NE(error_of(with("[admin]\nbind = \"unix:/run/admin.sock\"\n")).find("invalid address"),
+              std::string::npos);
+    EXPECT_EQ(error_of(cluster_with("mptcp = 1\n")).substr(0, 30),
+              "t.toml:8:1: cluster[0].mptcp: ");
+    EXPECT_TRUE(load_string(listener_with("mptcp = true\n"), "t.toml").listeners[0].mptcp);
+}

@@ -5,10 +5,13 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -578,4 +581,65 @@ TEST(SocketGroupTest, RebindsWhileAcceptedConnectionsSitInTimeWait) {
 
     group = ringlb::common::listen_tcp_group(address, 16, 2, ec);
     EXPECT_EQ(group.size(), 2u) << ec.message();
+}
+
+TEST(SocketTest, UnixListenerGroupSharesOneSocketAndReplacesOnlyStaleFiles) {
+    char dir[] = "/tmp/ringlb-socket-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string path = std::string(dir) + "/l.sock";
+    auto address = ringlb::common::parse_socket_address("unix:" + path);
+    ASSERT_TRUE(address);
+    ringlb::common::ListenOptions options;
+    options.mode = 0640;
+    std::error_code ec;
+    {
+        std::vector<Fd> group = ringlb::common::listen_group(*address, options, 3, ec);
+        ASSERT_EQ(group.size(), 3u) << ec.message();
+        struct stat first {};
+        ASSERT_EQ(::fstat(group[0].get(), &first), 0);
+        for (const Fd& fd : group) {
+            struct stat st {};
+            ASSERT_EQ(::fstat(fd.get(), &st), 0);
+            EXPECT_EQ(st.st_ino, first.st_ino);  // one socket, dup()ed
+        }
+        struct stat file {};
+        ASSERT_EQ(::lstat(path.c_str(), &file), 0);
+        EXPECT_EQ(file.st_mode & 07777, 0640u);
+        // While it listens, a second group fails and leaves the file alone.
+        std::error_code busy;
+        EXPECT_TRUE(ringlb::common::listen_group(*address, options, 1, busy).empty());
+        EXPECT_EQ(busy, std::errc::address_in_use);
+        ASSERT_EQ(::lstat(path.c_str(), &file), 0);
+        // A client reaches it through any shard's copy.
+        Fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        ASSERT_EQ(::connect(client.get(), address->sa(), address->length), 0);
+        pollfd pfd{group[2].get(), POLLIN, 0};
+        EXPECT_EQ(::poll(&pfd, 1, 1000), 1);
+    }
+    // Closed without removing the file: stale, so it is replaced.
+    std::vector<Fd> again = ringlb::common::listen_group(*address, options, 1, ec);
+    EXPECT_EQ(again.size(), 1u) << ec.message();
+    ringlb::common::remove_unix_socket(*address);
+    struct stat gone {};
+    EXPECT_NE(::lstat(path.c_str(), &gone), 0);
+    ::rmdir(dir);
+}
+
+TEST(SocketTest, MptcpListenerGroup) {
+    auto address = ringlb::common::parse_address("127.0.0.1:0");
+    ringlb::common::ListenOptions options;
+    options.mptcp = true;
+    std::error_code ec, refused;
+    std::vector<Fd> group = ringlb::common::listen_group(*address, options, 2, ec, &refused);
+    ASSERT_EQ(group.size(), 2u) << ec.message();
+    int protocol = 0;
+    socklen_t len = sizeof(protocol);
+    ASSERT_EQ(::getsockopt(group[1].get(), SOL_SOCKET, SO_PROTOCOL, &protocol, &len), 0);
+    // MPTCP where the kernel has it, else TCP with the reason.
+    if (refused)
+        EXPECT_EQ(protocol, IPPROTO_TCP) << refused.message();
+    else
+        EXPECT_EQ(protocol, IPPROTO_MPTCP);
+    EXPECT_EQ(ringlb::common::local_address(group[0].get()),
+              ringlb::common::local_address(group[1].get()));
 }
