@@ -1706,7 +1706,8 @@ TEST(ConfigDnsTest, Errors) {
 // rate_per_source, burst, reject.
 
 TEST(ConfigTest, AdmissionDefaults) {
-    const auto& l = load_string(kListenerAndCluster, "t.toml").listeners[0];
+    Config c = load_string(kListenerAndCluster, "t.toml");
+    const auto& l = c.listeners[0];
     EXPECT_TRUE(l.allow.empty());
     EXPECT_TRUE(l.deny.empty());
     EXPECT_EQ(l.max_connections, 0u);
@@ -1742,8 +1743,8 @@ TEST(ConfigTest, AdmissionKeys) {
     EXPECT_TRUE(l.has_acl());
     EXPECT_TRUE(l.limits_sources());
     // burst defaults to the rate's count; "/m" is per minute.
-    const auto& m =
-        load_string(listener_with("rate_per_source = \"6/m\"\n"), "t.toml").listeners[0];
+    Config per_minute = load_string(listener_with("rate_per_source = \"6/m\"\n"), "t.toml");
+    const auto& m = per_minute.listeners[0];
     EXPECT_EQ(m.rate_count, 6u);
     EXPECT_EQ(m.rate_period, Millis(60000));
     EXPECT_EQ(m.burst, 6u);
