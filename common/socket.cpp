@@ -224,6 +224,14 @@ Address local_address(int fd) {
     return out;
 }
 
+Address peer_address(int fd) {
+    Address out;
+    out.length = sizeof(out.storage);
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&out.storage), &out.length) != 0)
+        out.length = 0;
+    return out;
+}
+
 long raise_fd_limit() {
     rlimit lim{};
     if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return -1;

@@ -70,8 +70,10 @@ bool accept_error_is_transient(int err);
 // tcpi_unacked on a LISTEN socket); -1 when the kernel does not say.
 int accept_queue_length(int listen_fd);
 
-// The address a socket is bound to (useful when binding port 0).
+// The address a socket is bound to (useful when binding port 0). length 0 on failure.
 Address local_address(int fd);
+// The address of a connected socket's peer. length 0 on failure (e.g. ENOTCONN: it has gone).
+Address peer_address(int fd);
 
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 long raise_fd_limit();

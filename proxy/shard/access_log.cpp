@@ -7,6 +7,8 @@
 #include <charconv>
 #include <utility>
 
+#include "common/socket.hpp"
+
 namespace ringlb::shard {
 
 namespace {
@@ -41,10 +43,7 @@ std::string_view format_address(const common::Address& address, char (&text)[64]
 
 std::unique_ptr<AccessTally> AccessTally::for_client(int fd) {
     auto tally = std::make_unique<AccessTally>();
-    common::Address& peer = tally->client;
-    peer.length = sizeof(peer.storage);
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) != 0)
-        peer.length = 0;
+    tally->client = common::peer_address(fd);
     return tally;
 }
 

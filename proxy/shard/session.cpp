@@ -123,11 +123,8 @@ void Session::start() {
     if (listener_.proxy_protocol != config::ProxyProtocol::kNone && admission_.needs_source())
         prelude_->pause_after_header();
     if (!listener_.proxy_protocol_from.empty()) {
-        common::Address peer;
-        peer.length = sizeof(peer.storage);
-        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&peer.storage),
-                          &peer.length) != 0 ||
-            !prelude_->trusted(peer)) {
+        common::Address peer = common::peer_address(client_.fd.get());
+        if (peer.length == 0 || !prelude_->trusted(peer)) {
             refuse();
             maybe_destroy();
             return;
@@ -221,9 +218,8 @@ bool Session::admit_source() {
     common::Address peer;
     const common::Address* client = prelude_->source();
     if (!client) {
-        peer.length = sizeof(peer.storage);
-        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&peer.storage),
-                          &peer.length) != 0) {
+        peer = common::peer_address(client_.fd.get());
+        if (peer.length == 0) {
             fail(errno);
             return false;
         }
@@ -245,17 +241,10 @@ void Session::connect() {
     if (cluster_->cluster->settings->balance == config::Balance::kMaglev) {
         // Only hashing policies need the client's address: the PROXY header's, or one
         // getpeername() for them alone.
-        client_address_ = std::make_unique<common::Address>();
-        if (prelude_ && prelude_->source()) {
-            *client_address_ = *prelude_->source();
-            context.client = client_address_.get();
-        } else {
-            client_address_->length = sizeof(client_address_->storage);
-            if (::getpeername(client_.fd.get(),
-                              reinterpret_cast<sockaddr*>(&client_address_->storage),
-                              &client_address_->length) == 0)
-                context.client = client_address_.get();
-        }
+        client_address_ = std::make_unique<common::Address>(
+            prelude_ && prelude_->source() ? *prelude_->source()
+                                           : common::peer_address(client_.fd.get()));
+        if (client_address_->length != 0) context.client = client_address_.get();
     }
     shard_.connector().acquire(request_, *cluster_, context, *this);
 }
@@ -298,12 +287,9 @@ std::string Session::proxy_header_out() {
     common::Address peer;
     common::Address local;
     if (!source) {
-        peer.length = sizeof(peer.storage);
-        local.length = sizeof(local.storage);
-        if (::getpeername(client_.fd.get(), reinterpret_cast<sockaddr*>(&peer.storage),
-                          &peer.length) == 0 &&
-            ::getsockname(client_.fd.get(), reinterpret_cast<sockaddr*>(&local.storage),
-                          &local.length) == 0) {
+        peer = common::peer_address(client_.fd.get());
+        local = common::local_address(client_.fd.get());
+        if (peer.length != 0 && local.length != 0) {
             source = &peer;
             destination = &local;
         }

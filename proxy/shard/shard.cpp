@@ -279,10 +279,8 @@ void Shard::start_session(Listener& l, common::Fd client) {
     // read it. Otherwise the peer, looked up only when allow, deny or a per-source limit needs
     // it, so that a listener without them pays no syscall here.
     if (l.admission->needs_source() && l.config->proxy_protocol == config::ProxyProtocol::kNone) {
-        common::Address peer;
-        peer.length = sizeof(peer.storage);
-        if (::getpeername(client.get(), reinterpret_cast<sockaddr*>(&peer.storage), &peer.length) !=
-            0) {
+        common::Address peer = common::peer_address(client.get());
+        if (peer.length == 0) {
             // ENOTCONN: the client has gone already (reset before we got here).
             engine_->close_fd(client.release());
             return;
