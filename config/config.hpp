@@ -124,6 +124,59 @@ struct HealthCheckConfig {
     bool operator==(const HealthCheckConfig&) const = default;
 };
 
+// TLS (proxy/tls): the versions a `tls` table's min_version names.
+enum class TlsVersion : uint8_t { k1_2, k1_3 };
+// Whether a TLS listener asks its clients for a certificate (`verify_client`).
+enum class VerifyClient : uint8_t { kNone, kOptional, kRequire };
+const char* to_string(TlsVersion version);
+const char* to_string(VerifyClient mode);
+
+// One entry of a listener's tls.certificates: PEM files, loaded and checked when a configuration
+// is applied (start, reload), never on a shard.
+struct TlsCertificate {
+    std::string cert;  // the certificate, then its chain
+    std::string key;   // its private key
+    int line = 0;      // the entry's line in the file, for errors found loading it
+
+    bool operator==(const TlsCertificate&) const = default;
+};
+
+// A listener's `tls = { certificates = [...], ... }`: ringlb terminates TLS. The certificate is
+// picked by the ClientHello's server name: exact, then the longest wildcard, then the first.
+struct ListenerTls {
+    bool enabled = false;  // only when `tls` is present
+    std::vector<TlsCertificate> certificates;
+    TlsVersion min_version = TlsVersion::k1_2;
+    std::string ciphers;       // TLS 1.2 cipher list; "": OpenSSL's default
+    std::string ciphersuites;  // TLS 1.3 suites; "": OpenSSL's default
+    std::vector<std::string> alpn;  // offered in this order of preference; empty: no ALPN
+    std::string client_ca;          // PEM file of the CAs client certificates must chain to
+    VerifyClient verify_client = VerifyClient::kNone;
+    bool session_tickets = true;
+    Millis handshake_timeout{10000};  // from the accept (prelude included) to a finished handshake
+    int line = 0;                     // the `tls` key's line, for errors found loading it
+
+    bool operator==(const ListenerTls&) const = default;
+};
+
+// A cluster's `tls = { sni = "...", verify = true, ... }`: ringlb speaks TLS to its backends.
+struct ClusterTls {
+    bool enabled = false;  // only when `tls` is present
+    std::string sni;       // server name sent, and checked against the certificate; "": none
+    bool verify = true;    // the backend's certificate must chain to `ca`
+    std::string ca;        // PEM file; "": the system's default trust store
+    std::string cert;      // client certificate (PEM), with `key`; "": none
+    std::string key;
+    std::vector<std::string> alpn;
+    TlsVersion min_version = TlsVersion::k1_2;
+    std::string ciphers;
+    std::string ciphersuites;
+    Millis handshake_timeout{10000};  // from the connect to a finished handshake
+    int line = 0;
+
+    bool operator==(const ClusterTls&) const = default;
+};
+
 // What a cluster does when every backend that is not drained is down (`when_all_down`).
 enum class WhenAllDown { kTryAnyway, kFail };
 const char* to_string(WhenAllDown policy);
@@ -164,6 +217,7 @@ struct ClusterConfig {
     Millis dns_refresh{5000};
     Millis dns_failure_grace{300000};
     SendProxy send_proxy = SendProxy::kNone;
+    ClusterTls tls;
     bool has_names() const {
         for (const auto& b : backends)
             if (b.is_name()) return true;
@@ -210,7 +264,11 @@ struct ListenerConfig {
     std::string owner;
     uid_t uid = static_cast<uid_t>(-1);
     gid_t gid = static_cast<gid_t>(-1);
-    bool has_prelude() const { return proxy_protocol != ProxyProtocol::kNone || !routes.empty(); }
+    // Whether the session reads the client before connecting: a PROXY header, a ClientHello
+    // for routes, or a TLS handshake to terminate.
+    bool has_prelude() const {
+        return proxy_protocol != ProxyProtocol::kNone || !routes.empty() || tls.enabled;
+    }
     // Access control and limits (proxy/shard/admission.hpp): which clients may connect, and how
     // many at once or how often. Checked at accept, or once the PROXY header is read.
     std::vector<common::Cidr> allow;  // empty: any client not denied
@@ -221,6 +279,7 @@ struct ListenerConfig {
     Millis rate_period{1000};                 // its "/s" (1000) or "/m" (60000)
     uint32_t burst = 0;                       // the token bucket's size, with rate_count
     ClosePolicy reject = ClosePolicy::kGraceful;
+    ListenerTls tls;
     bool has_acl() const { return !allow.empty() || !deny.empty(); }
     bool limits_sources() const { return max_connections_per_source != 0 || rate_count != 0; }
 
