@@ -126,6 +126,28 @@ const char* to_string(SendProxy version) {
     return "?";
 }
 
+const char* to_string(TlsVersion version) {
+    switch (version) {
+        case TlsVersion::k1_2:
+            return "1.2";
+        case TlsVersion::k1_3:
+            return "1.3";
+    }
+    return "?";
+}
+
+const char* to_string(VerifyClient mode) {
+    switch (mode) {
+        case VerifyClient::kNone:
+            return "none";
+        case VerifyClient::kOptional:
+            return "optional";
+        case VerifyClient::kRequire:
+            return "require";
+    }
+    return "?";
+}
+
 Millis parse_duration(std::string_view text) {
     if (text.empty()) throw std::invalid_argument("empty duration");
     if (text.front() == '-') throw std::invalid_argument("negative durations are not allowed");
@@ -216,8 +238,10 @@ constexpr int64_t kMinMaglevTableSize = 101;
 constexpr int64_t kMaxMaglevTableSize = 1000003;  // a prime
 constexpr int64_t kMaxPoolWarm = 1024;
 constexpr int64_t kMaxQueueSize = 65536;
-// PATH_MAX counts the terminating NUL.
-constexpr size_t kMaxAccessPath = 4095;
+// A file's path (the access log, TLS certificates and keys); PATH_MAX counts the terminating NUL.
+constexpr size_t kMaxPath = 4095;
+// An ALPN protocol name has a one-byte length on the wire (RFC 7301), and no empty name.
+constexpr size_t kMaxAlpnName = 255;
 
 static_assert(kMaxConfigBytes % (1024 * 1024) == 0);
 // kMaxConfigBytes as messages write it.
@@ -259,7 +283,8 @@ constexpr std::string_view kListenerKeys[] = {"name",
                                               "max_connections_per_source",
                                               "rate_per_source",
                                               "burst",
-                                              "reject"};
+                                              "reject",
+                                              "tls"};
 constexpr std::string_view kClusterKeys[] = {"name",
                                              "connect_timeout",
                                              "backends",
@@ -284,8 +309,18 @@ constexpr std::string_view kClusterKeys[] = {"name",
                                              "slow_start",
                                              "dns_refresh",
                                              "dns_failure_grace",
-                                             "send_proxy"};
+                                             "send_proxy",
+                                             "tls"};
 constexpr std::string_view kBackendKeys[] = {"address", "weight", "max_connections"};
+// The keys of a listener's `tls` table (ringlb terminates TLS), of each of its certificates, and
+// of a cluster's `tls` table (ringlb speaks TLS to the backends), declared once as above.
+constexpr std::string_view kListenerTlsKeys[] = {
+    "certificates", "min_version",   "ciphers",         "ciphersuites",     "alpn",
+    "client_ca",    "verify_client", "session_tickets", "handshake_timeout"};
+constexpr std::string_view kCertificateKeys[] = {"cert", "key"};
+constexpr std::string_view kClusterTlsKeys[] = {
+    "sni",  "verify",      "ca",      "cert",         "key",
+    "alpn", "min_version", "ciphers", "ciphersuites", "handshake_timeout"};
 
 // Keys that are valid elsewhere in the file, with where they belong.
 struct Misplaced {
@@ -877,6 +912,22 @@ class Loader {
         return array;
     }
 
+    // A file's path must be absolute: a relative one would depend on the directory ringlb
+    // happens to start in (under systemd, /), not on where the configuration file lies; a
+    // trailing slash names a directory. `expected` says what a wrong one should look like.
+    void check_file_path(const toml::node& node, std::string_view key, const std::string& text,
+                         std::string_view expected) const {
+        if (!text.starts_with('/') || text.ends_with('/'))
+            fail(node, key, std::string(expected) + ", got " + quote(text));
+        if (text.size() > kMaxPath)
+            fail(node, key,
+                 "a path of at most " + std::to_string(kMaxPath) + " bytes, got " +
+                     std::to_string(text.size()));
+        if (std::any_of(text.begin(), text.end(),
+                        [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+            fail(node, key, "a control character in the path " + quote(text));
+    }
+
     RuntimeConfig load_runtime(const toml::table& table) const {
         constexpr std::string_view kPrefix = "runtime";
         check_keys(table, kPrefix, kRuntimeKeys, {{kLogKeys, "it belongs in the [log] table"}});
@@ -975,21 +1026,10 @@ class Loader {
         if (const toml::node* node = table.get("access")) {
             std::string key = join(kPrefix, "access");
             const std::string& text = string_of(*node, key);
-            constexpr std::string_view kExpected =
-                "expected \"stderr\" or an absolute file path such as "
-                "\"/var/log/ringlb/access.log\"";
-            // A relative path would depend on the directory ringlb happens to start in (under
-            // systemd, /); a trailing slash names a directory.
-            if (text != "stderr" && (!text.starts_with('/') || text.ends_with('/')))
-                fail(*node, key, std::string(kExpected) + ", got " + quote(text));
-            if (text.size() > kMaxAccessPath)
-                fail(*node, key,
-                     "a path of at most " + std::to_string(kMaxAccessPath) + " bytes, got " +
-                         std::to_string(text.size()));
-            if (std::any_of(text.begin(), text.end(), [](char c) {
-                    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-                }))
-                fail(*node, key, "a control character in the path " + quote(text));
+            if (text != "stderr")
+                check_file_path(*node, key, text,
+                                "expected \"stderr\" or an absolute file path such as "
+                                "\"/var/log/ringlb/access.log\"");
             log.access = text;
         }
         return log;
@@ -1065,6 +1105,14 @@ class Loader {
             load_prelude(table, prefix, listener);
             load_admission(table, prefix, listener);
             load_socket_kind(table, prefix, listener);
+            if (table.get("tls")) {
+                listener.tls = listener_tls_of(table, prefix);
+                // The cluster side is checked with the clusters (resolve_clusters).
+                if (listener.forward == ForwardMode::kSplice)
+                    fail(*table.get("forward"), join(prefix, "forward"),
+                         splice_refused("this listener terminates TLS (its tls at line " +
+                                        std::to_string(listener.tls.line) + ")"));
+            }
             listeners.push_back(std::move(listener));
         }
         return listeners;
@@ -1224,7 +1272,7 @@ class Loader {
             SniRoute route;
             const toml::node& sni_node = require(entry, entry_key, "sni");
             std::string sni_key = join(entry_key, "sni");
-            route.sni = sni_pattern_of(sni_node, sni_key);
+            route.sni = server_name_of(sni_node, sni_key, true);
             if (auto [it, added] = seen.emplace(route.sni, i); !added)
                 fail(sni_node, sni_key,
                      "duplicate route for " + quote(route.sni) + " (also " +
@@ -1235,18 +1283,217 @@ class Loader {
         }
     }
 
-    // A host name as a ClientHello carries it, or "*." and one (SniRouter's rule), lowercased.
-    std::string sni_pattern_of(const toml::node& node, const std::string& key) const {
+    // A host name as a ClientHello carries it, lowercased; with `wildcard`, "*." and one too
+    // (SniRouter's rule for routes).
+    std::string server_name_of(const toml::node& node, const std::string& key,
+                               bool wildcard) const {
         const std::string& text = string_of(node, key);
+        if (!wildcard && text.find('*') != std::string::npos)
+            fail(node, key,
+                 "a wildcard names no server: " + quote(text) +
+                     " is sent as the one name the backends' certificates must hold (expected a "
+                     "host name like \"api.internal\")");
         std::string error;
         if (!frontend::SniRouter::valid_pattern(text, &error))
             fail(node, key,
                  "invalid server name " + quote(text) + ": " + error +
-                     " (expected a host name like \"api.example.com\" or \"*.example.com\")");
+                     (wildcard
+                          ? " (expected a host name like \"api.example.com\" or \"*.example.com\")"
+                          : " (expected a host name like \"api.internal\")"));
+        // RFC 6066: the server name is a host name, never an IP address. An IPv6 address has
+        // ':' and fails above.
+        if (!wildcard && common::parse_ip(text))
+            fail(node, key,
+                 quote(text) +
+                     " is an IP address, and TLS's server name (SNI) is a host name only; leave "
+                     "sni out to send none");
         std::string name = text;
         std::transform(name.begin(), name.end(), name.begin(),
                        [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
         return name;
+    }
+
+    // Why forward = "splice" cannot serve a listener: `why` names the TLS leg.
+    static std::string splice_refused(const std::string& why) {
+        return "\"splice\" cannot carry TLS: " + why +
+               ", and TLS bytes must pass through ringlb's buffers to be encrypted or "
+               "decrypted; use \"auto\" or \"buffered\"";
+    }
+
+    // The line of `name`'s key in `parent`: a table given by a header ([listener.tls]) or only
+    // implied by a deeper one ([[listener.tls.certificates]]) has its position there, if at all.
+    int line_of(const toml::table& parent, std::string_view name) const {
+        for (auto&& [key, value] : parent) {
+            if (key.str() != name) continue;
+            if (key.source().begin.line) return static_cast<int>(key.source().begin.line);
+            return static_cast<int>(value.source().begin.line);
+        }
+        return 0;
+    }
+
+    // An absolute path to a PEM file. Not opened here: the control plane loads the files with
+    // OpenSSL when it applies the configuration, and names this key's line in its errors.
+    std::string pem_path_of(const toml::node& node, const std::string& key,
+                            std::string_view example) const {
+        const std::string& text = string_of(node, key);
+        check_file_path(node, key, text,
+                        "expected the absolute path of a PEM file such as " + quote(example));
+        return text;
+    }
+
+    // A cipher list or suite list, checked by OpenSSL when the configuration is applied.
+    std::string cipher_list_of(const toml::node& node, const std::string& key) const {
+        const std::string& text = string_of(node, key);
+        if (text.empty())
+            fail(node, key, "must not be empty (leave the key out for OpenSSL's default)");
+        return text;
+    }
+
+    // ["h2", "http/1.1"]: ALPN protocol names in order of preference.
+    std::vector<std::string> alpn_of(const toml::node& node, const std::string& key) const {
+        const toml::array* array = node.as_array();
+        if (!array)
+            fail(node, key,
+                 "expected an array of protocol names like [\"h2\", \"http/1.1\"], got " +
+                     describe(node));
+        std::vector<std::string> names;
+        std::unordered_map<std::string, size_t> seen;
+        for (size_t i = 0; i < array->size(); ++i) {
+            const toml::node& element = *array->get(i);
+            std::string element_key = indexed(key, i);
+            const std::string& name = string_of(element, element_key);
+            if (name.empty() || name.size() > kMaxAlpnName)
+                fail(element, element_key,
+                     "a protocol name has 1 to " + std::to_string(kMaxAlpnName) + " bytes, got " +
+                         std::to_string(name.size()));
+            if (auto [it, added] = seen.emplace(name, i); !added)
+                fail(element, element_key,
+                     "duplicate protocol " + quote(name) + " (also " + indexed(key, it->second) +
+                         ")");
+            names.push_back(name);
+        }
+        return names;
+    }
+
+    // The keys a listener's and a cluster's `tls` share: min_version, ciphers, ciphersuites,
+    // alpn and handshake_timeout.
+    template <typename Tls>
+    void load_tls_common(const toml::table& table, const std::string& key, Tls& tls) const {
+        if (const toml::node* n = table.get("min_version"))
+            tls.min_version =
+                enum_of<TlsVersion>(*n, join(key, "min_version"),
+                                    {{"1.2", TlsVersion::k1_2}, {"1.3", TlsVersion::k1_3}});
+        if (const toml::node* n = table.get("ciphers"))
+            tls.ciphers = cipher_list_of(*n, join(key, "ciphers"));
+        if (const toml::node* n = table.get("ciphersuites"))
+            tls.ciphersuites = cipher_list_of(*n, join(key, "ciphersuites"));
+        if (const toml::node* n = table.get("alpn")) tls.alpn = alpn_of(*n, join(key, "alpn"));
+        if (const toml::node* n = table.get("handshake_timeout"))
+            tls.handshake_timeout = timeout_of(*n, join(key, "handshake_timeout"));
+    }
+
+    // A listener's tls = { certificates = [{ cert = "...", key = "..." }], ... }, in `parent`.
+    ListenerTls listener_tls_of(const toml::table& parent, const std::string& prefix) const {
+        std::string key = join(prefix, "tls");
+        const toml::table& table = inline_table_of(
+            *parent.get("tls"), key,
+            "{ certificates = [{ cert = \"/etc/ringlb/web.pem\", key = \"/etc/ringlb/web.key\" "
+            "}] }");
+        check_keys(table, key, kListenerTlsKeys,
+                   {{kCertificateKeys, "it is set on each entry of certificates"},
+                    {kClusterTlsKeys, "it belongs in a cluster's tls table"}});
+        ListenerTls tls;
+        tls.enabled = true;
+        tls.line = line_of(parent, "tls");
+
+        std::string certs_key = join(key, "certificates");
+        const toml::node& certs_node = require(table, key, "certificates");
+        const toml::array* certs = certs_node.as_array();
+        constexpr std::string_view kExample =
+            "{ cert = \"/etc/ringlb/web.pem\", key = \"/etc/ringlb/web.key\" }";
+        if (!certs)
+            fail(certs_node, certs_key,
+                 "expected an array of certificates like [" + std::string(kExample) + "], got " +
+                     describe(certs_node));
+        if (certs->empty()) fail(certs_node, certs_key, "at least one certificate is required");
+        std::unordered_map<std::string, size_t> seen;
+        for (size_t i = 0; i < certs->size(); ++i) {
+            std::string entry_key = indexed(certs_key, i);
+            const toml::table& entry = inline_table_of(*certs->get(i), entry_key, kExample);
+            check_keys(entry, entry_key, kCertificateKeys);
+            TlsCertificate cert;
+            const toml::node& cert_node = require(entry, entry_key, "cert");
+            cert.cert = pem_path_of(cert_node, join(entry_key, "cert"), "/etc/ringlb/web.pem");
+            cert.key = pem_path_of(require(entry, entry_key, "key"), join(entry_key, "key"),
+                                   "/etc/ringlb/web.key");
+            cert.line = static_cast<int>(entry.source().begin.line);
+            if (cert.line == 0) cert.line = static_cast<int>(cert_node.source().begin.line);
+            if (auto [it, added] = seen.emplace(cert.cert, i); !added)
+                fail(cert_node, join(entry_key, "cert"),
+                     "duplicate certificate " + quote(cert.cert) + " (also " +
+                         indexed(certs_key, it->second) + ")");
+            tls.certificates.push_back(std::move(cert));
+        }
+
+        load_tls_common(table, key, tls);
+        const toml::node* client_ca = table.get("client_ca");
+        if (client_ca)
+            tls.client_ca =
+                pem_path_of(*client_ca, join(key, "client_ca"), "/etc/ringlb/clients.pem");
+        if (const toml::node* n = table.get("verify_client")) {
+            std::string k = join(key, "verify_client");
+            tls.verify_client = enum_of<VerifyClient>(*n, k,
+                                                      {{"none", VerifyClient::kNone},
+                                                       {"optional", VerifyClient::kOptional},
+                                                       {"require", VerifyClient::kRequire}});
+            if (tls.verify_client != VerifyClient::kNone && !client_ca)
+                fail(*n, k,
+                     quote(to_string(tls.verify_client)) +
+                         " needs client_ca, the PEM file of the CAs that client certificates must "
+                         "chain to");
+        }
+        if (client_ca && tls.verify_client == VerifyClient::kNone)
+            fail(*client_ca, join(key, "client_ca"),
+                 "has no effect without verify_client = \"optional\" or \"require\" (set "
+                 "verify_client, or remove client_ca)");
+        if (const toml::node* n = table.get("session_tickets"))
+            tls.session_tickets = boolean_of(*n, join(key, "session_tickets"));
+        return tls;
+    }
+
+    // A cluster's tls = { sni = "...", ... }, in `parent`.
+    ClusterTls cluster_tls_of(const toml::table& parent, const std::string& prefix) const {
+        std::string key = join(prefix, "tls");
+        const toml::table& table = inline_table_of(
+            *parent.get("tls"), key, "{ sni = \"api.internal\", ca = \"/etc/ringlb/ca.pem\" }");
+        check_keys(table, key, kClusterTlsKeys,
+                   {{kListenerTlsKeys, "it belongs in a listener's tls table"}});
+        ClusterTls tls;
+        tls.enabled = true;
+        tls.line = line_of(parent, "tls");
+        if (const toml::node* n = table.get("sni"))
+            tls.sni = server_name_of(*n, join(key, "sni"), false);
+        if (const toml::node* n = table.get("verify"))
+            tls.verify = boolean_of(*n, join(key, "verify"));
+        if (const toml::node* n = table.get("ca")) {
+            std::string k = join(key, "ca");
+            if (!tls.verify)
+                fail(*n, k, "has no effect with verify = false (set verify = true, or remove ca)");
+            tls.ca = pem_path_of(*n, k, "/etc/ringlb/ca.pem");
+        }
+        const toml::node* cert = table.get("cert");
+        const toml::node* private_key = table.get("key");
+        if (cert && !private_key)
+            fail(*cert, join(key, "cert"), "needs key, the client certificate's private key");
+        if (private_key && !cert)
+            fail(*private_key, join(key, "key"),
+                 "needs cert, the client certificate it belongs to");
+        if (cert) {
+            tls.cert = pem_path_of(*cert, join(key, "cert"), "/etc/ringlb/client.pem");
+            tls.key = pem_path_of(*private_key, join(key, "key"), "/etc/ringlb/client.key");
+        }
+        load_tls_common(table, key, tls);
+        return tls;
     }
 
     void load_session_timeouts(const toml::table& table, const std::string& prefix,
@@ -1350,6 +1597,7 @@ class Loader {
                     {{"try_anyway", WhenAllDown::kTryAnyway}, {"fail", WhenAllDown::kFail}});
             load_passive_health(table, prefix, cluster);
             load_dns(table, prefix, cluster);
+            if (table.get("tls")) cluster.tls = cluster_tls_of(table, prefix);
             clusters.push_back(std::move(cluster));
         }
         return clusters;
@@ -1854,6 +2102,20 @@ class Loader {
                     *table.get("routes")->as_array()->get(r)->as_table()->get("cluster");
                 listener.routes[r].cluster_index =
                     resolve(listener.routes[r].cluster, node, join(key, "cluster"));
+            }
+            if (listener.forward != ForwardMode::kSplice) continue;
+            // Every cluster a client of this listener may reach, and the key that names it.
+            std::vector<std::pair<size_t, std::string>> reached = {{listener.cluster_index, ""}};
+            for (size_t r = 0; r < listener.routes.size(); ++r)
+                reached.emplace_back(listener.routes[r].cluster_index,
+                                     " (" + indexed("routes", r) + ")");
+            for (const auto& [index, via] : reached) {
+                const ClusterConfig& cluster = config.clusters[index];
+                if (cluster.tls.enabled)
+                    fail(*table.get("forward"), join(prefix, "forward"),
+                         splice_refused("cluster " + quote(cluster.name) + via +
+                                        " speaks TLS to its backends (its tls at line " +
+                                        std::to_string(cluster.tls.line) + ")"));
             }
         }
     }

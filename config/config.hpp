@@ -147,8 +147,8 @@ struct ListenerTls {
     bool enabled = false;  // only when `tls` is present
     std::vector<TlsCertificate> certificates;
     TlsVersion min_version = TlsVersion::k1_2;
-    std::string ciphers;       // TLS 1.2 cipher list; "": OpenSSL's default
-    std::string ciphersuites;  // TLS 1.3 suites; "": OpenSSL's default
+    std::string ciphers;            // TLS 1.2 cipher list; "": OpenSSL's default
+    std::string ciphersuites;       // TLS 1.3 suites; "": OpenSSL's default
     std::vector<std::string> alpn;  // offered in this order of preference; empty: no ALPN
     std::string client_ca;          // PEM file of the CAs client certificates must chain to
     VerifyClient verify_client = VerifyClient::kNone;
@@ -329,7 +329,8 @@ class ConfigError : public std::runtime_error {
 constexpr size_t kMaxConfigBytes = 16 * 1024 * 1024;
 // Parts of one dotted key or table name (`[a.b.c]` has 3); ringlb's deepest key has 3.
 constexpr size_t kMaxKeyParts = 32;
-// Arrays and inline tables open at once; ringlb's deepest value (`backends = [ { } ]`) has 2.
+// Arrays and inline tables open at once; ringlb's deepest value
+// (`tls = { certificates = [ { } ] }`) has 3.
 // Each level may carry a dotted key of its own, so the tree stays under ~2,200 levels.
 constexpr size_t kMaxNesting = 64;
 

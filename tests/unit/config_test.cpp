@@ -1951,3 +1951,352 @@ TEST(ConfigTest, UnixListenersAndBackends) {
               "t.toml:8:1: cluster[0].mptcp: ");
     EXPECT_TRUE(load_string(listener_with("mptcp = true\n"), "t.toml").listeners[0].mptcp);
 }
+
+namespace {
+
+using ringlb::config::ClusterTls;
+using ringlb::config::ListenerTls;
+using ringlb::config::TlsVersion;
+using ringlb::config::VerifyClient;
+
+// One certificate entry, as the tests below write it inline.
+constexpr std::string_view kCertificates =
+    R"(certificates = [{ cert = "/etc/ringlb/a.pem", key = "/etc/ringlb/a.key" }])";
+
+// kListenerAndCluster whose listener has a [listener.tls] table with one certificate (lines 5
+// and 6), and `lines` added to it from line 7.
+std::string tls_with(std::string_view lines) {
+    return listener_with("[listener.tls]\n" + std::string(kCertificates) + "\n" +
+                         std::string(lines));
+}
+
+}  // namespace
+
+TEST(ConfigTlsTest, ListenerDefaults) {
+    Config none = load_string(kListenerAndCluster, "t.toml");
+    EXPECT_FALSE(none.listeners[0].tls.enabled);
+    EXPECT_FALSE(none.clusters[0].tls.enabled);
+
+    Config c =
+        load_string(listener_with("tls = { " + std::string(kCertificates) + " }\n"), "t.toml");
+    const ListenerTls& tls = c.listeners[0].tls;
+    EXPECT_TRUE(tls.enabled);
+    EXPECT_EQ(tls.line, 5);
+    ASSERT_EQ(tls.certificates.size(), 1u);
+    EXPECT_EQ(tls.certificates[0].cert, "/etc/ringlb/a.pem");
+    EXPECT_EQ(tls.certificates[0].key, "/etc/ringlb/a.key");
+    EXPECT_EQ(tls.certificates[0].line, 5);
+    EXPECT_EQ(tls.min_version, TlsVersion::k1_2);
+    EXPECT_EQ(tls.ciphers, "");
+    EXPECT_EQ(tls.ciphersuites, "");
+    EXPECT_TRUE(tls.alpn.empty());
+    EXPECT_EQ(tls.client_ca, "");
+    EXPECT_EQ(tls.verify_client, VerifyClient::kNone);
+    EXPECT_TRUE(tls.session_tickets);
+    EXPECT_EQ(tls.handshake_timeout, Millis(10000));
+    // The handshake is read before a cluster is picked.
+    EXPECT_TRUE(c.listeners[0].has_prelude());
+    EXPECT_EQ(c.listeners[0].forward, ForwardMode::kAuto);
+}
+
+TEST(ConfigTlsTest, ListenerEveryKeyAsSubTables) {
+    Config c = load_string(R"([[listener]]
+name = "web"
+bind = "127.0.0.1:8443"
+cluster = "app"
+[listener.tls]
+min_version = "1.3"
+ciphers = "ECDHE+AESGCM"
+ciphersuites = "TLS_AES_256_GCM_SHA384"
+alpn = ["h2", "http/1.1"]
+client_ca = "/etc/ringlb/clients.pem"
+verify_client = "optional"
+session_tickets = false
+handshake_timeout = "3s"
+[[listener.tls.certificates]]
+cert = "/etc/ringlb/a.pem"
+key = "/etc/ringlb/a.key"
+[[listener.tls.certificates]]
+cert = "/etc/ringlb/b.pem"
+key = "/etc/ringlb/b.key"
+[[cluster]]
+name = "app"
+backends = [ { address = "127.0.0.1:9001" } ]
+)",
+                           "t.toml");
+    const ListenerTls& tls = c.listeners[0].tls;
+    EXPECT_TRUE(tls.enabled);
+    EXPECT_EQ(tls.line, 5);
+    ASSERT_EQ(tls.certificates.size(), 2u);
+    EXPECT_EQ(tls.certificates[0].cert, "/etc/ringlb/a.pem");
+    EXPECT_EQ(tls.certificates[0].key, "/etc/ringlb/a.key");
+    EXPECT_EQ(tls.certificates[0].line, 14);
+    EXPECT_EQ(tls.certificates[1].cert, "/etc/ringlb/b.pem");
+    EXPECT_EQ(tls.certificates[1].key, "/etc/ringlb/b.key");
+    EXPECT_EQ(tls.certificates[1].line, 17);
+    EXPECT_EQ(tls.min_version, TlsVersion::k1_3);
+    EXPECT_EQ(tls.ciphers, "ECDHE+AESGCM");
+    EXPECT_EQ(tls.ciphersuites, "TLS_AES_256_GCM_SHA384");
+    EXPECT_EQ(tls.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+    EXPECT_EQ(tls.client_ca, "/etc/ringlb/clients.pem");
+    EXPECT_EQ(tls.verify_client, VerifyClient::kOptional);
+    EXPECT_FALSE(tls.session_tickets);
+    EXPECT_EQ(tls.handshake_timeout, Millis(3000));
+
+    // Certificates alone imply the tls table: its line is that of the first header naming it.
+    Config implied = load_string(
+        listener_with("[[listener.tls.certificates]]\ncert = \"/a.pem\"\nkey = \"/a.key\"\n"),
+        "t.toml");
+    EXPECT_TRUE(implied.listeners[0].tls.enabled);
+    EXPECT_EQ(implied.listeners[0].tls.line, 5);
+    ASSERT_EQ(implied.listeners[0].tls.certificates.size(), 1u);
+    EXPECT_EQ(implied.listeners[0].tls.certificates[0].line, 5);
+
+    Config require = load_string(
+        tls_with("client_ca = \"/etc/ringlb/clients.pem\"\nverify_client = \"require\"\n"),
+        "t.toml");
+    EXPECT_EQ(require.listeners[0].tls.verify_client, VerifyClient::kRequire);
+}
+
+// The PROXY header is read first, then the ClientHello picks the cluster, then the handshake.
+TEST(ConfigTlsTest, ListenerTlsWithProxyProtocolRoutesAndBufferedForwarding) {
+    Config c = load_string(listener_with("proxy_protocol = \"v2\"\nforward = \"buffered\"\n"
+                                         "routes = [{ sni = \"api.example.com\", cluster = "
+                                         "\"app\" }]\ntls = { " +
+                                         std::string(kCertificates) + " }\n"),
+                           "t.toml");
+    EXPECT_TRUE(c.listeners[0].tls.enabled);
+    EXPECT_EQ(c.listeners[0].tls.line, 8);
+    EXPECT_EQ(c.listeners[0].routes.size(), 1u);
+    EXPECT_EQ(c.listeners[0].forward, ForwardMode::kBuffered);
+}
+
+TEST(ConfigTlsTest, ListenerErrors) {
+    EXPECT_EQ(error_of(listener_with("tls = true\n")),
+              "t.toml:5:7: listener[0].tls: expected a table like { certificates = [{ cert = "
+              "\"/etc/ringlb/web.pem\", key = \"/etc/ringlb/web.key\" }] }, got boolean true");
+    EXPECT_EQ(error_of(listener_with("tls = {}\n")),
+              "t.toml:5:7: listener[0].tls.certificates: missing required key \"certificates\"");
+    EXPECT_EQ(error_of(listener_with("tls = { certificates = [] }\n")),
+              "t.toml:5:24: listener[0].tls.certificates: at least one certificate is required");
+    EXPECT_EQ(error_of(listener_with("tls = { certificates = \"/a.pem\" }\n")),
+              "t.toml:5:24: listener[0].tls.certificates: expected an array of certificates like "
+              "[{ cert = \"/etc/ringlb/web.pem\", key = \"/etc/ringlb/web.key\" }], got "
+              "\"/a.pem\"");
+    EXPECT_EQ(error_of(listener_with("tls = { certificates = [{ cert = \"/a.pem\" }] }\n")),
+              "t.toml:5:25: listener[0].tls.certificates[0].key: missing required key \"key\"");
+    EXPECT_EQ(error_of(listener_with("tls = { certificates = [{ key = \"/a.key\" }] }\n")),
+              "t.toml:5:25: listener[0].tls.certificates[0].cert: missing required key \"cert\"");
+    EXPECT_EQ(
+        error_of(
+            listener_with("tls = { certificates = [{ cert = \"a.pem\", key = \"/a.key\" }] }\n")),
+        "t.toml:5:34: listener[0].tls.certificates[0].cert: expected the absolute path of a PEM "
+        "file such as \"/etc/ringlb/web.pem\", got \"a.pem\"");
+    EXPECT_EQ(
+        error_of(
+            listener_with("tls = { certificates = [{ cert = \"/a.pem\", key = \"/tls/\" }] }\n")),
+        "t.toml:5:50: listener[0].tls.certificates[0].key: expected the absolute path of a PEM "
+        "file such as \"/etc/ringlb/web.key\", got \"/tls/\"");
+    EXPECT_EQ(error_of(listener_with("tls = { certificates = [{ cert = \"/a.pem\", key = "
+                                     "\"/a.key\", chain = \"/c.pem\" }] }\n")),
+              "t.toml:5:60: listener[0].tls.certificates[0].chain: unknown key \"chain\"");
+    EXPECT_EQ(error_of(listener_with("tls = { certificates = [{ cert = \"/a.pem\", key = "
+                                     "\"/a.key\" }, { cert = \"/a.pem\", key = \"/b.key\" }] }\n")),
+              "t.toml:5:71: listener[0].tls.certificates[1].cert: duplicate certificate "
+              "\"/a.pem\" (also listener[0].tls.certificates[0])");
+
+    EXPECT_EQ(error_of(tls_with("min_version = \"1.1\"\n")),
+              "t.toml:7:15: listener[0].tls.min_version: expected one of \"1.2\", \"1.3\", got "
+              "\"1.1\" (did you mean \"1.2\"?)");
+    EXPECT_EQ(error_of(tls_with("min_version = 1.3\n")),
+              "t.toml:7:15: listener[0].tls.min_version: expected one of \"1.2\", \"1.3\", got "
+              "float 1.3");
+    EXPECT_EQ(error_of(tls_with("verify_client = \"require\"\n")),
+              "t.toml:7:17: listener[0].tls.verify_client: \"require\" needs client_ca, the PEM "
+              "file of the CAs that client certificates must chain to");
+    EXPECT_EQ(error_of(tls_with("verify_client = \"optional\"\n")),
+              "t.toml:7:17: listener[0].tls.verify_client: \"optional\" needs client_ca, the PEM "
+              "file of the CAs that client certificates must chain to");
+    EXPECT_EQ(error_of(tls_with("verify_client = \"always\"\n")),
+              "t.toml:7:17: listener[0].tls.verify_client: expected one of \"none\", "
+              "\"optional\", \"require\", got \"always\"");
+    EXPECT_EQ(error_of(tls_with("client_ca = \"/etc/ringlb/clients.pem\"\n")),
+              "t.toml:7:13: listener[0].tls.client_ca: has no effect without verify_client = "
+              "\"optional\" or \"require\" (set verify_client, or remove client_ca)");
+    EXPECT_EQ(error_of(tls_with("client_ca = \"clients.pem\"\nverify_client = \"require\"\n")),
+              "t.toml:7:13: listener[0].tls.client_ca: expected the absolute path of a PEM file "
+              "such as \"/etc/ringlb/clients.pem\", got \"clients.pem\"");
+    EXPECT_EQ(error_of(tls_with("alpn = \"h2\"\n")),
+              "t.toml:7:8: listener[0].tls.alpn: expected an array of protocol names like "
+              "[\"h2\", \"http/1.1\"], got \"h2\"");
+    EXPECT_EQ(error_of(tls_with("alpn = [\"h2\", \"\"]\n")),
+              "t.toml:7:15: listener[0].tls.alpn[1]: a protocol name has 1 to 255 bytes, got 0");
+    EXPECT_EQ(error_of(tls_with("alpn = [\"" + std::string(256, 'x') + "\"]\n")),
+              "t.toml:7:9: listener[0].tls.alpn[0]: a protocol name has 1 to 255 bytes, got 256");
+    EXPECT_EQ(error_of(tls_with("alpn = [\"h2\", \"h2\"]\n")),
+              "t.toml:7:15: listener[0].tls.alpn[1]: duplicate protocol \"h2\" (also "
+              "listener[0].tls.alpn[0])");
+    EXPECT_EQ(error_of(tls_with("alpn = [2]\n")),
+              "t.toml:7:9: listener[0].tls.alpn[0]: expected a string, got integer 2");
+    EXPECT_EQ(error_of(tls_with("ciphers = \"\"\n")),
+              "t.toml:7:11: listener[0].tls.ciphers: must not be empty (leave the key out for "
+              "OpenSSL's default)");
+    EXPECT_EQ(error_of(tls_with("ciphersuites = 1\n")),
+              "t.toml:7:16: listener[0].tls.ciphersuites: expected a string, got integer 1");
+    EXPECT_EQ(error_of(tls_with("session_tickets = \"yes\"\n")),
+              "t.toml:7:19: listener[0].tls.session_tickets: expected true or false, got \"yes\"");
+    EXPECT_EQ(error_of(tls_with("handshake_timeout = \"0s\"\n")),
+              "t.toml:7:21: listener[0].tls.handshake_timeout: must be greater than 0, got "
+              "\"0s\"");
+    EXPECT_EQ(error_of(tls_with("handshake_timeout = \"2h\"\n")),
+              "t.toml:7:21: listener[0].tls.handshake_timeout: must be at most 1h, got \"2h\"");
+    EXPECT_EQ(error_of(tls_with("verify_clients = \"none\"\n")),
+              "t.toml:7:1: listener[0].tls.verify_clients: unknown key \"verify_clients\" (did "
+              "you mean \"verify_client\"?)");
+    EXPECT_EQ(error_of(tls_with("sni = \"a.example.com\"\n")),
+              "t.toml:7:1: listener[0].tls.sni: unknown key \"sni\" (it belongs in a cluster's tls "
+              "table)");
+    EXPECT_EQ(error_of(tls_with("key = \"/a.key\"\n")),
+              "t.toml:7:1: listener[0].tls.key: unknown key \"key\" (it is set on each entry of "
+              "certificates)");
+
+    // splice moves bytes between sockets inside the kernel: nothing could decrypt them.
+    EXPECT_EQ(error_of(listener_with("forward = \"splice\"\ntls = { " + std::string(kCertificates) +
+                                     " }\n")),
+              "t.toml:5:11: listener[0].forward: \"splice\" cannot carry TLS: this listener "
+              "terminates TLS (its tls at line 6), and TLS bytes must pass through ringlb's "
+              "buffers to be encrypted or decrypted; use \"auto\" or \"buffered\"");
+}
+
+TEST(ConfigTlsTest, ClusterDefaultsAndEveryKey) {
+    Config plain = load_string(cluster_with("tls = {}\n"), "t.toml");
+    const ClusterTls& d = plain.clusters[0].tls;
+    EXPECT_TRUE(d.enabled);
+    EXPECT_EQ(d.line, 8);
+    EXPECT_EQ(d.sni, "");
+    EXPECT_TRUE(d.verify);
+    EXPECT_EQ(d.ca, "");
+    EXPECT_EQ(d.cert, "");
+    EXPECT_EQ(d.key, "");
+    EXPECT_TRUE(d.alpn.empty());
+    EXPECT_EQ(d.min_version, TlsVersion::k1_2);
+    EXPECT_EQ(d.ciphers, "");
+    EXPECT_EQ(d.ciphersuites, "");
+    EXPECT_EQ(d.handshake_timeout, Millis(10000));
+    // A TLS cluster needs no prelude on the client side.
+    EXPECT_FALSE(plain.listeners[0].has_prelude());
+
+    Config full = load_string(cluster_with(R"([cluster.tls]
+sni = "API.Internal"
+verify = true
+ca = "/etc/ringlb/ca.pem"
+cert = "/etc/ringlb/client.pem"
+key = "/etc/ringlb/client.key"
+alpn = ["h2"]
+min_version = "1.3"
+ciphers = "ECDHE+AESGCM"
+ciphersuites = "TLS_CHACHA20_POLY1305_SHA256"
+handshake_timeout = "500ms"
+)"),
+                              "t.toml");
+    const ClusterTls& f = full.clusters[0].tls;
+    EXPECT_TRUE(f.enabled);
+    EXPECT_EQ(f.line, 8);
+    EXPECT_EQ(f.sni, "api.internal");
+    EXPECT_TRUE(f.verify);
+    EXPECT_EQ(f.ca, "/etc/ringlb/ca.pem");
+    EXPECT_EQ(f.cert, "/etc/ringlb/client.pem");
+    EXPECT_EQ(f.key, "/etc/ringlb/client.key");
+    EXPECT_EQ(f.alpn, std::vector<std::string>{"h2"});
+    EXPECT_EQ(f.min_version, TlsVersion::k1_3);
+    EXPECT_EQ(f.ciphers, "ECDHE+AESGCM");
+    EXPECT_EQ(f.ciphersuites, "TLS_CHACHA20_POLY1305_SHA256");
+    EXPECT_EQ(f.handshake_timeout, Millis(500));
+
+    Config unchecked = load_string(cluster_with("tls = { verify = false }\n"), "t.toml");
+    EXPECT_FALSE(unchecked.clusters[0].tls.verify);
+}
+
+TEST(ConfigTlsTest, ClusterErrors) {
+    EXPECT_EQ(error_of(cluster_with("tls = \"on\"\n")),
+              "t.toml:8:7: cluster[0].tls: expected a table like { sni = \"api.internal\", ca = "
+              "\"/etc/ringlb/ca.pem\" }, got \"on\"");
+    EXPECT_EQ(error_of(cluster_with("tls = { sni = \"*.example.com\" }\n")),
+              "t.toml:8:15: cluster[0].tls.sni: a wildcard names no server: \"*.example.com\" is "
+              "sent as the one name the backends' certificates must hold (expected a host name "
+              "like \"api.internal\")");
+    EXPECT_EQ(error_of(cluster_with("tls = { sni = \"*\" }\n"))
+                  .rfind("t.toml:8:15: cluster[0].tls.sni: a wildcard names no server: \"*\"", 0),
+              0u);
+    EXPECT_EQ(error_of(cluster_with("tls = { sni = \"a..b\" }\n")),
+              "t.toml:8:15: cluster[0].tls.sni: invalid server name \"a..b\": SNI pattern 'a..b': "
+              "empty label (expected a host name like \"api.internal\")");
+    EXPECT_EQ(error_of(cluster_with("tls = { sni = \"10.0.0.1\" }\n")),
+              "t.toml:8:15: cluster[0].tls.sni: \"10.0.0.1\" is an IP address, and TLS's server "
+              "name (SNI) is a host name only; leave sni out to send none");
+    EXPECT_NE(error_of(cluster_with("tls = { sni = \"::1\" }\n"))
+                  .find("cluster[0].tls.sni: invalid server name \"::1\""),
+              std::string::npos);
+    EXPECT_EQ(error_of(cluster_with("tls = { cert = \"/c.pem\" }\n")),
+              "t.toml:8:16: cluster[0].tls.cert: needs key, the client certificate's private key");
+    EXPECT_EQ(error_of(cluster_with("tls = { key = \"/c.key\" }\n")),
+              "t.toml:8:15: cluster[0].tls.key: needs cert, the client certificate it belongs to");
+    EXPECT_EQ(error_of(cluster_with("tls = { cert = \"c.pem\", key = \"/c.key\" }\n")),
+              "t.toml:8:16: cluster[0].tls.cert: expected the absolute path of a PEM file such "
+              "as \"/etc/ringlb/client.pem\", got \"c.pem\"");
+    EXPECT_EQ(error_of(cluster_with("tls = { verify = false, ca = \"/ca.pem\" }\n")),
+              "t.toml:8:30: cluster[0].tls.ca: has no effect with verify = false (set verify = "
+              "true, or remove ca)");
+    EXPECT_EQ(error_of(cluster_with("tls = { ca = \"ca.pem\" }\n")),
+              "t.toml:8:14: cluster[0].tls.ca: expected the absolute path of a PEM file such as "
+              "\"/etc/ringlb/ca.pem\", got \"ca.pem\"");
+    EXPECT_EQ(error_of(cluster_with("tls = { verify = \"yes\" }\n")),
+              "t.toml:8:18: cluster[0].tls.verify: expected true or false, got \"yes\"");
+    EXPECT_EQ(error_of(cluster_with("tls = { alpn = [\"\"] }\n")),
+              "t.toml:8:17: cluster[0].tls.alpn[0]: a protocol name has 1 to 255 bytes, got 0");
+    EXPECT_EQ(error_of(cluster_with("tls = { min_version = \"1.0\" }\n")),
+              "t.toml:8:23: cluster[0].tls.min_version: expected one of \"1.2\", \"1.3\", got "
+              "\"1.0\" (did you mean \"1.2\"?)");
+    EXPECT_EQ(error_of(cluster_with("tls = { handshake_timeout = \"0ms\" }\n")),
+              "t.toml:8:29: cluster[0].tls.handshake_timeout: must be greater than 0, got \"0ms\"");
+    EXPECT_EQ(error_of(cluster_with("tls = { certificates = [] }\n")),
+              "t.toml:8:9: cluster[0].tls.certificates: unknown key \"certificates\" (it belongs "
+              "in a listener's tls table)");
+    EXPECT_EQ(error_of(cluster_with("tls = { verify_client = \"none\" }\n")),
+              "t.toml:8:9: cluster[0].tls.verify_client: unknown key \"verify_client\" (it belongs "
+              "in a listener's tls table)");
+}
+
+// A listener that splices cannot reach a cluster that speaks TLS: its own, or a route's.
+TEST(ConfigTlsTest, SpliceCannotReachATlsCluster) {
+    EXPECT_EQ(
+        error_of(listener_with("forward = \"splice\"\n") + "tls = { sni = \"app.internal\" }\n"),
+        "t.toml:5:11: listener[0].forward: \"splice\" cannot carry TLS: cluster \"app\" "
+        "speaks TLS to its backends (its tls at line 9), and TLS bytes must pass through "
+        "ringlb's buffers to be encrypted or decrypted; use \"auto\" or \"buffered\"");
+    std::string routed = listener_with(
+                             "forward = \"splice\"\nroutes = [{ sni = \"a.example.com\", cluster = "
+                             "\"app\" }, { sni = \"b.example.com\", cluster = \"secure\" }]\n") +
+                         "[[cluster]]\nname = \"secure\"\nbackends = [ { address = "
+                         "\"127.0.0.1:9002\" } ]\ntls = {}\n";
+    EXPECT_EQ(error_of(routed),
+              "t.toml:5:11: listener[0].forward: \"splice\" cannot carry TLS: cluster \"secure\" "
+              "(routes[1]) speaks TLS to its backends (its tls at line 13), and TLS bytes must "
+              "pass through ringlb's buffers to be encrypted or decrypted; use \"auto\" or "
+              "\"buffered\"");
+    // "auto" is buffered: allowed, as is a splicing listener whose clusters are plain TCP.
+    std::string automatic = routed;
+    automatic.replace(automatic.find("\"splice\""), 8, "\"auto\"");
+    EXPECT_NO_THROW(load_string(automatic, "t.toml"));
+    std::string plain = routed.substr(0, routed.rfind("tls = {}\n"));
+    EXPECT_NO_THROW(load_string(plain, "t.toml"));
+}
+
+TEST(ConfigTlsTest, EnumNames) {
+    using ringlb::config::to_string;
+    EXPECT_STREQ(to_string(TlsVersion::k1_2), "1.2");
+    EXPECT_STREQ(to_string(TlsVersion::k1_3), "1.3");
+    EXPECT_STREQ(to_string(VerifyClient::kNone), "none");
+    EXPECT_STREQ(to_string(VerifyClient::kOptional), "optional");
+    EXPECT_STREQ(to_string(VerifyClient::kRequire), "require");
+}
