@@ -39,18 +39,26 @@ void list(std::string& out, const char* what, const std::vector<std::string>& ad
 ConfigDiff diff(const Config& running, const Config& next) {
     ConfigDiff d;
     // ListenerConfig::cluster_index follows the clusters' order: a cluster added before another
-    // would mark every listener changed. Compare what the user wrote.
+    // would mark every listener changed. The lines of `tls` tables move with any line added
+    // above them. Compare what the user wrote. A changed `tls` is an ordinary change: the new
+    // contexts serve new connections, sessions keep the ones they started with.
     auto plain = [](std::vector<ListenerConfig> listeners) {
         for (auto& l : listeners) {
             l.cluster_index = 0;
             for (SniRoute& route : l.routes) route.cluster_index = 0;
+            l.tls.line = 0;
+            for (TlsCertificate& certificate : l.tls.certificates) certificate.line = 0;
         }
         return listeners;
     };
+    auto plain_clusters = [](std::vector<ClusterConfig> clusters) {
+        for (auto& c : clusters) c.tls.line = 0;
+        return clusters;
+    };
     diff_named(plain(running.listeners), plain(next.listeners), d.listeners_added,
                d.listeners_removed, d.listeners_changed);
-    diff_named(running.clusters, next.clusters, d.clusters_added, d.clusters_removed,
-               d.clusters_changed);
+    diff_named(plain_clusters(running.clusters), plain_clusters(next.clusters), d.clusters_added,
+               d.clusters_removed, d.clusters_changed);
     const RuntimeConfig& a = running.runtime;
     const RuntimeConfig& b = next.runtime;
     if (a.workers != b.workers) d.restart_only.push_back("runtime.workers");

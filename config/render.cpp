@@ -40,6 +40,54 @@ toml::table keepalive_table(const TcpKeepalive& keepalive) {
     return table;
 }
 
+toml::array string_array(const std::vector<std::string>& strings) {
+    toml::array array;
+    for (const std::string& s : strings) array.push_back(s);
+    return array;
+}
+
+// The keys a listener's and a cluster's `tls` share. The cipher lists are left out when empty:
+// "" is OpenSSL's default, which the file spells by leaving the key out.
+template <typename Tls>
+void insert_tls_common(toml::table& table, const Tls& tls) {
+    table.insert("min_version", to_string(tls.min_version));
+    if (!tls.ciphers.empty()) table.insert("ciphers", tls.ciphers);
+    if (!tls.ciphersuites.empty()) table.insert("ciphersuites", tls.ciphersuites);
+    table.insert("alpn", string_array(tls.alpn));
+    table.insert("handshake_timeout", format_duration(tls.handshake_timeout));
+}
+
+toml::table listener_tls_table(const ListenerTls& tls) {
+    toml::table table = inline_table();
+    toml::array certificates;
+    for (const TlsCertificate& certificate : tls.certificates) {
+        toml::table entry = inline_table();
+        entry.insert("cert", certificate.cert);
+        entry.insert("key", certificate.key);
+        certificates.push_back(std::move(entry));
+    }
+    table.insert("certificates", std::move(certificates));
+    insert_tls_common(table, tls);
+    if (!tls.client_ca.empty()) table.insert("client_ca", tls.client_ca);
+    table.insert("verify_client", to_string(tls.verify_client));
+    table.insert("session_tickets", tls.session_tickets);
+    return table;
+}
+
+// ca, cert and key only when set: the loader takes no empty path.
+toml::table cluster_tls_table(const ClusterTls& tls) {
+    toml::table table = inline_table();
+    if (!tls.sni.empty()) table.insert("sni", tls.sni);
+    table.insert("verify", tls.verify);
+    if (!tls.ca.empty()) table.insert("ca", tls.ca);
+    if (!tls.cert.empty()) {
+        table.insert("cert", tls.cert);
+        table.insert("key", tls.key);
+    }
+    insert_tls_common(table, tls);
+    return table;
+}
+
 toml::table runtime_table(const RuntimeConfig& runtime) {
     toml::table table;
     if (runtime.workers == 0)
@@ -118,6 +166,7 @@ toml::table listener_table(const ListenerConfig& listener) {
         table.insert("burst", static_cast<int64_t>(listener.burst));
     }
     table.insert("reject", to_string(listener.reject));
+    if (listener.tls.enabled) table.insert("tls", listener_tls_table(listener.tls));
     return table;
 }
 
@@ -206,6 +255,7 @@ toml::table cluster_table(const ClusterConfig& cluster) {
         table.insert("dns_refresh", format_duration(cluster.dns_refresh));
         table.insert("dns_failure_grace", format_duration(cluster.dns_failure_grace));
     }
+    if (cluster.tls.enabled) table.insert("tls", cluster_tls_table(cluster.tls));
     return table;
 }
 

@@ -87,5 +87,35 @@ TEST(ConfigDiffTest, AListenerKeyChangeMarksItChanged) {
     EXPECT_TRUE(d.clusters_changed.empty());
 }
 
+// TLS settings apply to new connections on reload: a change is an ordinary change, never one
+// that needs a restart. The lines a tls table records are not settings: a line added above it
+// changes nothing.
+TEST(ConfigDiffTest, TlsChangesAreReloadableAndItsLinesAreNoChange) {
+    const std::string listener_tls =
+        "cluster = \"app\"\ntls = { certificates = [{ cert = \"/etc/a.pem\", key = "
+        "\"/etc/a.key\" }] }\n";
+    const std::string cluster_tls =
+        "backends = [{ address = \"127.0.0.1:9001\" }]\ntls = { sni = \"pg.internal\" }\n";
+    std::string with_tls = replaced(replaced(kBase, "cluster = \"app\"\n", listener_tls),
+                                    "backends = [{ address = \"127.0.0.1:9001\" }]\n", cluster_tls);
+
+    ConfigDiff added = diff(load(kBase), load(with_tls));
+    EXPECT_EQ(added.listeners_changed, std::vector<std::string>{"web"});
+    EXPECT_EQ(added.clusters_changed, std::vector<std::string>{"pg"});
+    EXPECT_TRUE(added.restart_only.empty());
+
+    std::string rotated = replaced(with_tls, "/etc/a.pem", "/etc/b.pem");
+    rotated = replaced(rotated, "\"pg.internal\" }", "\"pg.internal\", min_version = \"1.3\" }");
+    ConfigDiff changed = diff(load(with_tls), load(rotated));
+    EXPECT_EQ(changed.listeners_changed, std::vector<std::string>{"web"});
+    EXPECT_EQ(changed.clusters_changed, std::vector<std::string>{"pg"});
+    EXPECT_TRUE(changed.restart_only.empty());
+    EXPECT_EQ(changed.summary(), "listeners ~web; clusters ~pg");
+
+    Config moved = load("# a comment\n\n" + with_tls);
+    ASSERT_NE(moved.listeners[0].tls.line, load(with_tls).listeners[0].tls.line);
+    EXPECT_TRUE(diff(load(with_tls), moved).empty()) << diff(load(with_tls), moved).summary();
+}
+
 }  // namespace
 }  // namespace ringlb::config

@@ -19,8 +19,9 @@ namespace ringlb::config {
 namespace {
 
 // Every key, each with a value other than its default, so a key the renderer forgets or
-// misspells comes back different (or fails to load). Two clusters: the Maglev-only keys need
-// balance = "maglev", and the other shows the empty keepalive table.
+// misspells comes back different (or fails to load). Three clusters: the Maglev-only keys need
+// balance = "maglev", another shows the empty keepalive table, the third a tls table with its
+// defaults but verify. TLS sits on listeners and clusters that no splicing listener reaches.
 constexpr std::string_view kEveryKey = R"([runtime]
 workers = 3
 pin_cpus = true
@@ -75,6 +76,21 @@ max_connections_per_source = 20
 rate_per_source = "30/m"
 burst = 5
 reject = "reset"
+[listener.tls]
+min_version = "1.3"
+ciphers = "ECDHE+AESGCM"
+ciphersuites = "TLS_AES_256_GCM_SHA384"
+alpn = ["h2", "http/1.1"]
+client_ca = "/etc/ringlb/clients.pem"
+verify_client = "require"
+session_tickets = false
+handshake_timeout = "2500ms"
+[[listener.tls.certificates]]
+cert = "/etc/ringlb/api.pem"
+key = "/etc/ringlb/api.key"
+[[listener.tls.certificates]]
+cert = "/etc/ringlb/wild.pem"
+key = "/etc/ringlb/wild.key"
 
 [[listener]]
 name = "local"
@@ -82,6 +98,7 @@ bind = "unix:/run/ringlb/web.sock"
 cluster = "app"
 mode = "0660"
 owner = "root:0"
+tls = { certificates = [ { cert = "/etc/ringlb/local.pem", key = "/etc/ringlb/local.key" } ] }
 
 [[cluster]]
 name = "app"
@@ -117,6 +134,12 @@ hash_key = "source_ip_port"
 maglev_table_size = 101
 health = { send_hex = "00ff10", expect_hex = "0a0B" }
 backends = [ { address = "127.0.0.1:9003", weight = 7 }, { address = "unix:/run/app.sock" } ]
+tls = { sni = "pool.internal", ca = "/etc/ringlb/ca.pem", cert = "/etc/ringlb/client.pem", key = "/etc/ringlb/client.key", alpn = ["h2"], min_version = "1.3", ciphers = "ECDHE+CHACHA20", ciphersuites = "TLS_CHACHA20_POLY1305_SHA256", handshake_timeout = "3s" }
+
+[[cluster]]
+name = "unchecked"
+backends = [ { address = "127.0.0.1:9005" } ]
+tls = { verify = false }
 )";
 
 // A file with only what is required: everything else is a default.
@@ -141,7 +164,21 @@ void expect_same(const TcpKeepalive& a, const TcpKeepalive& b, const std::string
     EXPECT_EQ(a.count, b.count) << what;
 }
 
-// Field by field, every field of every struct in config.hpp but Config::source.
+// The lines a tls table records are where the text that was loaded has it: the rendering's
+// differ.
+ListenerTls without_lines(ListenerTls tls) {
+    tls.line = 0;
+    for (TlsCertificate& certificate : tls.certificates) certificate.line = 0;
+    return tls;
+}
+
+ClusterTls without_lines(ClusterTls tls) {
+    tls.line = 0;
+    return tls;
+}
+
+// Field by field, every field of every struct in config.hpp but Config::source (and the lines
+// above).
 void expect_same(const Config& a, const Config& b) {
     EXPECT_EQ(a.runtime.workers, b.runtime.workers);
     EXPECT_EQ(a.runtime.pin_cpus, b.runtime.pin_cpus);
@@ -189,6 +226,7 @@ void expect_same(const Config& a, const Config& b) {
         EXPECT_EQ(x.owner, y.owner) << at;
         EXPECT_EQ(x.uid, y.uid) << at;
         EXPECT_EQ(x.gid, y.gid) << at;
+        EXPECT_EQ(without_lines(x.tls), without_lines(y.tls)) << at;
     }
 
     ASSERT_EQ(a.clusters.size(), b.clusters.size());
@@ -235,6 +273,7 @@ void expect_same(const Config& a, const Config& b) {
         EXPECT_EQ(x.slow_start, y.slow_start) << at;
         EXPECT_EQ(x.dns_refresh, y.dns_refresh) << at;
         EXPECT_EQ(x.dns_failure_grace, y.dns_failure_grace) << at;
+        EXPECT_EQ(without_lines(x.tls), without_lines(y.tls)) << at;
     }
 }
 
@@ -302,11 +341,48 @@ TEST(ConfigRenderTest, DefaultsAreWrittenOut) {
             << line << " in:\n"
             << rendered;
     // No spelling for "unset": left out (see render.hpp).
-    for (const char* key : {"[admin]", "access", "tcp_keepalive", "source_port_range", "hash_key",
-                            "maglev_table_size", "allow", "deny", "rate_per_source", "burst"})
+    for (const char* key :
+         {"[admin]", "access", "tcp_keepalive", "source_port_range", "hash_key",
+          "maglev_table_size", "allow", "deny", "rate_per_source", "burst", "tls"})
         EXPECT_EQ(rendered.find(key), std::string::npos) << key << " in:\n" << rendered;
     EXPECT_TRUE(rendered.starts_with(
         "# effective configuration loaded from min.toml, defaults included\n\n"))
+        << rendered;
+}
+
+// A tls table with only what is required comes back with every default written out, and nothing
+// that is unset (the lines are whole: no cipher list, client_ca, sni, ca or client certificate).
+// The lines the rendering's load records point at its own tls lines.
+TEST(ConfigRenderTest, TlsDefaultsAreWrittenOut) {
+    std::string text = std::string(kMinimal) +
+                       "tls = { verify = false }\n[[listener]]\nname = \"tls\"\nbind = "
+                       "\"127.0.0.1:8443\"\ncluster = \"app\"\ntls = { certificates = [{ cert = "
+                       "\"/etc/a.pem\", key = \"/etc/a.key\" }] }\n";
+    std::string rendered = render_toml(load_string(text, "tls.toml"));
+    for (const char* line :
+         {"tls = { alpn = [], certificates = [ { cert = \"/etc/a.pem\", key = \"/etc/a.key\" } "
+          "], handshake_timeout = \"10s\", min_version = \"1.2\", session_tickets = true, "
+          "verify_client = \"none\" }",
+          "tls = { alpn = [], handshake_timeout = \"10s\", min_version = \"1.2\", verify = false "
+          "}"})
+        EXPECT_NE(rendered.find(std::string("\n") + line + "\n"), std::string::npos)
+            << line << " in:\n"
+            << rendered;
+
+    Config again = load_string(rendered, "again.toml");
+    std::vector<std::string> lines;
+    std::istringstream in(rendered);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    auto line_at = [&](int number) {
+        return number >= 1 && static_cast<size_t>(number) <= lines.size() ? lines[number - 1]
+                                                                          : std::string();
+    };
+    const ListenerTls& tls = again.listeners[1].tls;
+    EXPECT_TRUE(line_at(tls.line).starts_with("tls = { ")) << tls.line << ":\n" << rendered;
+    ASSERT_EQ(tls.certificates.size(), 1u);
+    EXPECT_EQ(tls.certificates[0].line, tls.line);
+    EXPECT_TRUE(line_at(again.clusters[0].tls.line).starts_with("tls = { "))
+        << again.clusters[0].tls.line << ":\n"
         << rendered;
 }
 
