@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds ringlb. Usage: scripts/build.sh [release|asan|tsan|fuzz] (build dir:
 # build/<kind>). fuzz: only the libFuzzer targets of tests/fuzz (config_fuzz,
-# proxy_protocol_fuzz, client_hello_fuzz), with clang, ASan and UBSan.
+# proxy_protocol_fuzz, client_hello_fuzz, tls_server_fuzz), with clang, ASan and UBSan.
 # tsan: only the threaded unit tests (ringlb_tsan_tests), with ThreadSanitizer.
 set -euo pipefail
 kind=${1:-release}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds ringlb (Release and ASan+UBSan) and runs every test, then
-# fuzzes the config loader (a minute), the PROXY protocol and ClientHello parsers (30 s each).
+# fuzzes the config loader (a minute), the PROXY protocol and ClientHello parsers and the TLS
+# server side (30 s each).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -41,6 +42,8 @@ fuzz config_fuzz config 200000 8192 "config loader"
 fuzz proxy_protocol_fuzz proxy_protocol 120000 4200 "PROXY protocol parser"
 # About 30 s (each run parses every prefix of its input up to 2 KiB).
 fuzz client_hello_fuzz client_hello 12000 4096 "ClientHello parser"
+# About 30 s (a handshake attempt per run).
+fuzz tls_server_fuzz tls_server 150000 4096 "TLS server side"
 
 echo "== benchmark harness (quick mode: checks that it runs and fills every cell; asserts no timing)"
 tests/bench/run --quick --out build/bench-quick </dev/null

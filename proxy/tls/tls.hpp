@@ -30,10 +30,10 @@ class TlsError : public std::runtime_error {
 
 // What a certificate of a listener is, for metrics and logs.
 struct CertificateInfo {
-    std::string path;        // the `cert` file
-    std::string subject;     // its subject's CN, or "" without one
+    std::string path;                // the `cert` file
+    std::string subject;             // its subject's CN, or "" without one
     std::vector<std::string> names;  // DNS names it serves (subjectAltName, else CN)
-    int64_t not_after = 0;   // expiry, seconds since the epoch
+    int64_t not_after = 0;           // expiry, seconds since the epoch
 };
 
 // The server side of a listener's `tls`: one SSL_CTX per certificate, the one that serves a
@@ -50,7 +50,7 @@ class ServerContext {
     ServerContext& operator=(const ServerContext&) = delete;
 
     // A new server-side SSL on the default certificate's context; null when OpenSSL is out of
-    // memory.
+    // memory. It must not outlive this context: OpenSSL's callbacks read the context's tables.
     SSL* new_ssl() const;
     const std::vector<CertificateInfo>& certificates() const { return certificates_; }
 
@@ -84,7 +84,8 @@ class ClientContext {
 enum class Failure : uint8_t {
     kNone,
     kProtocol,     // malformed or unexpected bytes, no shared version or cipher, an alert
-    kCertificate,  // the peer's certificate did not verify, or a required one was missing
+    kCertificate,  // the peer's certificate did not verify, a required one was missing, or the
+                   // peer refused ours (a certificate alert: unknown_ca, bad_certificate, ...)
     kClosed,       // the peer closed the connection during the handshake
 };
 
@@ -97,7 +98,8 @@ class Stream {
         kOk,        // done (handshake finished; read() returned bytes; write() took them all)
         kWantRead,  // needs more ciphertext: send pending output first, then feed more
         kClosed,    // read(): the peer's close_notify (a clean end of its stream)
-        kError,     // fatal: failure() and error() say why; send pending output (an alert), close
+        kError,     // fatal: failure() and error() say why; send pending output (an alert), close.
+                    // Every later call returns kError again.
     };
 
     // Takes ownership of `ssl` (from a context's new_ssl()); `server` picks the role.
@@ -117,11 +119,15 @@ class Stream {
 
     // Plaintext out: up to out.size() bytes into `out`, the count in *n (kOk with *n > 0), or
     // kWantRead, kClosed, kError with *n = 0. Data already decrypted is returned before more is
-    // asked for.
+    // asked for. May queue output (an alert, a TLS 1.3 KeyUpdate's answer): check
+    // pending_output() after every call.
     Result read(std::span<char> out, size_t* n);
-    // Plaintext in: encrypts all of `bytes` into pending output (memory BIOs never block).
+    // Plaintext in: encrypts all of `bytes` into pending output (memory BIOs never block). Before
+    // the handshake is done it drives the handshake instead and takes nothing (kWantRead).
     Result write(std::span<const char> bytes);
-    // Queues a close_notify (once). Reading goes on: the peer may still send (half-close).
+    // Queues a close_notify (once). Reading goes on: the peer may still send (half-close). Before
+    // the handshake is done, or after a kError, nothing is sent (OpenSSL refuses a close_notify
+    // mid-handshake): just close.
     void shutdown();
     bool shutdown_sent() const;
 
@@ -131,13 +137,16 @@ class Stream {
     size_t take_output(std::span<char> out);
 
     Failure failure() const { return failure_; }
+    // The session's own verdict, for what a memory BIO cannot see: kClosed when the peer's
+    // transport ended during the handshake. Later calls return kError.
+    void set_failure(Failure failure) { failure_ = failure; }
     // OpenSSL's reason for the last kError ("" otherwise).
     const std::string& error() const { return error_; }
     // After the handshake: "TLSv1.3", "TLS_AES_128_GCM_SHA256", the ALPN protocol ("" if none).
     const char* version() const;
     const char* cipher() const;
     std::string_view alpn() const;
-    // The server name the client sent ("" if none); server side.
+    // The server name the client sent ("" if none, and on the client side).
     std::string_view server_name() const;
     // Whether the handshake resumed a session (tickets).
     bool resumed() const;
