@@ -94,6 +94,32 @@ void add_shard_families(const std::vector<ShardView>& shards,
 #undef RINGLB_EXPORT_SHARD
 }
 
+// <prefix>tls_handshakes_total{<label>, result} and <prefix>tls_handshake_duration_seconds{<label>}
+// for each of `count` listeners or clusters.
+template <typename NameOf, typename CountersOf>
+void add_handshake_families(const char* prefix, const char* label, size_t count, NameOf name_of,
+                            CountersOf counters_of, const std::vector<ShardView>& shards,
+                            std::vector<prometheus::MetricFamily>& families) {
+    prometheus::MetricFamily results{
+        std::string(prefix) + "tls_handshakes_total", tls::kHandshakesHelp, counter, {}};
+    prometheus::MetricFamily duration{std::string(prefix) + "tls_handshake_duration_seconds",
+                                      tls::kHandshakeDurationHelp,
+                                      prometheus::MetricType::Histogram,
+                                      {}};
+    for (size_t i = 0; i < count; ++i) {
+        for (size_t r = 0; r < tls::kHandshakeResultNames.size(); ++r)
+            add_sample(results, {{label, name_of(i)}, {"result", tls::kHandshakeResultNames[r]}},
+                       sum_shards(shards, [&](const ShardView& s) {
+                           return counters_of(s, i).results[r].get();
+                       }));
+        common::HistogramTotals totals = tls::HandshakeHistogram::empty_totals();
+        for (const auto& s : shards) counters_of(s, i).duration.add_to(totals);
+        add_histogram(duration, {{label, name_of(i)}}, totals);
+    }
+    families.push_back(std::move(results));
+    families.push_back(std::move(duration));
+}
+
 void add_listener_families(const std::vector<ShardView>& shards,
                            std::vector<prometheus::MetricFamily>& families) {
     if (shards.empty()) return;
@@ -146,6 +172,13 @@ void add_listener_families(const std::vector<ShardView>& shards,
     }
     families.push_back(std::move(rejected));
 
+    add_handshake_families(
+        "ringlb_listener_", "listener", listeners.size(), name_of,
+        [&](const ShardView& s, size_t l) -> const tls::HandshakeCounters& {
+            return s.layout->listeners[l].counters->tls;
+        },
+        shards, families);
+
     prometheus::MetricFamily duration{"ringlb_session_duration_seconds",
                                       shard::kSessionDurationHelp,
                                       prometheus::MetricType::Histogram,
@@ -192,6 +225,14 @@ void add_upstream_families(const std::vector<ShardView>& shards,
         }
         families.push_back(std::move(family));
     }
+
+    add_handshake_families(
+        "ringlb_cluster_", "cluster", clusters.size(),
+        [&](size_t c) { return std::string(clusters[c].name); },
+        [&](const ShardView& s, size_t c) -> const tls::HandshakeCounters& {
+            return cluster_of(s, c).counters->tls;
+        },
+        shards, families);
 
 #define RINGLB_EXPORT_BACKEND(field, kind, help)                                                \
     {                                                                                           \
@@ -474,6 +515,21 @@ void add_access_log_family(const std::vector<ShardView>& shards,
     families.push_back(std::move(family));
 }
 
+// Exported as a gauge of the expiry time rather than a countdown, as Prometheus's blackbox
+// exporter does (probe_ssl_earliest_cert_expiry): an alert is `... - time() < 14 * 86400`.
+void add_certificate_family(const std::vector<MetricsSources::Certificate>& certificates,
+                            std::vector<prometheus::MetricFamily>& families) {
+    prometheus::MetricFamily family{
+        "ringlb_tls_certificate_expiry_timestamp_seconds",
+        "When a certificate a TLS listener serves expires (its notAfter), in Unix time.",
+        gauge,
+        {}};
+    for (const auto& c : certificates)
+        add_sample(family, {{"listener", c.listener}, {"cert", c.path}},
+                   static_cast<double>(c.not_after));
+    families.push_back(std::move(family));
+}
+
 }  // namespace
 
 void ControlStats::loaded() {
@@ -501,6 +557,7 @@ std::string render_metrics(const MetricsSources& sources) {
     add_discovery_families(sources.shards, sources.discovery, families);
     add_port_forecast(sources.shards, sources.port_forecast, families);
     add_access_log_family(sources.shards, families);
+    add_certificate_family(sources.certificates, families);
     return prometheus::TextSerializer().Serialize(families);
 }
 

@@ -69,6 +69,13 @@ struct MetricsSources {
     const health::Monitor* health = nullptr;
     // Backends given by name (null: none).
     const discovery::Discovery* discovery = nullptr;
+    // The certificates TLS listeners serve, from the snapshot the shards run.
+    struct Certificate {
+        std::string listener;
+        std::string path;
+        int64_t not_after = 0;  // seconds since the epoch
+    };
+    std::vector<Certificate> certificates{};
 };
 
 // Prometheus text exposition, read at scrape time (the shards keep writing; each value is one

@@ -230,7 +230,13 @@ int ControlPlane::run() {
 
 bool ControlPlane::start(bool& stopped) {
     unsigned workers = resolve_workers(config_->runtime, cpu_budget(limits_));
-    snapshot_ = std::make_shared<const shard::Snapshot>(config_);
+    try {
+        snapshot_ = std::make_shared<const shard::Snapshot>(config_);
+    } catch (const std::exception& e) {
+        // A certificate or key that does not load (tls::TlsError names file, line and key).
+        LOG_ERROR("%s", e.what());
+        return false;
+    }
 
     // Listening sockets are opened here, before any shard runs, so a bad bind is reported once
     // and clearly. Each listener gets one SO_REUSEPORT group with a socket per shard; its first
@@ -311,6 +317,12 @@ bool ControlPlane::start_admin() {
                                       admin_->stats()};
         sources.health = &health_;
         sources.discovery = &discovery_;
+        for (size_t l = 0; l < snapshot_->listener_tls.size(); ++l) {
+            if (!snapshot_->listener_tls[l]) continue;
+            for (const tls::CertificateInfo& c : snapshot_->listener_tls[l]->certificates())
+                sources.certificates.push_back(
+                    {snapshot_->config->listeners[l].name, c.path, c.not_after});
+        }
         return admin::render_metrics(sources);
     });
     // The endpoints that read the shards and the configuration (proxy/admin/routes.hpp).

@@ -77,6 +77,10 @@ void format_access_record(std::string& out, common::LogFormat format, const time
     else
         fields.none("connect_ms");
     fields.text("reason", record.reason);
+    if (!record.tls_version.empty()) {
+        fields.text("tls_version", record.tls_version);
+        fields.text("tls_cipher", record.tls_cipher);
+    }
     fields.end();
 }
 

@@ -25,6 +25,9 @@ struct AccessTally {
     uint64_t connected_ns = 0;
     uint64_t bytes_in = 0;   // client -> upstream, as counted in ringlb_bytes_total
     uint64_t bytes_out = 0;  // upstream -> client
+    // The client's TLS, when the listener terminates it: OpenSSL's static names.
+    const char* tls_version = nullptr;
+    const char* tls_cipher = nullptr;
 };
 
 // One finished session, as its access-log line shows it.
@@ -38,6 +41,10 @@ struct AccessRecord {
     bool connected = false;
     uint64_t connect_ns = 0;  // accept to upstream connected, when `connected`
     std::string_view reason;  // upstream::CloseReason, as the metrics name it
+    // The client's TLS version and cipher ("TLSv1.3", "TLS_AES_256_GCM_SHA384"); empty when the
+    // listener does not terminate TLS or the handshake did not finish.
+    std::string_view tls_version;
+    std::string_view tls_cipher;
 };
 
 // Appends `record` as one line in `format`, stamped with `end` (CLOCK_REALTIME):
@@ -45,8 +52,10 @@ struct AccessRecord {
 //   logfmt  ts=2026-12-02T12:00:00.123Z listener=web client=127.0.0.1:40312 ...
 //   json    {"ts":"2026-12-02T12:00:00.123Z","listener":"web","client":"127.0.0.1:40312",...}
 // Fields, in this order: ts, listener, client, backend, bytes_in, bytes_out, duration_ms,
-// connect_ms, reason. Durations are milliseconds with three decimals; a missing client, backend
-// or connect time is `-` (json: null). No allocation beyond `out`'s own growth.
+// connect_ms, reason, and for a client that finished a TLS handshake with ringlb tls_version and
+// tls_cipher (only then: plain sessions' lines stay as they were). Durations are milliseconds with
+// three decimals; a missing client, backend or connect time is `-` (json: null). No allocation
+// beyond `out`'s own growth.
 void format_access_record(std::string& out, common::LogFormat format, const timespec& end,
                           const AccessRecord& record);
 

@@ -6,6 +6,7 @@
 
 #include "common/counter.hpp"
 #include "common/histogram.hpp"
+#include "proxy/tls/counters.hpp"
 
 namespace ringlb::shard {
 
@@ -137,6 +138,8 @@ struct ListenerCounters {
     std::array<Counter, static_cast<size_t>(PreludeResult::kCount)> prelude;
     std::array<Counter, static_cast<size_t>(RejectReason::kCount)> rejected;
     SessionHistogram session_duration;
+    // Clients' TLS handshakes, when the listener terminates TLS.
+    tls::HandshakeCounters tls;
     void count(PreludeResult result) {
         prelude[static_cast<size_t>(result)].add();
     }

@@ -17,9 +17,10 @@ struct Queued {
 
 // One direction of a session (client to upstream, or back): from `src`'s receive side to `dst`'s
 // send side. The buffered and the splice pump both run on this state; a splice direction can
-// turn buffered mid-stream when the pipe pool is empty.
+// turn buffered mid-stream when the pipe pool is empty. kTls: either leg speaks TLS
+// (proxy/shard/tls_pump.hpp), whose state sits in the legs.
 struct Direction {
-    enum class Mode : uint8_t { kSplice, kBuffered };
+    enum class Mode : uint8_t { kSplice, kBuffered, kTls };
 
     Leg* src = nullptr;
     Leg* dst = nullptr;

@@ -132,6 +132,13 @@ Prelude::Step Prelude::deadline() {
     return Step::kRoute;
 }
 
+std::string Prelude::take_client_bytes() {
+    size_t header = std::min(consumed_, in_.size());
+    std::string bytes = in_.substr(header);
+    in_.resize(header);
+    return bytes;
+}
+
 void Prelude::prepare_output(std::string header) {
     header_length_ = header.size();
     out_ = std::move(header);

@@ -60,6 +60,9 @@ class Prelude {
     const std::string& sni() const { return sni_; }
     const std::string& error() const { return error_; }
 
+    // Takes the client's bytes read here (after any PROXY header), which then are not part of
+    // prepare_output()'s: a TLS leg decrypts or encrypts them instead of sending them as read.
+    std::string take_client_bytes();
     // Sets what goes to the upstream first: `header` (ringlb's own bytes), then the client's
     // bytes read here. Empty when there is nothing to send.
     void prepare_output(std::string header);

@@ -79,7 +79,8 @@ Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot
       admission_(admission),
       ticket_(std::move(ticket)),
       buffered_(*this),
-      splice_(*this) {
+      splice_(*this),
+      tls_(*this) {
     ++cluster_->users;  // a state a reload replaced lives until its last session ends
     client_.fd = std::move(client);
     client_.bind(this, kClientBase);
@@ -130,6 +131,12 @@ void Session::start() {
             return;
         }
     }
+    if (!prelude_->reading()) {
+        // Only TLS to terminate: the handshake is the prelude.
+        start_client_tls();
+        maybe_destroy();
+        return;
+    }
     shard_.timers().schedule(
         timeout_, started_ms_ + static_cast<uint64_t>(listener_.prelude_timeout.count()));
     engine_.recv_once(client_.recv, client_.fd.get());
@@ -151,6 +158,7 @@ void Session::on_prelude_recv(const engine::Completion& c) {
     }
     if (closing()) return;
     if (c.res == 0) {
+        client_.fin_received = true;  // a TLS handshake after the prelude fails at once
         on_prelude_step(prelude_->end_of_input());
     } else if (c.res == -ENOBUFS) {
         shard_.stats().buffer_starved.add();
@@ -162,6 +170,7 @@ void Session::on_prelude_recv(const engine::Completion& c) {
     } else if (c.res == -ECANCELED && prelude_deadline_) {
         on_prelude_step(prelude_->deadline());
     } else if (c.res < 0) {
+        client_.fin_received = true;
         on_prelude_step(prelude_->end_of_input());
     }
 }
@@ -201,7 +210,72 @@ void Session::on_prelude_step(Prelude::Step step) {
     if (prelude_->source()) {
         if (access_) access_->client = *prelude_->source();
     }
+    if (listener_.tls.enabled) {
+        start_client_tls();
+        return;
+    }
     connect();
+}
+
+void Session::start_client_tls() {
+    // handshake_timeout counts from the accept: a prelude that took long leaves less.
+    shard_.timers().cancel(timeout_);
+    shard_.timers().schedule(
+        timeout_, started_ms_ + static_cast<uint64_t>(listener_.tls.handshake_timeout.count()));
+    size_t index = static_cast<size_t>(&listener_ - snapshot_->config->listeners.data());
+    SSL* ssl = snapshot_->listener_tls[index]->new_ssl();
+    if (!ssl) {
+        fail(ENOMEM);
+        return;
+    }
+    client_.tls = std::make_unique<TlsLeg>(std::make_unique<tls::Stream>(ssl, true));
+    client_.tls->started_ns = common::monotonic_ns();
+    // The ClientHello (or part of it), read by the prelude for routes.
+    std::string early = prelude_->take_client_bytes();
+    if (!early.empty()) client_.tls->stream->feed(early);
+    tls_.handshake(client_);
+}
+
+tls::HandshakeCounters& Session::handshake_counters(const Leg& leg) {
+    return &leg == &client_ ? listener_counters_.tls : cluster_->counters.tls;
+}
+
+void Session::on_handshake_done(Leg& leg) {
+    TlsLeg& t = *leg.tls;
+    tls::HandshakeCounters& counters = handshake_counters(leg);
+    counters.count(t.stream->resumed() ? tls::HandshakeResult::k_resumed
+                                       : tls::HandshakeResult::k_ok);
+    counters.duration.observe((common::monotonic_ns() - t.started_ns) / 1000);
+    if (&leg == &client_) {
+        shard_.timers().cancel(timeout_);
+        if (access_) {
+            access_->tls_version = t.stream->version();
+            access_->tls_cipher = t.stream->cipher();
+        }
+        connect();
+        return;
+    }
+    upstream_tls_ready();
+}
+
+void Session::on_handshake_failed(Leg& leg, tls::HandshakeResult result) {
+    handshake_counters(leg).count(result);
+    bool client = &leg == &client_;
+    thread_local common::LogLimiter handshake_log;  // per shard
+    LOG_WARN_LIMITED(handshake_log, shard_.now_ms(), "%s %s: TLS handshake failed: %s%s%s",
+                     client ? "listener" : "cluster",
+                     client ? listener_.name.c_str() : cluster_->cluster->name.c_str(),
+                     tls::kHandshakeResultNames[static_cast<size_t>(result)],
+                     leg.tls->stream->error().empty() ? "" : ": ",
+                     leg.tls->stream->error().c_str());
+    if (client) {
+        close_reason_ = upstream::CloseReason::k_refused;
+    } else {
+        // The client was accepted and hears nothing more: a reset says so.
+        close_reason_ = upstream::CloseReason::k_tls_handshake;
+        reset_both_legs();
+    }
+    teardown();
 }
 
 void Session::refuse() {
@@ -251,6 +325,7 @@ void Session::connect() {
 
 void Session::on_upstream_ready(upstream::ConnectRequest& req) {
     upstream_.fd = std::move(req.fd);
+    if (req.tls) upstream_.tls = std::make_unique<TlsLeg>(std::move(req.tls));
     backend_ = req.backend;
     if (access_) access_->connected_ns = common::monotonic_ns();
     on_connected();
@@ -264,6 +339,25 @@ void Session::on_upstream_failed(upstream::ConnectRequest&, upstream::CloseReaso
 void Session::on_connected() {
     if (!enter(Phase::kForwarding)) return;
     arm_timeouts();
+    if (const tls::ClientContext* context = cluster_->cluster->tls.get()) {
+        if (!upstream_.tls) {
+            // No pooled connection handshaked in advance: this session waits for one.
+            SSL* ssl = context->new_ssl();
+            if (!ssl) {
+                fail(ENOMEM);
+                return;
+            }
+            upstream_.tls = std::make_unique<TlsLeg>(std::make_unique<tls::Stream>(ssl, false));
+            cluster_->counters.tls_inline_handshakes.add();
+            tls_end_ms_ =
+                shard_.now_ms() +
+                static_cast<uint64_t>(cluster_->cluster->settings->tls.handshake_timeout.count());
+            rearm_timeout();
+        }
+        // The client's bytes the prelude read go to the backend inside TLS, after the
+        // handshake; a terminated client's were its own handshake.
+        if (prelude_ && !client_.tls) upstream_.tls->early = prelude_->take_client_bytes();
+    }
     std::string header = proxy_header_out();
     if (!header.empty() && !prelude_)
         prelude_ = std::make_unique<Prelude>(listener_, nullptr, listener_counters_);
@@ -274,7 +368,35 @@ void Session::on_connected() {
             engine_.send(upstream_.send, upstream_.fd.get(), out.data(), out.size());
             return;
         }
-        prelude_.reset();
+    }
+    after_prelude_output();
+}
+
+void Session::after_prelude_output() {
+    prelude_.reset();
+    if (upstream_.tls) {
+        if (upstream_.tls->stream->handshake_done()) {
+            upstream_tls_ready();  // from the warm pool
+            return;
+        }
+        upstream_.tls->started_ns = common::monotonic_ns();
+        tls_.handshake(upstream_);
+        return;
+    }
+    start_forwarding();
+}
+
+void Session::upstream_tls_ready() {
+    TlsLeg& t = *upstream_.tls;
+    tls_end_ms_ = 0;
+    if (!t.early.empty()) {
+        if (t.stream->write(t.early) != tls::Stream::Result::kOk) {
+            fail(EPROTO);
+            return;
+        }
+        count_bytes(c2u_, t.early.size());
+        std::string().swap(t.early);
+        tls_.flush(upstream_);
     }
     start_forwarding();
 }
@@ -312,14 +434,20 @@ void Session::on_prelude_sent(const engine::Completion& c) {
         engine_.send(upstream_.send, upstream_.fd.get(), out.data(), out.size());
         return;
     }
-    prelude_.reset();
-    start_forwarding();
+    after_prelude_output();
 }
 
 void Session::start_forwarding() {
     // Measured interleaved on one binary (README, Performance): buffered forwarding costs less
     // proxy CPU than readiness + splice per request, per connection and per GB, so "auto"
     // means buffered.
+    if (client_.tls || upstream_.tls) {
+        // The configuration refuses splice with TLS: the kernel cannot decrypt into a pipe here.
+        shard_.stats().buffered_directions.add(2);
+        tls_.start(c2u_);
+        tls_.start(u2c_);
+        return;
+    }
     bool splice = listener_.forward == config::ForwardMode::kSplice;
     start_direction(c2u_, splice);
     start_direction(u2c_, splice);
@@ -378,11 +506,20 @@ uint64_t Session::next_deadline(upstream::CloseReason* which) const {
         best = end_ms_;
         *which = CloseReason::k_max_duration;
     }
+    if (tls_end_ms_ != 0 && tls_end_ms_ < best) {
+        best = tls_end_ms_;
+        *which = CloseReason::k_tls_handshake;
+    }
     return best;
 }
 
 void Session::on_timer(Timer&) {
     if (closing()) return;
+    if (client_.handshaking()) {
+        on_handshake_failed(client_, tls::HandshakeResult::k_timeout);
+        maybe_destroy();  // may delete this
+        return;
+    }
     if (phase_ == Phase::kPrelude) {
         // prelude_timeout: the receive is cancelled first, and its completion (perhaps with
         // bytes that raced the cancel) decides, so that no client byte is left behind.
@@ -400,6 +537,11 @@ void Session::on_timer(Timer&) {
     if (deadline > shard_.now_ms()) {
         // Activity moved the deadline since the timer was set: sleep again.
         shard_.timers().schedule(timeout_, deadline);
+        return;
+    }
+    if (which == upstream::CloseReason::k_tls_handshake) {
+        on_handshake_failed(upstream_, tls::HandshakeResult::k_timeout);
+        maybe_destroy();  // may delete this
         return;
     }
     shard_.stats().timeouts.add();
@@ -439,14 +581,22 @@ void Session::on_leg_op(Leg& leg, Leg::OpIndex index, engine::Op& op, const engi
     Direction& entering = is_client ? u2c_ : c2u_;  // this leg is its destination
     switch (index) {
         case Leg::k_recv:
-            if (phase_ <= Phase::kConnecting || (phase_ == Phase::kDraining && prelude_))
+            if (leg.handshaking())
+                tls_.on_handshake_recv(leg, c);
+            else if (phase_ <= Phase::kConnecting || (phase_ == Phase::kDraining && prelude_))
                 on_prelude_recv(c);
+            else if (leaving.mode == Direction::Mode::kTls)
+                tls_.on_recv(leaving, c);
             else
                 buffered_.on_recv(leaving, c);
             break;
         case Leg::k_send:
             if (prelude_ && !is_client)
                 on_prelude_sent(c);
+            else if (leg.tls)
+                tls_.on_sent(leg, c);
+            else if (entering.mode == Direction::Mode::kTls)
+                tls_.on_plain_sent(entering, c);
             else
                 buffered_.on_sent(entering, c);
             break;
@@ -462,6 +612,12 @@ void Session::on_leg_op(Leg& leg, Leg::OpIndex index, engine::Op& op, const engi
 }
 
 void Session::resume_receive() {
+    for (Leg* leg : {&client_, &upstream_}) {
+        if (!leg->handshaking()) continue;
+        (leg == &client_ ? c2u_ : u2c_).starved = false;
+        if (!leg->recv.armed()) engine_.recv_once(leg->recv, leg->fd.get());
+        return;
+    }
     if (phase_ == Phase::kPrelude) {
         c2u_.starved = false;
         if (!client_.recv.armed()) engine_.recv_once(client_.recv, client_.fd.get());
@@ -469,6 +625,11 @@ void Session::resume_receive() {
     }
     // Starved in the prelude and routed since (prelude_timeout): the pumps are not running yet.
     if (phase_ != Phase::kForwarding || prelude_) return;
+    if (c2u_.mode == Direction::Mode::kTls) {
+        tls_.maybe_receive(c2u_);
+        tls_.maybe_receive(u2c_);
+        return;
+    }
     buffered_.maybe_receive(c2u_);
     buffered_.maybe_receive(u2c_);
 }
@@ -577,6 +738,10 @@ void Session::log_access() {
     record.connected = access_->connected_ns != 0;
     record.connect_ns = record.connected ? access_->connected_ns - accepted_ns_ : 0;
     record.reason = upstream::to_string(close_reason_);
+    if (access_->tls_version) {
+        record.tls_version = access_->tls_version;
+        record.tls_cipher = access_->tls_cipher ? access_->tls_cipher : "";
+    }
     shard_.access_log()->append(record, shard_.timers(), shard_.now_ms());
 }
 

@@ -19,6 +19,7 @@
 #include "proxy/shard/snapshot.hpp"
 #include "proxy/shard/splice_pump.hpp"
 #include "proxy/shard/timer_wheel.hpp"
+#include "proxy/shard/tls_pump.hpp"
 #include "proxy/upstream/connector.hpp"
 
 namespace ringlb::shard {
@@ -78,6 +79,7 @@ class Session final : public engine::Handler,
   private:
     friend class BufferedPump;
     friend class SplicePump;
+    friend class TlsPump;
 
     // Every op a session can have armed, declared once: the client leg's and the upstream leg's
     // (RINGLB_LEG_OPS each) and the session's own. Tags index this layout.
@@ -108,6 +110,19 @@ class Session final : public engine::Handler,
     // Picks the route's cluster and asks the connector for an upstream.
     void connect();
     void on_connected();
+    // TLS (proxy/shard/tls_pump.hpp): the client's handshake when the listener terminates TLS
+    // (after the prelude, before connecting), the backend's when the cluster originates it
+    // (after send_proxy's header, before forwarding).
+    void start_client_tls();
+    void on_handshake_done(Leg& leg);
+    void on_handshake_failed(Leg& leg, tls::HandshakeResult result);
+    tls::HandshakeCounters& handshake_counters(const Leg& leg);
+    // The upstream leg's first bytes are out (send_proxy's header, the prelude's client bytes):
+    // its TLS handshake, or forwarding.
+    void after_prelude_output();
+    // The backend's TLS is up (handshaked here or by the warm pool): the prelude's client bytes
+    // go in, and forwarding starts.
+    void upstream_tls_ready();
     // The PROXY header send_proxy asks for, "" without one.
     std::string proxy_header_out();
     void start_forwarding();
@@ -153,6 +168,7 @@ class Session final : public engine::Handler,
     Direction u2c_;
     BufferedPump buffered_;
     SplicePump splice_;
+    TlsPump tls_;
     upstream::CloseReason close_reason_ = upstream::CloseReason::k_done;
     bool backend_spoke_ = false;  // a byte came from the backend (passive health)
     // Every timeout of the session shares one wheel timer, set to the earliest deadline; bytes
@@ -163,6 +179,7 @@ class Session final : public engine::Handler,
     uint64_t started_ms_ = 0;
     uint64_t accepted_ns_ = 0;       // CLOCK_MONOTONIC, for ringlb_session_duration_seconds
     uint64_t end_ms_ = 0;            // max_duration (+ jitter) deadline; 0: none
+    uint64_t tls_end_ms_ = 0;        // the backend's handshake_timeout deadline; 0: none
     bool prelude_deadline_ = false;  // prelude_timeout passed while a receive was armed
     Phase phase_ = Phase::kPrelude;
 };

@@ -12,6 +12,10 @@
 #include "common/address.hpp"
 #include "config/config.hpp"
 
+namespace ringlb::tls {
+class ClientContext;
+}  // namespace ringlb::tls
+
 namespace ringlb::upstream {
 
 class MaglevTable;
@@ -53,6 +57,8 @@ struct Cluster {
     config::Balance balance;
     config::HashKey hash_key;
     std::shared_ptr<const MaglevTable> maglev;  // only when balance == kMaglev; shared by shards
+    // When the cluster originates TLS (`tls`): loaded with the snapshot, shared by the shards.
+    std::shared_ptr<const tls::ClientContext> tls;
     bool any_drained = false;
     // Backends not drained: 0 leaves the cluster with nothing to pick (/ready says 503).
     size_t usable() const;

@@ -383,8 +383,9 @@ void Connector::pool_failed(ConnectRequest& req) {
     engine_.timer(req.timer_op, engine::Millis{0});
 }
 
-void Connector::pool_ready(ConnectRequest& req, common::Fd fd) {
+void Connector::pool_ready(ConnectRequest& req, common::Fd fd, std::unique_ptr<tls::Stream> tls) {
     req.fd = std::move(fd);
+    req.tls = std::move(tls);
     req.backend->counters.connections.add();
     req.state_ = ConnectRequest::State::kReady;
     req.callbacks_->on_upstream_ready(req);
@@ -511,7 +512,9 @@ void Connector::release(BackendState& b, CloseReason reason, bool backend_spoke)
     // A backend that accepts and resets (or closes on error) before saying anything fails like
     // one that refuses; a session it served counts as a success. Timeouts, drains and stops
     // say nothing about the backend.
-    if (reason == CloseReason::k_error && !backend_spoke)
+    // A backend whose TLS handshake fails (a certificate that does not verify) serves nobody.
+    if ((reason == CloseReason::k_error || reason == CloseReason::k_tls_handshake) &&
+        !backend_spoke)
         report(b, false);
     else if (reason == CloseReason::k_done || backend_spoke)
         report(b, true);

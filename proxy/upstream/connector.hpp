@@ -105,9 +105,12 @@ class ConnectRequest {
     engine::Op connect_op;
     engine::Op timer_op;  // out of fds: retry shortly; queued: the queue timeout
 
-    // Valid after on_upstream_ready: the connected socket (owner takes it) and its backend.
+    // Valid after on_upstream_ready: the connected socket (owner takes it) and its backend;
+    // for a cluster with `tls`, the stream a warm pool handshaked on it (null: the owner
+    // handshakes).
     common::Fd fd;
     BackendState* backend = nullptr;
+    std::unique_ptr<tls::Stream> tls;
 
     bool armed() const { return connect_op.armed() || timer_op.armed(); }
 
@@ -226,7 +229,7 @@ class Connector {
     // A socket to `backend` with the cluster's options (source address, port range, keepalive).
     common::Fd open_socket(BackendState& backend, std::error_code& ec);
     // A pooled socket for req, from WarmPool; or the socket died during the hand-over.
-    void pool_ready(ConnectRequest& req, common::Fd fd);
+    void pool_ready(ConnectRequest& req, common::Fd fd, std::unique_ptr<tls::Stream> tls);
     void pool_failed(ConnectRequest& req);
     void on_connect_result(ConnectRequest& req, int res);
     void attach(ClusterState& cluster, BackendState& backend);

@@ -6,6 +6,7 @@
 
 #include "common/counter.hpp"
 #include "common/histogram.hpp"
+#include "proxy/tls/counters.hpp"
 
 namespace ringlb::upstream {
 
@@ -31,20 +32,23 @@ const char* to_string(ConnectFailure failure);
 ConnectFailure classify_connect_error(int err);
 
 // Why a session ended, declared once. X(name, help)
-#define RINGLB_CLOSE_REASONS(X)                                                            \
-    X(done, "Both directions finished (FIN both ways).")                                   \
-    X(error, "A socket error on either leg (reset, broken pipe).")                         \
-    X(idle_timeout, "idle_timeout: no byte in either direction.")                          \
-    X(client_idle_timeout, "client_idle_timeout: nothing received from the client.")       \
-    X(server_idle_timeout, "server_idle_timeout: nothing received from the backend.")      \
-    X(half_closed_timeout, "half_closed_timeout: inactivity after one side's FIN.")        \
-    X(max_duration, "max_duration reached.")                                               \
-    X(no_backend, "No backend could be connected (all tried, failed or excluded).")        \
-    X(queue_full, "Every backend was at max_connections and the wait queue was full.")     \
-    X(queue_timeout, "Waited in the queue for a backend slot longer than queue.timeout.")  \
-    X(shutdown, "ringlb stopped while the session was open.")                              \
-    X(drained, "drain_timeout passed during a graceful drain (closed over drain_spread).") \
-    X(refused, "Refused in the prelude: no valid PROXY header in time, or an untrusted peer.")
+#define RINGLB_CLOSE_REASONS(X)                                                                \
+    X(done, "Both directions finished (FIN both ways).")                                       \
+    X(error, "A socket error on either leg (reset, broken pipe).")                             \
+    X(idle_timeout, "idle_timeout: no byte in either direction.")                              \
+    X(client_idle_timeout, "client_idle_timeout: nothing received from the client.")           \
+    X(server_idle_timeout, "server_idle_timeout: nothing received from the backend.")          \
+    X(half_closed_timeout, "half_closed_timeout: inactivity after one side's FIN.")            \
+    X(max_duration, "max_duration reached.")                                                   \
+    X(no_backend, "No backend could be connected (all tried, failed or excluded).")            \
+    X(queue_full, "Every backend was at max_connections and the wait queue was full.")         \
+    X(queue_timeout, "Waited in the queue for a backend slot longer than queue.timeout.")      \
+    X(shutdown, "ringlb stopped while the session was open.")                                  \
+    X(drained, "drain_timeout passed during a graceful drain (closed over drain_spread).")     \
+    X(refused,                                                                                 \
+      "Refused in the prelude: no valid PROXY header in time, an untrusted peer, or a failed " \
+      "TLS handshake with the client.")                                                        \
+    X(tls_handshake, "The backend's TLS handshake failed (certificate, protocol) or timed out.")
 
 enum class CloseReason : uint8_t {
 #define RINGLB_CLOSE_ENUM(name, help) k_##name,
@@ -88,23 +92,28 @@ inline constexpr const char* kConnectDurationHelp =
 using ConnectHistogram = common::Histogram<kConnectBuckets, 1'000'000'000>;
 
 // Per-shard counters of one cluster. X(name, kind, help)
-#define RINGLB_CLUSTER_COUNTERS(X)                                                             \
-    X(queued, counter, "Clients that waited in the queue because every backend was full.")     \
-    X(queue_timeouts, counter, "Queued clients closed after queue.timeout.")                   \
-    X(queue_full, counter, "Clients closed because every backend was full and the queue too.") \
-    X(queue_length, gauge, "Clients waiting in the queue now.")                                \
-    X(no_backend, counter, "Sessions closed because no backend could be connected.")           \
-    X(retries, counter, "Connect attempts retried on another backend.")                        \
-    X(all_down, counter,                                                                       \
-      "Clients that found every backend down by health checks: tried anyway "                  \
-      "(when_all_down = try_anyway) or closed as no_backend (fail).")                          \
-    X(connects, counter, "Connects started for clients (pool fills excluded); see port forecast.")
+#define RINGLB_CLUSTER_COUNTERS(X)                                                                 \
+    X(queued, counter, "Clients that waited in the queue because every backend was full.")         \
+    X(queue_timeouts, counter, "Queued clients closed after queue.timeout.")                       \
+    X(queue_full, counter, "Clients closed because every backend was full and the queue too.")     \
+    X(queue_length, gauge, "Clients waiting in the queue now.")                                    \
+    X(no_backend, counter, "Sessions closed because no backend could be connected.")               \
+    X(retries, counter, "Connect attempts retried on another backend.")                            \
+    X(all_down, counter,                                                                           \
+      "Clients that found every backend down by health checks: tried anyway "                      \
+      "(when_all_down = try_anyway) or closed as no_backend (fail).")                              \
+    X(connects, counter, "Connects started for clients (pool fills excluded); see port forecast.") \
+    X(tls_inline_handshakes, counter,                                                              \
+      "Sessions that waited for a TLS handshake with their backend: no pooled connection "         \
+      "handshaked in advance was handed over.")
 
 struct ClusterCounters {
 #define RINGLB_DECLARE_CLUSTER_COUNTER(name, kind, help) Counter name;
     RINGLB_CLUSTER_COUNTERS(RINGLB_DECLARE_CLUSTER_COUNTER)
 #undef RINGLB_DECLARE_CLUSTER_COUNTER
     ConnectHistogram connect_duration;
+    // Backends' TLS handshakes, when the cluster originates TLS (warm pool fills included).
+    tls::HandshakeCounters tls;
 };
 
 }  // namespace ringlb::upstream

@@ -1,6 +1,7 @@
 #include "proxy/upstream/warm_pool.hpp"
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -9,6 +10,7 @@
 #include "common/clock.hpp"
 #include "common/fd_reserve.hpp"
 #include "common/log.hpp"
+#include "proxy/upstream/cluster.hpp"
 #include "proxy/upstream/connector.hpp"
 
 namespace ringlb::upstream {
@@ -25,6 +27,12 @@ constexpr uint64_t kMaxBackoffMs = 10000;
 WarmPool::WarmPool(Connector& connector, BackendState& backend, uint32_t warm, uint64_t max_idle_ms)
     : connector_(connector), backend_(backend), warm_(warm), max_idle_ms_(max_idle_ms) {
     timer_.bind(this, 0);
+    const Cluster& cluster = *backend.cluster->cluster;
+    if (cluster.tls && cluster.settings->send_proxy == config::SendProxy::kNone) {
+        tls_ = cluster.tls.get();
+        handshake_timeout_ms_ =
+            static_cast<uint64_t>(cluster.settings->tls.handshake_timeout.count());
+    }
 }
 
 WarmPool::~WarmPool() = default;
@@ -32,7 +40,7 @@ WarmPool::~WarmPool() = default;
 void WarmPool::fill() {
     if (stopping_) return;
     if (connector_.host_.now_ms() >= retry_at_ms_) {
-        while (idle_count_ + connecting_ < warm_) {
+        while (idle_count_ + connecting_ + handshaking_ < warm_) {
             if (!start_connect()) break;
         }
     }
@@ -98,18 +106,134 @@ void WarmPool::on_connected(Conn& conn, int res) {
     ClusterState& cs = *backend_.cluster;
     cs.counters.connect_duration.observe(elapsed);
     cs.balancer->observe_connect(backend_.index, std::chrono::nanoseconds(elapsed));
+    if (tls_) {
+        start_handshake(conn);
+        return;
+    }
+    become_idle(conn);
+}
+
+void WarmPool::become_idle(Conn& conn) {
     conn.state = Conn::State::kIdle;
     conn.idle_since_ms = connector_.host_.now_ms();
     ++idle_count_;
     backend_.counters.pool_idle.add();
     // Only the backend's FIN or an error matters; a greeting (POLLIN) stays for the client.
-    connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLRDHUP);
+    if (conn.poll_op.armed()) {
+        // The handshake's watch (POLLIN) ends first; its final completion starts this one.
+        conn.rewatch = true;
+        if (!conn.poll_op.cancelling()) connector_.engine_.cancel(conn.poll_op);
+    } else {
+        connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLRDHUP);
+    }
+    arm_timer();
+}
+
+void WarmPool::start_handshake(Conn& conn) {
+    SSL* ssl = tls_->new_ssl();
+    if (!ssl) {
+        close_conn(conn, false);
+        arm_timer();
+        return;
+    }
+    conn.tls = std::make_unique<tls::Stream>(ssl, false);
+    conn.state = Conn::State::kHandshaking;
+    conn.handshake_started_ns = common::monotonic_ns();
+    conn.handshake_deadline_ms = connector_.host_.now_ms() + handshake_timeout_ms_;
+    ++handshaking_;
+    step_handshake(conn);
+    arm_timer();
+}
+
+bool WarmPool::step_handshake(Conn& conn) {
+    tls::Stream& stream = *conn.tls;
+    tls::Stream::Result r = stream.handshake();
+    // A flight is a few hundred bytes (a client certificate, a few KiB): a fresh socket's send
+    // buffer always takes it whole; one that does not is as good as dead.
+    char out[16384];
+    while (size_t n = stream.take_output(std::span<char>(out, sizeof out))) {
+        ssize_t sent = ::send(conn.fd.get(), out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent != static_cast<ssize_t>(n)) {
+            handshake_failed(conn, tls::HandshakeResult::k_closed);
+            return false;
+        }
+    }
+    switch (r) {
+        case tls::Stream::Result::kOk: {
+            --handshaking_;
+            tls::HandshakeCounters& counters = backend_.cluster->counters.tls;
+            counters.count(stream.resumed() ? tls::HandshakeResult::k_resumed
+                                            : tls::HandshakeResult::k_ok);
+            counters.duration.observe((common::monotonic_ns() - conn.handshake_started_ns) / 1000);
+            become_idle(conn);
+            return true;
+        }
+        case tls::Stream::Result::kWantRead:
+            if (!conn.poll_op.armed())
+                connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLIN | POLLRDHUP);
+            return true;
+        case tls::Stream::Result::kClosed:
+        case tls::Stream::Result::kError:
+            break;
+    }
+    handshake_failed(conn, stream.failure() == tls::Failure::kCertificate
+                               ? tls::HandshakeResult::k_certificate
+                               : tls::HandshakeResult::k_protocol);
+    return false;
+}
+
+void WarmPool::on_handshake_readable(Conn& conn, const engine::Completion& c) {
+    bool ended = c.res < 0;
+    char in[16384];
+    while (!ended) {
+        ssize_t n = ::recv(conn.fd.get(), in, sizeof in, MSG_DONTWAIT);
+        if (n > 0) {
+            conn.tls->feed(std::span<const char>(in, static_cast<size_t>(n)));
+            continue;
+        }
+        ended = n == 0 || (errno != EAGAIN && errno != EINTR);
+        break;
+    }
+    if (!step_handshake(conn) || conn.state != Conn::State::kHandshaking) return;
+    if (ended) {
+        handshake_failed(conn, tls::HandshakeResult::k_closed);
+        return;
+    }
+    if (!c.more() && !conn.poll_op.armed())
+        connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLIN | POLLRDHUP);
+}
+
+void WarmPool::handshake_failed(Conn& conn, tls::HandshakeResult result) {
+    --handshaking_;
+    backend_.cluster->counters.tls.count(result);
+    thread_local common::LogLimiter handshake_log;  // per shard
+    LOG_WARN_LIMITED(handshake_log, connector_.host_.now_ms(),
+                     "pool %s: TLS handshake failed: %s%s%s", backend_.backend->name.c_str(),
+                     tls::kHandshakeResultNames[static_cast<size_t>(result)],
+                     conn.tls->error().empty() ? "" : ": ", conn.tls->error().c_str());
+    // Back off as after a refused connect: a backend whose certificate does not verify would
+    // otherwise be handshaked with in a loop.
+    backoff_ms_ = backoff_ms_ ? std::min(backoff_ms_ * 2, kMaxBackoffMs) : kFirstBackoffMs;
+    retry_at_ms_ = connector_.host_.now_ms() + backoff_ms_;
+    close_conn(conn, false);
     arm_timer();
 }
 
 void WarmPool::on_poll(Conn& conn, const engine::Completion& c) {
     switch (conn.state) {
+        case Conn::State::kHandshaking:
+            on_handshake_readable(conn, c);
+            return;
         case Conn::State::kIdle:
+            if (conn.rewatch) {
+                // The handshake's watch: ignore what it saw (a session ticket may be readable);
+                // once it has ended, watch for the backend's FIN.
+                if (!conn.poll_op.armed()) {
+                    conn.rewatch = false;
+                    connector_.engine_.poll(conn.poll_op, conn.fd.get(), POLLRDHUP);
+                }
+                return;
+            }
             if (c.res < 0 || (static_cast<uint32_t>(c.res) & kDeadMask)) {
                 // The backend closed or reset it while it waited here: never a client's.
                 --idle_count_;
@@ -148,9 +272,10 @@ void WarmPool::on_poll(Conn& conn, const engine::Completion& c) {
                 return;
             }
             common::Fd fd = std::move(conn.fd);
+            std::unique_ptr<tls::Stream> stream = std::move(conn.tls);
             conn.state = Conn::State::kClosing;
             maybe_erase(conn);
-            connector_.pool_ready(*waiter, std::move(fd));
+            connector_.pool_ready(*waiter, std::move(fd), std::move(stream));
             fill();
             return;
         }
@@ -218,11 +343,14 @@ void WarmPool::arm_timer() {
     uint64_t next = UINT64_MAX;
     for (const auto& conn : conns_) {
         if (conn->state == Conn::State::kIdle) {
-            next = conn->idle_since_ms + max_idle_ms_;  // oldest idle first in the list
-            break;
+            next = std::min(next, conn->idle_since_ms + max_idle_ms_);
+            break;  // the oldest idle is first in the list
         }
     }
-    if (idle_count_ + connecting_ < warm_) next = std::min(next, retry_at_ms_);
+    for (const auto& conn : conns_)
+        if (conn->state == Conn::State::kHandshaking)
+            next = std::min(next, conn->handshake_deadline_ms);
+    if (idle_count_ + connecting_ + handshaking_ < warm_) next = std::min(next, retry_at_ms_);
     if (next == UINT64_MAX) return;
     if (timer_.armed()) {
         // A later wake-up is pending: cancel it; its completion re-arms for the earlier one.
@@ -248,6 +376,8 @@ void WarmPool::on_timer() {
             --idle_count_;
             backend_.counters.pool_idle.sub();
             close_conn(conn, true);
+        } else if (conn.state == Conn::State::kHandshaking && now >= conn.handshake_deadline_ms) {
+            handshake_failed(conn, tls::HandshakeResult::k_timeout);
         }
     }
     fill();
@@ -262,6 +392,8 @@ void WarmPool::stop() {
         if (conn.state == Conn::State::kIdle) {
             --idle_count_;
             backend_.counters.pool_idle.sub();
+        } else if (conn.state == Conn::State::kHandshaking) {
+            --handshaking_;
         }
         close_conn(conn, false);
     }

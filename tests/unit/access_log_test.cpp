@@ -67,6 +67,19 @@ TEST(AccessLogTest, LogfmtLine) {
     EXPECT_EQ(fields->size(), 9u);
 }
 
+TEST(AccessLogTest, TlsFieldsOnlyForTlsClients) {
+    Fixture f;
+    f.record.tls_version = "TLSv1.3";
+    f.record.tls_cipher = "TLS_AES_256_GCM_SHA384";
+    EXPECT_EQ(line_of(LogFormat::kLogfmt, f.record),
+              "ts=2026-12-02T12:00:00.123Z listener=web client=127.0.0.1:40312 "
+              "backend=127.0.0.1:9001 bytes_in=517 bytes_out=1375 duration_ms=12.345 "
+              "connect_ms=0.210 reason=done tls_version=TLSv1.3 "
+              "tls_cipher=TLS_AES_256_GCM_SHA384\n");
+    nlohmann::json parsed = nlohmann::json::parse(line_of(LogFormat::kJson, f.record));
+    EXPECT_EQ(parsed["tls_cipher"], "TLS_AES_256_GCM_SHA384");
+}
+
 TEST(AccessLogTest, JsonLine) {
     Fixture f;
     std::string line = line_of(LogFormat::kJson, f.record);
