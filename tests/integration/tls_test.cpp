@@ -790,6 +790,12 @@ TEST_P(TlsTest, WarmPoolHoldsHandshakedConnections) {
 
     for (int i = 0; i < 6; ++i) {
         SCOPED_TRACE(i);
+        // The pool has refilled (connect and handshake) since the last client: every client
+        // finds one, whichever shard it lands on.
+        ASSERT_TRUE(wait_for_metric(
+            spec.admin_port, "ringlb_backend_pool_idle", {{"cluster", "app"}},
+            [](double v) { return v == 4; }, 10s, &last))
+            << last;
         std::string error;
         common::Fd fd = connect_to(spec.listen_port, 5s, &error);
         ASSERT_TRUE(fd) << error;

@@ -842,7 +842,8 @@ TEST_P(UpstreamBalanceTest, MetricsExpositionHasEveryUpstreamFamilyAndPassesProm
                                                  "half_closed_timeout",
                                                  "max_duration",
                                                  "shutdown",
-                                                 "drained"};
+                                                 "drained",
+                                                 "tls_handshake"};
     // Sessions that never got a backend are counted per cluster, not under a backend label.
     for (const char* reason : {"no_backend", "queue_full", "queue_timeout"}) {
         Labels with{{"reason", reason}};
