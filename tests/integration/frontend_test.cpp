@@ -46,24 +46,6 @@ bool wait_listening(uint16_t port, Millis timeout) {
     return false;
 }
 
-// Runs argv to completion (stdin /dev/null); its exit code and output.
-CommandResult run_command(const std::vector<std::string>& argv, Millis timeout = 10s) {
-    TempDir dir;
-    std::string log = dir.file("out");
-    Subprocess process;
-    CommandResult result;
-    std::string error;
-    if (!process.spawn(argv, log, &error)) {
-        result.output = error;
-        return result;
-    }
-    std::optional<int> code = process.wait(timeout);
-    if (!code) process.kill_and_reap();
-    result.exit_code = code.value_or(-1);
-    result.output = read_file(log);
-    return result;
-}
-
 // HAProxy 2.6 (Debian) in tcp mode: `sections` are its frontend and backend sections. Every
 // connection logs "seen CLIENT dst DESTINATION" as soon as it is accepted (logasap), the
 // addresses taken from its PROXY header on an accept-proxy bind.

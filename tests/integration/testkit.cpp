@@ -277,10 +277,14 @@ void Subprocess::kill_and_reap(int sig) {
 }
 
 CommandResult run_ringlb(const std::vector<std::string>& args, Millis timeout) {
-    TempDir dir;
-    std::string log_path = dir.file("output.log");
     std::vector<std::string> argv{RINGLB_BINARY};
     argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, timeout);
+}
+
+CommandResult run_command(const std::vector<std::string>& argv, Millis timeout) {
+    TempDir dir;
+    std::string log_path = dir.file("output.log");
     CommandResult result;
     Subprocess process;
     std::string error;

@@ -67,6 +67,8 @@ struct CommandResult {
     std::string config_path;  // run_check only: the file the config was written to
 };
 
+// Runs argv (stdin /dev/null) and waits up to `timeout` for it to exit (then kills it).
+CommandResult run_command(const std::vector<std::string>& argv, Millis timeout = Millis(10000));
 // Runs RINGLB_BINARY with `args` (e.g. {"check", path}) and waits for it to exit.
 CommandResult run_ringlb(const std::vector<std::string>& args, Millis timeout = Millis(10000));
 // Writes `config_text` to a temporary ringlb.toml and runs `ringlb check` on it.

@@ -32,24 +32,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kOpenssl = "/usr/bin/openssl";
 
-// Runs argv to completion (stdin /dev/null); its exit code and output.
-CommandResult run_tool(const std::vector<std::string>& argv, Millis timeout = 20s) {
-    TempDir dir;
-    std::string log = dir.file("out");
-    Subprocess process;
-    CommandResult result;
-    std::string error;
-    if (!process.spawn(argv, log, &error)) {
-        result.output = error;
-        return result;
-    }
-    std::optional<int> code = process.wait(timeout);
-    if (!code) process.kill_and_reap();
-    result.exit_code = code.value_or(-1);
-    result.output = read_file(log);
-    return result;
-}
-
 // A CA and certificates it signed, made once per test binary: `name` -> name.crt, name.key.
 //   a        DNS:a.example.test                 (exact SNI)
 //   wild     DNS:*.wild.example.test            (wildcard SNI)
@@ -80,7 +62,7 @@ class Pki {
         auto req = [&](std::vector<std::string> argv) {
             argv.insert(argv.begin(), {kOpenssl, "req", "-x509"});
             argv.insert(argv.end(), key_args.begin(), key_args.end());
-            CommandResult r = run_tool(argv);
+            CommandResult r = run_command(argv);
             if (r.exit_code != 0 && error.empty()) error = "openssl req failed: " + r.output;
         };
         req({"-days", "30", "-subj", "/CN=ringlb test CA", "-addext",
@@ -328,6 +310,23 @@ std::string tls_listener_config(ProxyConfigSpec& spec, const std::string& backen
     return make_config(spec);
 }
 
+// Two clusters that originate TLS, both checking for backend.example.test of Pki's CA: "app"
+// (listener "test") on `good`, "rogue" (listener "rogue" on rogue_port) on `rogue`; `extra`
+// goes into both clusters.
+std::string originating_config(ProxyConfigSpec& spec, const PythonTlsEcho& good,
+                               const PythonTlsEcho& rogue, uint16_t rogue_port,
+                               const std::string& extra) {
+    std::string keys =
+        "tls = { sni = \"backend.example.test\", ca = \"" + Pki::get().ca() + "\" }\n" + extra;
+    spec.backends = {good.address()};
+    spec.cluster_extra = keys;
+    return make_config(spec) +
+           "\n[[listener]]\nname = \"rogue\"\nbind = \"127.0.0.1:" + std::to_string(rogue_port) +
+           "\"\ncluster = \"rogue\"\n\n[[cluster]]\nname = \"rogue\"\nbackends = [{ "
+           "address = \"" +
+           rogue.address() + "\" }]\n" + keys;
+}
+
 class TlsTest : public ::testing::TestWithParam<std::string> {
   protected:
     const std::string& engine() const { return GetParam(); }
@@ -375,7 +374,7 @@ TEST_P(TlsTest, TerminationServesTheCertificateOfTheNameAndEveryByte) {
 
     {
         SCOPED_TRACE("openssl s_client");
-        CommandResult r = run_tool(
+        CommandResult r = run_command(
             {"/bin/sh", "-c",
              "(printf 'ping through s_client'; sleep 1) | " + std::string(kOpenssl) +
                  " s_client -quiet -no_ign_eof -verify_return_error -CAfile " + Pki::get().ca() +
@@ -385,25 +384,25 @@ TEST_P(TlsTest, TerminationServesTheCertificateOfTheNameAndEveryByte) {
     }
     {
         SCOPED_TRACE("Python ssl");
-        CommandResult r =
-            run_tool({"/usr/bin/python3", "-c",
-                      "import socket, ssl, sys\n"
-                      "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
-                      "with socket.create_connection(('127.0.0.1', int(sys.argv[2]))) as raw:\n"
-                      "    with ctx.wrap_socket(raw, server_hostname='x.wild.example.test') as s:\n"
-                      "        s.sendall(b'python' * 1000)\n"
-                      "        got = b''\n"
-                      "        while len(got) < 6000:\n"
-                      "            got += s.recv(65536)\n"
-                      "        print('echoed', got == b'python' * 1000, s.version(),\n"
-                      "              s.getpeercert()['subject'][0][0][1])\n",
-                      Pki::get().ca(), std::to_string(spec.listen_port)});
+        CommandResult r = run_command(
+            {"/usr/bin/python3", "-c",
+             "import socket, ssl, sys\n"
+             "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+             "with socket.create_connection(('127.0.0.1', int(sys.argv[2]))) as raw:\n"
+             "    with ctx.wrap_socket(raw, server_hostname='x.wild.example.test') as s:\n"
+             "        s.sendall(b'python' * 1000)\n"
+             "        got = b''\n"
+             "        while len(got) < 6000:\n"
+             "            got += s.recv(65536)\n"
+             "        print('echoed', got == b'python' * 1000, s.version(),\n"
+             "              s.getpeercert()['subject'][0][0][1])\n",
+             Pki::get().ca(), std::to_string(spec.listen_port)});
         EXPECT_NE(r.output.find("echoed True TLSv1.3 wild"), std::string::npos) << r.output;
     }
     {
         SCOPED_TRACE("curl to an HTTP backend");
         std::string port = std::to_string(http_port);
-        CommandResult r = run_tool(
+        CommandResult r = run_command(
             {"/usr/bin/curl", "-sS", "--max-time", "10", "--cacert", Pki::get().ca(), "--resolve",
              "a.example.test:" + port + ":127.0.0.1", "https://a.example.test:" + port + "/"});
         EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -449,7 +448,10 @@ TEST_P(TlsTest, CloseNotifyHalfClosesEachDirection) {
     ASSERT_TRUE(echo.start(EchoMode::kEcho));
     ProxyConfigSpec spec;
     spec.engine = engine();
-    std::string config = tls_listener_config(spec, echo.address());
+    TempDir dir;
+    std::string access = dir.file("access.log");
+    std::string config = tls_listener_config(spec, echo.address()) + "\n[log]\naccess = \"" +
+                         access + "\"\n";
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, config, engine());
 
@@ -465,6 +467,11 @@ TEST_P(TlsTest, CloseNotifyHalfClosesEachDirection) {
     EXPECT_TRUE(echoed == payload) << echoed.size() << " bytes echoed";
 
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
+    // The access log names the client's TLS.
+    std::string line = read_file(access);
+    EXPECT_NE(line.find(" bytes_in=300000 bytes_out=300000 "), std::string::npos) << line;
+    EXPECT_NE(line.find(" reason=done tls_version=TLSv1.3 tls_cipher=TLS_"), std::string::npos)
+        << line;
 }
 
 // The backend ends its side first: it half-closes after a greeting; the client gets the
@@ -703,15 +710,8 @@ TEST_P(TlsTest, OriginationVerifiesTheBackend) {
     ASSERT_EQ(rogue.start("rogue"), "");
     ProxyConfigSpec spec;
     spec.engine = engine();
-    spec.backends = {good.address()};
-    std::string tls_keys =
-        "tls = { sni = \"backend.example.test\", ca = \"" + Pki::get().ca() + "\" }\n";
-    spec.cluster_extra = tls_keys;
     uint16_t rogue_port = free_port();
-    std::string config = make_config(spec) + "\n[[listener]]\nname = \"rogue\"\nbind = " +
-                         "\"127.0.0.1:" + std::to_string(rogue_port) +
-                         "\"\ncluster = \"rogue\"\n\n[[cluster]]\nname = \"rogue\"\nbackends = " +
-                         "[{ address = \"" + rogue.address() + "\" }]\n" + tls_keys;
+    std::string config = originating_config(spec, good, rogue, rogue_port, "");
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, config, engine());
 
@@ -761,15 +761,8 @@ TEST_P(TlsTest, WarmPoolHoldsHandshakedConnections) {
     ASSERT_EQ(rogue.start("rogue"), "");
     ProxyConfigSpec spec;
     spec.engine = engine();
-    spec.backends = {good.address()};
-    std::string keys = "tls = { sni = \"backend.example.test\", ca = \"" + Pki::get().ca() +
-                       "\" }\npool = { warm = 2 }\n";
-    spec.cluster_extra = keys;
     uint16_t rogue_port = free_port();
-    std::string config = make_config(spec) + "\n[[listener]]\nname = \"rogue\"\nbind = " +
-                         "\"127.0.0.1:" + std::to_string(rogue_port) +
-                         "\"\ncluster = \"rogue\"\n\n[[cluster]]\nname = \"rogue\"\nbackends = " +
-                         "[{ address = \"" + rogue.address() + "\" }]\n" + keys;
+    std::string config = originating_config(spec, good, rogue, rogue_port, "pool = { warm = 2 }\n");
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, config, engine());
 
