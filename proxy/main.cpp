@@ -13,6 +13,8 @@
 #include "config/config.hpp"
 #include "proxy/runtime/host_check.hpp"
 #include "proxy/runtime/runtime.hpp"
+#include "proxy/shard/snapshot.hpp"
+#include "proxy/tls/tls.hpp"
 
 namespace {
 
@@ -62,6 +64,9 @@ std::string check_summary(const ringlb::config::Config& cfg) {
 int cmd_check(const std::string& path) {
     try {
         ringlb::config::Config cfg = ringlb::config::load_file(path);
+        // Certificates and keys are loaded as at start (a snapshot of the configuration), so
+        // that a deploy's check catches a file that would keep ringlb from starting.
+        ringlb::shard::Snapshot snapshot(std::make_shared<const ringlb::config::Config>(cfg));
         auto engine = ringlb::runtime::decide_engine(cfg.runtime.engine);
         size_t backends = 0;
         for (const auto& c : cfg.clusters) backends += c.backends.size();
@@ -83,6 +88,9 @@ int cmd_check(const std::string& path) {
         }
         return 0;
     } catch (const ringlb::config::ConfigError& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 1;
+    } catch (const ringlb::tls::TlsError& e) {
         std::fprintf(stderr, "%s\n", e.what());
         return 1;
     }

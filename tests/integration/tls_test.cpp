@@ -450,8 +450,8 @@ TEST_P(TlsTest, CloseNotifyHalfClosesEachDirection) {
     spec.engine = engine();
     TempDir dir;
     std::string access = dir.file("access.log");
-    std::string config = tls_listener_config(spec, echo.address()) + "\n[log]\naccess = \"" +
-                         access + "\"\n";
+    std::string config =
+        tls_listener_config(spec, echo.address()) + "\n[log]\naccess = \"" + access + "\"\n";
     ProxyProcess proxy;
     RINGLB_START_PROXY(proxy, config, engine());
 
@@ -650,6 +650,27 @@ TEST_P(TlsTest, AbortedGarbageAndStalledHandshakesAreClosed) {
     EXPECT_TRUE(echo.accepted_peers().empty()) << "a client that did not finish its handshake "
                                                   "reached the backend";
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
+}
+
+// `ringlb check` loads the certificates as a start would: a key that is missing or does not
+// match its certificate fails the check, naming the file's entry and the path.
+TEST(TlsCheckTest, CheckLoadsCertificates) {
+    RINGLB_NEED_PKI();
+    ProxyConfigSpec spec;
+    std::string good = tls_listener_config(spec, "127.0.0.1:9");
+    CommandResult ok = run_check(good);
+    EXPECT_EQ(ok.exit_code, 0) << ok.output;
+
+    std::string mismatched = good;
+    size_t at = mismatched.find(Pki::get().key("a"));
+    ASSERT_NE(at, std::string::npos);
+    mismatched.replace(at, Pki::get().key("a").size(), Pki::get().key("wild"));
+    CommandResult bad = run_check(mismatched);
+    EXPECT_EQ(bad.exit_code, 1) << bad.output;
+    EXPECT_NE(bad.output.find(bad.config_path + ":"), std::string::npos) << bad.output;
+    EXPECT_NE(bad.output.find(": tls.certificates[1].key: " + Pki::get().key("wild") + ": "),
+              std::string::npos)
+        << bad.output;
 }
 
 // A reload that renews the certificate file: new clients get the new one, a session open across
