@@ -6,11 +6,15 @@
 set -euo pipefail
 kind=${1:-release}
 root=$(cd "$(dirname "$0")/.." && pwd)
+# The instrumented builds use -O1 -g1 (line tables: sanitizer reports keep file:line), the level
+# the sanitizers' own docs suggest. With ASan+UBSan, -O2 -g took 2.4x as long to compile
+# (config_test.cpp 122 s vs 51 s, admin_server.cpp 134 s vs 65 s) and was most of CI's time.
+instrumented=(-DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g1 -DNDEBUG")
 case "$kind" in
   release) args=(-DCMAKE_BUILD_TYPE=Release) ;;
-  asan) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGLB_SANITIZE=ON) ;;
-  tsan) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGLB_TSAN=ON) ;;
-  fuzz) args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DRINGLB_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++) ;;
+  asan) args=("${instrumented[@]}" -DRINGLB_SANITIZE=ON) ;;
+  tsan) args=("${instrumented[@]}" -DRINGLB_TSAN=ON) ;;
+  fuzz) args=("${instrumented[@]}" -DRINGLB_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++) ;;
   *) echo "usage: $0 [release|asan|tsan|fuzz]" >&2; exit 2 ;;
 esac
 args+=(-DRINGLB_TESTS="${RINGLB_TESTS:-ON}")
