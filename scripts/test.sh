@@ -47,3 +47,5 @@ fuzz tls_server_fuzz tls_server 150000 4096 "TLS server side"
 
 echo "== benchmark harness (quick mode: checks that it runs and fills every cell; asserts no timing)"
 tests/bench/run --quick --out build/bench-quick </dev/null
+echo "== TLS benchmark (quick mode: handshakes, bulk and origination with and without a pool; fills every cell, asserts no timing)"
+tests/bench/tls_bench.py --quick </dev/null
