@@ -1047,7 +1047,8 @@ def build(env, need_ringlb):
     os.makedirs(os.path.dirname(hold), exist_ok=True)
     log("compiling ringlb-hold directly into %s" % hold)
     argv = ["g++", "-std=c++20", "-O2", "-I", ROOT, os.path.join(HERE, "hold_conns.cpp")] + \
-        [os.path.join(ROOT, "common", f) for f in ("address.cpp", "socket.cpp", "log.cpp")] + \
+        [os.path.join(ROOT, "common", f) for f in ("address.cpp", "socket.cpp", "log.cpp",
+                                                  "log_format.cpp")] + \
         ["-o", hold, "-pthread"]
     with open(build_log, "ab") as f:
         if subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT).returncode != 0:
