@@ -18,7 +18,10 @@ build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-
 test_pkgs=(libgtest-dev libgmock-dev clang-format libseccomp-dev python3 prometheus iproute2
            clang libclang-rt-14-dev buildah podman runc umoci skopeo catatonit dnsmasq-base
            openssl)
-bench_pkgs=(wrk iperf3 haproxy nginx libnginx-mod-stream linux-perf procps)
+# redis-server/redis-tools and postgresql are real workloads nobody here wrote, proxied in the
+# benchmark (redis-benchmark, pgbench); the harness runs its own instances, never the services.
+bench_pkgs=(wrk iperf3 haproxy nginx libnginx-mod-stream linux-perf procps redis-server redis-tools
+            postgresql)
 # The deployment tests: node and npm run Helm, TypeScript and kubernetes-types from the npm
 # registry (scripts/helm-tools.sh); systemd-analyze verifies the systemd unit; unshare and setpriv
 # rebuild its sandbox. Debian's nodejs comes without npm (its own package); NodeSource's has it.

@@ -25,6 +25,11 @@ import subprocess
 import sys
 import time
 
+# workloads.py imports this file as "bench"; when it runs as the main script that must be this
+# module, not a second copy with its own process list.
+sys.modules.setdefault("bench", sys.modules[__name__])
+import workloads  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ANCHORS = os.path.join(HERE, "anchors")
@@ -290,6 +295,9 @@ class Env:
         self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         self.backend_port = free_port()
         self.iperf_port = free_port()
+        self.redis_port = free_port()
+        self.pg_port = free_port()
+        self.workloads = None
         self.backend = None
         self.iperf = None
 
@@ -337,8 +345,20 @@ class Target:
         self.proc = None
         self.http_port = None
         self.bulk_port = None
+        self.redis_port = None
+        self.pg_port = None
 
     is_proxy = True
+
+    def _ports(self):
+        """Fresh listener ports; the template values of them and of the backends they front."""
+        self.http_port, self.bulk_port = free_port(), free_port()
+        self.redis_port, self.pg_port = free_port(), free_port()
+        env = self.env
+        return dict(http_port=self.http_port, bulk_port=self.bulk_port,
+                    redis_port=self.redis_port, pg_port=self.pg_port,
+                    backend_port=env.backend_port, iperf_port=env.iperf_port,
+                    redis_backend_port=env.redis_port, pg_backend_port=env.pg_port)
 
     def pids(self):
         if self.proc is None or self.proc.poll() is not None:
@@ -359,7 +379,8 @@ class Target:
         self.proc = PROCS.spawn(argv, cpu=self.env.proxy_cpu,
                                 stdout=self.env.logfile("%s.log" % self.name),
                                 stderr=subprocess.STDOUT)
-        wait_listening([self.http_port, self.bulk_port], self.proc, what=what)
+        wait_listening([self.http_port, self.bulk_port, self.redis_port, self.pg_port],
+                       self.proc, what=what)
 
 
 class Direct(Target):
@@ -369,6 +390,8 @@ class Direct(Target):
         super().__init__("direct", env)
         self.http_port = env.backend_port
         self.bulk_port = env.iperf_port
+        self.redis_port = env.redis_port
+        self.pg_port = env.pg_port
 
     def start(self):
         pass
@@ -388,12 +411,9 @@ class HAProxy(Target):
         super().__init__("haproxy", env)
 
     def start(self):
-        self.http_port, self.bulk_port = free_port(), free_port()
         conf = render("haproxy.cfg", os.path.join(self.env.run_dir, "haproxy.cfg"),
                       maxconn=max(500, (self.env.nofile - 1200) // 2), maxpipes=400,
-                      dir=self.env.run_dir,
-                      http_port=self.http_port, bulk_port=self.bulk_port,
-                      backend_port=self.env.backend_port, iperf_port=self.env.iperf_port)
+                      dir=self.env.run_dir, **self._ports())
         self._start(["haproxy", "-db", "-f", conf], "haproxy")
 
     @staticmethod
@@ -408,7 +428,6 @@ class NginxStream(Target):
         super().__init__("nginx", env)
 
     def start(self):
-        self.http_port, self.bulk_port = free_port(), free_port()
         module = "/usr/lib/nginx/modules/ngx_stream_module.so"
         built_in = "--with-stream " in (subprocess.run(["nginx", "-V"], capture_output=True,
                                                        text=True).stderr + " ")
@@ -416,8 +435,7 @@ class NginxStream(Target):
         conf = render("nginx-stream.conf", os.path.join(self.env.run_dir, "nginx-stream.conf"),
                       load_module_line=load, user_line=user_line(), nofile=self.env.nofile,
                       worker_connections=max(1024, self.env.nofile - 500), dir=self.env.run_dir,
-                      http_port=self.http_port, bulk_port=self.bulk_port,
-                      backend_port=self.env.backend_port, iperf_port=self.env.iperf_port)
+                      **self._ports())
         err = os.path.join(self.env.log_dir, "nginx-stream.stderr.log")
         self._start(["nginx", "-p", self.env.run_dir, "-c", conf, "-e", err, "-g", "daemon off;"],
                     "nginx stream")
@@ -440,14 +458,12 @@ class Ringlb(Target):
         self.pool = pool
 
     def start(self):
-        self.http_port, self.bulk_port = free_port(), free_port()
         # The warm pool only on the HTTP cluster: the churn scenario is where a pre-connected
         # upstream socket can take the connect off the client's path.
         pool_line = "pool = { warm = %d }" % self.pool if self.pool else ""
         conf = render("ringlb.toml", os.path.join(self.env.run_dir, "%s.toml" % self.name),
-                      engine=self.engine, forward=self.forward, http_port=self.http_port,
-                      bulk_port=self.bulk_port, backend_port=self.env.backend_port,
-                      iperf_port=self.env.iperf_port, pool_line=pool_line)
+                      engine=self.engine, forward=self.forward, pool_line=pool_line,
+                      **self._ports())
         check = subprocess.run([self.binary, "check", conf], capture_output=True, text=True)
         if check.returncode != 0:
             raise ScenarioError("ringlb check %s failed: %s" % (conf, check.stderr.strip()))
@@ -781,7 +797,8 @@ def scenario_scaling(env, target, diag):
 
 # Memory runs first, on a freshly started proxy, so earlier load cannot have pre-grown its heap.
 SCENARIOS = (("memory", scenario_memory), ("keepalive", scenario_keepalive),
-             ("churn", scenario_churn), ("bulk", scenario_bulk), ("scaling", scenario_scaling))
+             ("churn", scenario_churn), ("bulk", scenario_bulk)) + workloads.SCENARIOS + \
+    (("scaling", scenario_scaling),)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -791,8 +808,8 @@ SCENARIOS = (("memory", scenario_memory), ("keepalive", scenario_keepalive),
 NO_RATIO = {"scale_spread_pct"}  # a ratio of two spreads says nothing
 
 
-def metric_table(scale_levels):
-    """(key, label, format, proxy_only) per table."""
+def metric_table(scale_levels, with_workloads):
+    """(title, [(key, label, format, proxy_only)]) per table."""
     scale = [("scale_c%d" % c, "µs/conn @ c=%d" % c, "%.1f", True) for c in scale_levels]
     return [
         ("Throughput and latency", [
@@ -817,7 +834,15 @@ def metric_table(scale_levels):
         ]),
         ("Memory and scaling", [("rss_per_conn_b", "RSS B/idle conn", "%.0f", True)] + scale + [
             ("scale_spread_pct", "µs/conn spread %", "%.1f", True)]),
-    ]
+    ] + ([(workloads.TITLE, workloads.metrics())] if with_workloads else [])
+
+
+def ratio_pairs(title, names, ringlb_names):
+    """(row, against) of a table's ratio rows: ringlb against each anchor, except in the real
+    workloads table, which has its own."""
+    if title == workloads.TITLE:
+        return workloads.ratio_pairs(names, ringlb_names)
+    return [(r, a) for r in ringlb_names for a in ANCHOR_NAMES if a in names]
 
 
 def summarize(values):
@@ -919,7 +944,7 @@ def check_targets(results, ringlb_names):
     return rows
 
 
-def render_report(meta, results, names, ringlb_names, scale_levels, reps, target_rows, failures):
+def render_report(meta, results, names, ringlb_names, tables, reps, target_rows, failures):
     lines = ["# ringlb benchmark", ""]
     lines += ["| | |", "|---|---|"]
     for k, v in meta["header"]:
@@ -928,8 +953,7 @@ def render_report(meta, results, names, ringlb_names, scale_levels, reps, target
     lines.append("Cells: median of %d repetition(s)%s. Ratios are of medians. "
                  "Lower is better for µs, CPU, latency and bytes; higher for req/s, conn/s and "
                  "Gbit/s." % (reps, ", (min–max)" if reps > 1 else ""))
-    anchors = [a for a in ANCHOR_NAMES if a in names]
-    for title, metrics in metric_table(scale_levels):
+    for title, metrics in tables:
         lines += ["", "## " + title, ""]
         lines.append("| | " + " | ".join(label for _k, label, _f, _p in metrics) + " |")
         lines.append("|---" * (len(metrics) + 1) + "|")
@@ -941,13 +965,12 @@ def render_report(meta, results, names, ringlb_names, scale_levels, reps, target
                 else:
                     cells.append(fmt_cell(results.get(name, {}).get(key), f, reps))
             lines.append("| %s | %s |" % (name, " | ".join(cells)))
-        for r in ringlb_names:
-            for a in anchors:
-                cells = []
-                for key, _label, _f, _p in metrics:
-                    x = None if key in NO_RATIO else ratio(results, r, a, key)
-                    cells.append("—" if x is None else "%.2f×" % x)
-                lines.append("| *%s / %s* | %s |" % (r, a, " | ".join(cells)))
+        for r, a in ratio_pairs(title, names, ringlb_names):
+            cells = []
+            for key, _label, _f, _p in metrics:
+                x = None if key in NO_RATIO else ratio(results, r, a, key)
+                cells.append("—" if x is None else "%.2f×" % x)
+            lines.append("| *%s / %s* | %s |" % (r, a, " | ".join(cells)))
         if title.startswith("Proxy CPU") and "direct" in results:
             d = results["direct"]
             parts = []
@@ -1024,7 +1047,8 @@ def build(env, need_ringlb):
     os.makedirs(os.path.dirname(hold), exist_ok=True)
     log("compiling ringlb-hold directly into %s" % hold)
     argv = ["g++", "-std=c++20", "-O2", "-I", ROOT, os.path.join(HERE, "hold_conns.cpp")] + \
-        [os.path.join(ROOT, "common", f) for f in ("address.cpp", "socket.cpp", "log.cpp")] + \
+        [os.path.join(ROOT, "common", f) for f in ("address.cpp", "socket.cpp", "log.cpp",
+                                                  "log_format.cpp")] + \
         ["-o", hold, "-pthread"]
     with open(build_log, "ab") as f:
         if subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT).returncode != 0:
@@ -1060,6 +1084,9 @@ def parse_args(argv):
     p.add_argument("--scale", default=None,
                    help="comma list of concurrencies for the scaling figure "
                         "(default 100,1000,8000; quick 100,1000)")
+    p.add_argument("--workloads", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run redis-benchmark and pgbench through every target "
+                        "(--no-workloads skips them)")
     args = p.parse_args(argv)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     bad = [x for x in only if x not in ("ringlb", "haproxy", "nginx")]
@@ -1156,16 +1183,30 @@ def main(argv):
         ("pinning", "each proxy (1 worker/thread) on CPU %d; wrk, iperf3, ringlb-hold and the "
                     "backends on CPU %d (taskset)" % (args.proxy_cpu, args.load_cpu)),
         ("mode", "%s: %d rep(s), %ds keepalive/churn, %ds per bulk run, %ds scaling windows, %d "
-                 "idle conns, scaling at c=%s, ringlb forward=%s"
+                 "idle conns, scaling at c=%s, ringlb forward=%s%s"
          % ("quick" if args.quick else "full", args.reps, env.dur_main, env.dur_bulk,
             env.dur_scale,
-            env.idle_conns, "/".join(str(c) for c in env.scale_levels), args.forward)),
+            env.idle_conns, "/".join(str(c) for c in env.scale_levels), args.forward,
+            "" if args.workloads else ", no real workloads")),
     ]
+    if args.workloads:
+        at = [k for k, _v in header].index("pinning")
+        header[at:at] = workloads.versions()
+    tables = metric_table(args.scale_levels, args.workloads)
+    scenarios = [(n, fn) for n, fn in SCENARIOS
+                 if args.workloads or (n, fn) not in workloads.SCENARIOS]
     meta = {"header": header, "args": {k: v for k, v in vars(args).items()}}
     log("targets: %s; %s" % (", ".join(names), header[-1][1]))
 
     env.start_backend()
     env.start_iperf()
+    if args.workloads:
+        env.workloads = workloads.Backends(env)
+        atexit.register(env.workloads.stop)
+        try:
+            env.workloads.start()
+        except (ScenarioError, OSError, KeyError, subprocess.SubprocessError) as e:
+            raise SystemExit("bench: could not start the real workloads' backends: %s" % e)
     # Machine-wide CPU figures assume this box is otherwise idle: measure what else runs, before
     # and after (a build started meanwhile by someone else shows in the second reading).
     background = [busy_percent(ncpu)]
@@ -1197,7 +1238,7 @@ def main(argv):
                 raw[target.name].append(metrics)
                 diags[target.name].append(diag)
                 continue
-            for sname, fn in SCENARIOS:
+            for sname, fn in scenarios:
                 env.check_servers()
                 if not target.alive():
                     # It died after the previous scenario's numbers were taken (or while a
@@ -1238,23 +1279,24 @@ def main(argv):
     results = aggregate(raw, names, args.scale_levels)
     # Every cell the table shows must hold a number: a missing one is a failure.
     for name in names:
-        missing = [label for _t, metrics in metric_table(args.scale_levels)
+        missing = [label for _t, metrics in tables
                    for key, label, _f, proxy_only in metrics
                    if not (name == "direct" and proxy_only) and key not in results.get(name, {})]
         if missing:
             failures.append("%s: no number for %s" % (name, ", ".join(missing)))
     target_rows = check_targets(results, ringlb_names)
-    report = render_report(meta, results, names, ringlb_names, args.scale_levels, args.reps,
+    report = render_report(meta, results, names, ringlb_names, tables, args.reps,
                            target_rows, failures)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(report)
     ratios = {}
-    for r in ringlb_names:
-        for a in [x for x in ANCHOR_NAMES if x in names] + ["direct"]:
-            ratios["%s/%s" % (r, a)] = {
-                key: ratio(results, r, a, key)
-                for _t, ms in metric_table(args.scale_levels) for key, _l, _f, _p in ms
-                if key not in NO_RATIO}
+    pairs = [(r, a) for r in ringlb_names for a in [x for x in ANCHOR_NAMES if x in names] +
+             ["direct"]] + [p for title, _ms in tables for p in ratio_pairs(title, names,
+                                                                             ringlb_names)]
+    for r, a in pairs:
+        ratios["%s/%s" % (r, a)] = {
+            key: ratio(results, r, a, key)
+            for _t, ms in tables for key, _l, _f, _p in ms if key not in NO_RATIO}
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"meta": {"header": dict(header), "args": meta["args"]}, "results": results,
                    "ratios": ratios, "targets": target_rows, "diagnostics": diags,
