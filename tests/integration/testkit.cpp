@@ -1406,7 +1406,12 @@ common::Fd connect_from(const char* source, uint16_t port, uint16_t* local_port)
     to.sin_family = AF_INET;
     to.sin_port = htons(port);
     ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) return {};
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
+        int err = errno;  // callers tell a reset (a refusal) from other failures
+        fd.reset();
+        errno = err;
+        return {};
+    }
     socklen_t len = sizeof(from);
     ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&from), &len);
     *local_port = ntohs(from.sin_port);
