@@ -366,15 +366,19 @@ TEST_P(HealthTest, ResettingBackendIsEjectedReadmittedAndEjectedLonger) {
     std::cout << "[ passive ] " << GetParam() << ": " << failed << " clients reset by R, " << served
               << " served by A, over 2 ejections\n";
     // Three failures per ejection, each a connect that failed (the reset beat the connect's
-    // completion, and the client was retried on A) or a session R reset (the client saw it);
-    // one or two more may have raced a report to the control thread.
+    // completion, and the client was retried on A) or a session R reset (the client saw it).
+    // More land on R while the control thread's verdict travels to the shards: 0 to 4 on an
+    // idle machine, 15 once in CI under load at ~4,700 clients/s, so that count is a latency,
+    // not a promise. What is held is that the verdict takes effect: shards that ignored it
+    // would send R half of all clients, far above 6 + 2% of them.
     auto counts = scrape_metrics(spec.admin_port);
     ASSERT_TRUE(counts);
     double r_failures =
         counts->sum("ringlb_backend_connect_failures_total", {{"backend", r.address()}}) +
         counts->sum("ringlb_backend_closes_total", {{"backend", r.address()}, {"reason", "error"}});
     EXPECT_GE(r_failures, 6);
-    EXPECT_LE(r_failures, 10);
+    EXPECT_LE(r_failures, 6 + static_cast<double>(failed + served) / 50)
+        << failed << " failed, " << served << " served";
     EXPECT_LE(static_cast<double>(failed), r_failures);
 
     // While ejected, every client lands on A.
