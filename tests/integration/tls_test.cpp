@@ -756,10 +756,15 @@ TEST_P(TlsTest, OriginationVerifiesTheBackend) {
         SCOPED_TRACE("a backend whose certificate does not verify");
         std::string error;
         common::Fd fd = connect_to(rogue_port, 5s, &error);
-        ASSERT_TRUE(fd) << error;
-        send_all(fd.get(), "secret", 6, 2s);
-        CloseResult closed = wait_for_close(fd.get(), 5s);
-        EXPECT_EQ(closed.kind, CloseKind::kReset) << to_string(closed.kind);
+        // The proxy's reset can land before this thread wakes from the TCP handshake (once in
+        // CI under load): connect then reports it, and that is the reset this case expects.
+        if (fd) {
+            send_all(fd.get(), "secret", 6, 2s);
+            CloseResult closed = wait_for_close(fd.get(), 5s);
+            EXPECT_EQ(closed.kind, CloseKind::kReset) << to_string(closed.kind);
+        } else {
+            EXPECT_EQ(error, std::string("connect: ") + std::strerror(ECONNRESET));
+        }
     }
     auto m = scrape_metrics(spec.admin_port);
     ASSERT_TRUE(m);
