@@ -32,7 +32,7 @@ constexpr uint32_t kRecvOnce = 1u << 30;
 // With kFinalPending: the final completion carries a buffer whose id is parked in Op::done_.
 constexpr uint32_t kFinalBuffer = 1u << 29;
 
-constexpr size_t kNotInHeap = SIZE_MAX;
+constexpr uint32_t kNotInHeap = UINT32_MAX;
 
 // Work bounds per wakeup: edge triggering will not re-notify, so an op that stops early is put on
 // the ready list and resumed by the next run_once without waiting.
@@ -335,7 +335,8 @@ void EpollEngine::send(Op& op, int fd, const void* data, size_t len) {
     set_armed(op, OpType::kSend, fd);
     op.mask_ = 0;
     op.data_ = static_cast<const char*>(data);
-    op.len_ = std::min<size_t>(len, INT32_MAX);  // res must fit; a short send is allowed
+    op.len_ = static_cast<uint32_t>(
+        std::min<size_t>(len, INT32_MAX));  // res must fit; a short send is allowed
     op.done_ = 0;
     if (fd >= 0 && static_cast<size_t>(fd) < fds_.size() && fds_[fd].ops[kSendSlot] != nullptr) {
         finish(op, -EBUSY);  // two sends on one fd would interleave their bytes
@@ -444,7 +445,7 @@ bool EpollEngine::progress_send(Op& op) {
         size_t want = op.len_ - op.done_;
         ssize_t n = ::send(op.fd_, op.data_ + op.done_, want, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
-            op.done_ += static_cast<size_t>(n);
+            op.done_ += static_cast<uint32_t>(n);
             // A short send means the socket buffer is full (and SOCK_NOSPACE is set, so freed
             // space will raise an edge): skip the syscall that would only say EAGAIN.
             if (static_cast<size_t>(n) < want) return false;
@@ -538,7 +539,7 @@ void EpollEngine::service_recv(Op& op, uint32_t generation, uint32_t events) {
 // ---- timers ------------------------------------------------------------------------------------
 
 void EpollEngine::heap_push(Op& op) {
-    op.done_ = timers_.size();
+    op.done_ = static_cast<uint32_t>(timers_.size());
     timers_.push_back(&op);
     heap_sift_up(op.done_);
 }
@@ -550,7 +551,7 @@ void EpollEngine::heap_remove(Op& op) {
     timers_.pop_back();
     if (i >= timers_.size()) return;  // it was the last element
     timers_[i] = last;
-    last->done_ = i;
+    last->done_ = static_cast<uint32_t>(i);
     if (i > 0 && last->deadline_ns_ < timers_[(i - 1) / 2]->deadline_ns_)
         heap_sift_up(i);
     else
@@ -563,11 +564,11 @@ void EpollEngine::heap_sift_up(size_t i) {
         size_t parent = (i - 1) / 2;
         if (timers_[parent]->deadline_ns_ <= op->deadline_ns_) break;
         timers_[i] = timers_[parent];
-        timers_[i]->done_ = i;
+        timers_[i]->done_ = static_cast<uint32_t>(i);
         i = parent;
     }
     timers_[i] = op;
-    op->done_ = i;
+    op->done_ = static_cast<uint32_t>(i);
 }
 
 void EpollEngine::heap_sift_down(size_t i) {
@@ -580,11 +581,11 @@ void EpollEngine::heap_sift_down(size_t i) {
             ++child;
         if (op->deadline_ns_ <= timers_[child]->deadline_ns_) break;
         timers_[i] = timers_[child];
-        timers_[i]->done_ = i;
+        timers_[i]->done_ = static_cast<uint32_t>(i);
         i = child;
     }
     timers_[i] = op;
-    op->done_ = i;
+    op->done_ = static_cast<uint32_t>(i);
 }
 
 void EpollEngine::fire_timers() {

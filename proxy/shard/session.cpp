@@ -85,8 +85,6 @@ Session::Session(Shard& shard, common::Fd client, std::shared_ptr<const Snapshot
     client_.fd = std::move(client);
     client_.bind(this, kClientBase);
     upstream_.bind(this, kUpstreamBase);
-    request_.connect_op.bind(this, kConnect);
-    request_.timer_op.bind(this, kRequestTimer);
     timeout_.bind(this, 0);
     c2u_.src = &client_;
     c2u_.dst = &upstream_;
@@ -320,13 +318,19 @@ void Session::connect() {
                                            : common::peer_address(client_.fd.get()));
         if (client_address_->length != 0) context.client = client_address_.get();
     }
-    shard_.connector().acquire(request_, *cluster_, context, *this);
+    request_ = std::make_unique<upstream::ConnectRequest>();
+    request_->connect_op.bind(this, kConnect);
+    request_->timer_op.bind(this, kRequestTimer);
+    shard_.connector().acquire(*request_, *cluster_, context, *this);
 }
 
 void Session::on_upstream_ready(upstream::ConnectRequest& req) {
     upstream_.fd = std::move(req.fd);
     if (req.tls) upstream_.tls = std::make_unique<TlsLeg>(std::move(req.tls));
     backend_ = req.backend;
+    // The connector is done with it (see ConnectCallbacks); an op still armed would be a bug,
+    // and then it stays for teardown to cancel.
+    if (&req == request_.get() && !req.armed()) request_.reset();
     if (access_) access_->connected_ns = common::monotonic_ns();
     on_connected();
 }
@@ -570,7 +574,7 @@ void Session::on_complete(engine::Op& op, const engine::Completion& c) {
     } else if (tag < kConnect) {
         on_leg_op(upstream_, static_cast<Leg::OpIndex>(tag - kUpstreamBase), op, c);
     } else {
-        shard_.connector().on_request_op(request_, op, c);
+        shard_.connector().on_request_op(*request_, op, c);
     }
     maybe_destroy();  // last statement: may delete this
 }
@@ -688,22 +692,16 @@ void Session::reset_both_legs() {
 
 void Session::teardown() {
     if (closing()) return;
-    bool connecting = phase_ == Phase::kConnecting;
     enter(Phase::kDraining);
     shard_.timers().cancel(timeout_);
-    if (connecting) shard_.connector().abandon(request_);
+    // Leaves the queue or the pool's hand-over and cancels the request's armed ops.
+    if (request_) shard_.connector().abandon(*request_);
     client_.cancel_all(engine_);
     upstream_.cancel_all(engine_);
-#define RINGLB_SESSION_CANCEL(op) \
-    if (op.armed()) engine_.cancel(op);
-    RINGLB_SESSION_OPS(RINGLB_SESSION_CANCEL)
-#undef RINGLB_SESSION_CANCEL
 }
 
 bool Session::any_armed() const {
-#define RINGLB_SESSION_ARMED(op) || op.armed()
-    return client_.armed() || upstream_.armed() RINGLB_SESSION_OPS(RINGLB_SESSION_ARMED);
-#undef RINGLB_SESSION_ARMED
+    return client_.armed() || upstream_.armed() || (request_ && request_->armed());
 }
 
 void Session::maybe_destroy() {
@@ -714,7 +712,7 @@ void Session::maybe_destroy() {
     buffered_.release(u2c_);
     splice_.release(c2u_);
     splice_.release(u2c_);
-    if (request_.fd) engine_.close_fd(request_.fd.release());
+    if (request_ && request_->fd) engine_.close_fd(request_->fd.release());
     if (backend_) {
         // close = "reset": no TIME_WAIT on ringlb's side, at the price of an RST to the backend.
         if (upstream_.fd && cluster_->cluster->settings->close == config::ClosePolicy::kReset)

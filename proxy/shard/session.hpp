@@ -81,22 +81,18 @@ class Session final : public engine::Handler,
     friend class SplicePump;
     friend class TlsPump;
 
-    // Every op a session can have armed, declared once: the client leg's and the upstream leg's
-    // (RINGLB_LEG_OPS each) and the session's own. Tags index this layout.
+    // Every op a session can have armed: the client leg's and the upstream leg's (RINGLB_LEG_OPS
+    // each) and, while it connects, its ConnectRequest's (ConnectRequest::armed() lists them).
+    // Tags index this layout.
     enum Tag : uint8_t {
         kClientBase = 0,
         kUpstreamBase = Leg::kOpCount,
         kConnect = 2 * Leg::kOpCount,
         kRequestTimer,
     };
-#define RINGLB_SESSION_OPS(X) \
-    X(request_.connect_op)    \
-    X(request_.timer_op)
 
     bool enter(Phase next);
-    bool closing() const {
-        return phase_ >= Phase::kDraining;
-    }
+    bool closing() const { return phase_ >= Phase::kDraining; }
 
     // The prelude: reading the client before a cluster is picked, and writing to the upstream
     // before forwarding.
@@ -153,7 +149,8 @@ class Session final : public engine::Handler,
     upstream::ClusterState* cluster_;      // the listener's, until a route picks another
     Admission& admission_;                 // the listener's on this shard
     Admission::Ticket ticket_;             // this session's place in it
-    upstream::ConnectRequest request_;
+    // Only from connect() until the upstream is ready (280 bytes an idle session does without).
+    std::unique_ptr<upstream::ConnectRequest> request_;
     upstream::BackendState* backend_ = nullptr;  // once connected; released at close
     // Only for balancers that hash it (maglev): 8 bytes per session instead of 136.
     std::unique_ptr<common::Address> client_address_;

@@ -88,7 +88,8 @@ struct ClusterState {
 // the request first.
 class ConnectCallbacks {
   public:
-    // req.fd is a connected socket to req.backend; the owner takes the fd.
+    // req.fd is a connected socket to req.backend; the owner takes the fd. This call is the
+    // connector's last touch of req (its ops are idle): the owner may destroy it here.
     virtual void on_upstream_ready(ConnectRequest& req) = 0;
     // No backend could be connected; `reason` is what the session's close is counted as.
     virtual void on_upstream_failed(ConnectRequest& req, CloseReason reason) = 0;
@@ -97,9 +98,9 @@ class ConnectCallbacks {
     ~ConnectCallbacks() = default;
 };
 
-// A client's request for an upstream socket, embedded in its owner (a session). The owner binds
-// the two ops to itself (they are part of its op list, so its teardown waits for them) and
-// forwards their completions to Connector::on_complete().
+// A client's request for an upstream socket, held by its owner (a session) while it connects. The
+// owner binds the two ops to itself (they are part of its op list, so its teardown waits for them)
+// and forwards their completions to Connector::on_complete().
 class ConnectRequest {
   public:
     engine::Op connect_op;
