@@ -10,6 +10,7 @@ import atexit
 import datetime
 import grp
 import json
+import math
 import os
 import platform
 import pwd
@@ -850,6 +851,17 @@ def summarize(values):
     if not vals:
         return None
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "values": vals}
+
+
+def percentile(values, pct, above=False):
+    """The value at rank ceil(n * pct / 100) of the n sorted values (nearest rank). With `above`,
+    rank floor(n * pct / 100) + 1: one rank higher where n * pct / 100 is a whole number (p50 of
+    an even count), the rule tls_bench.py's and pool_latency.py's figures have always used, so
+    they stay comparable with earlier runs."""
+    ordered = sorted(values)
+    rank = len(ordered) * (pct / 100.0)
+    at = int(rank) if above else math.ceil(rank) - 1
+    return ordered[min(len(ordered) - 1, max(0, at))]
 
 
 def aggregate(raw, names, scale_levels):

@@ -72,6 +72,8 @@ import tempfile
 import time
 import urllib.request
 
+import bench  # the harness's helpers: this directory is on sys.path when a script here runs
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -578,11 +580,6 @@ def latencies(port, conns, pause):
     return out
 
 
-def percentile(values, q):
-    v = sorted(values)
-    return v[min(len(v) - 1, int(len(v) * q))]
-
-
 def s_client_check(port, ca):
     """What a proxy negotiates, as openssl s_client sees it (protocol, suite, group, verify)."""
     r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername",
@@ -658,8 +655,8 @@ def run_originating(env, results, rows, order):
             inline0 = proxy.metric("ringlb_cluster_tls_inline_handshakes_total")
             lat = latencies(proxy.port, a.conns, a.pause)
             inline1 = proxy.metric("ringlb_cluster_tls_inline_handshakes_total")
-            results.add("orig", name, "p50", percentile(lat, 0.5))
-            results.add("orig", name, "p99", percentile(lat, 0.99))
+            results.add("orig", name, "p50", bench.percentile(lat, 50, above=True))
+            results.add("orig", name, "p99", bench.percentile(lat, 99, above=True))
             if inline0 is not None:
                 results.add("orig", name, "inline", inline1 - inline0)
         except (CellError, OSError) as e:
