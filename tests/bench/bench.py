@@ -44,8 +44,8 @@ class ScenarioError(Exception):
     """A scenario that produced no number (a failure, unlike a slow number)."""
 
 
-def log(msg):
-    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+def log(msg, who="bench"):
+    print("[%s %s] %s" % (who, time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------

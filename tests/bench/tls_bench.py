@@ -57,6 +57,7 @@ Exit status: 0 when every cell has a number, 1 when one has none (a proxy that d
 died, a connection that failed: the error is printed), 2 on bad usage.
 """
 import argparse
+import functools
 import multiprocessing
 import os
 import platform
@@ -88,61 +89,14 @@ class CellError(Exception):
     """A cell that produced no number."""
 
 
-def log(msg):
-    print("[tls_bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+# Its lines on stderr say they are this script's, not the harness's (scripts/test.sh runs both).
+log = functools.partial(bench.log, who="tls_bench")
 
 
-# ---------------------------------------------------------------------------------------------
-# Processes: each in its own session, all killed on exit (also on Ctrl-C and SIGTERM).
-
-
-class Procs:
-    def __init__(self):
-        self.live = []
-
-    def spawn(self, argv, cpu=None, log_path=None):
-        if cpu is not None:
-            argv = ["taskset", "-c", str(cpu)] + argv
-        out = open(log_path, "wb") if log_path else subprocess.DEVNULL
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        if log_path:
-            out.close()
-        self.live.append(p)
-        return p
-
-    def stop(self, p):
-        if p is None:
-            return
-        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-        if p in self.live:
-            self.live.remove(p)
-
-    def stop_all(self):
-        for p in list(self.live):
-            self.stop(p)
-
-
-PROCS = Procs()
-
-
-def on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def spawn(argv, cpu, log_path):
+    """bench.PROCS.spawn with the process's output in log_path."""
+    with open(log_path, "wb") as out:
+        return bench.PROCS.spawn(argv, cpu=cpu, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_port(port, proc, what, timeout=10):
@@ -320,31 +274,31 @@ class Env:
 
     def start_backends(self):
         echo = os.path.join(self.args.bin_dir, "ringlb-echo")
-        self.echo_port, self.hash_port = free_port(), free_port()
-        self.tls_backend_port = free_port()
+        self.echo_port, self.hash_port = bench.free_port(), bench.free_port()
+        self.tls_backend_port = bench.free_port()
         for port, mode in ((self.echo_port, "echo"), (self.hash_port, "hash")):
-            p = PROCS.spawn([echo, "--listen", "127.0.0.1:%d" % port, "--mode", mode],
-                            cpu=self.args.load_cpu, log_path=self.path("echo-%s.log" % mode))
+            p = spawn([echo, "--listen", "127.0.0.1:%d" % port, "--mode", mode],
+                      cpu=self.args.load_cpu, log_path=self.path("echo-%s.log" % mode))
             wait_port(port, p, "ringlb-echo --mode " + mode)
         # The TLS backend of measurement 3: HAProxy terminating TLS in front of the echo.
         conf = self.path("backend-haproxy.cfg")
         with open(conf, "w") as f:
             f.write(HAPROXY_TERMINATE.format(port=self.tls_backend_port, pem=self.certs["pem"],
                                              suite=SUITE, backend_port=self.echo_port))
-        p = PROCS.spawn(["haproxy", "-db", "-f", conf], cpu=self.args.load_cpu,
-                        log_path=self.path("backend-haproxy.log"))
+        p = spawn(["haproxy", "-db", "-f", conf], cpu=self.args.load_cpu,
+                  log_path=self.path("backend-haproxy.log"))
         wait_port(self.tls_backend_port, p, "the TLS backend (HAProxy)")
 
     def start_ringlb(self, template, engine, **kw):
         self.seq += 1
-        port, admin_port = free_port(), free_port()
+        port, admin_port = bench.free_port(), bench.free_port()
         conf = self.path("ringlb-%d.toml" % self.seq)
         with open(conf, "w") as f:
             f.write(template.format(engine=engine, port=port, admin_port=admin_port,
                                     suite=SUITE, **kw))
         log_path = self.path("ringlb-%d.log" % self.seq)
-        p = PROCS.spawn([os.path.join(self.args.bin_dir, "ringlb"), "run", conf],
-                        cpu=self.args.proxy_cpu, log_path=log_path)
+        p = spawn([os.path.join(self.args.bin_dir, "ringlb"), "run", conf],
+                  cpu=self.args.proxy_cpu, log_path=log_path)
         deadline = time.time() + 10
         while time.time() < deadline:
             if p.poll() is not None:
@@ -359,12 +313,12 @@ class Env:
 
     def start_haproxy(self, template, **kw):
         self.seq += 1
-        port = free_port()
+        port = bench.free_port()
         conf = self.path("haproxy-%d.cfg" % self.seq)
         with open(conf, "w") as f:
             f.write(template.format(port=port, suite=SUITE, **kw))
-        p = PROCS.spawn(["haproxy", "-db", "-f", conf], cpu=self.args.proxy_cpu,
-                        log_path=self.path("haproxy-%d.log" % self.seq))
+        p = spawn(["haproxy", "-db", "-f", conf], cpu=self.args.proxy_cpu,
+                  log_path=self.path("haproxy-%d.log" % self.seq))
         wait_port(port, p, "haproxy")
         return Proxy(p, port)
 
@@ -626,7 +580,7 @@ def run_terminating(env, results, rows, order):
             results.add("hs", name, "per_cpu_s", done / cpu)
             results.add("hs", name, "wall", done / wall)
             results.add("hs", name, "busy", cpu / wall * 100)
-            PROCS.stop(proxy.proc)
+            bench.PROCS.stop(proxy.proc)
             # A fresh proxy for bulk: the handshake run's thousands of closed sessions are gone.
             proxy = rows[name](env.hash_port)
             bulk(proxy.port, "up", min(a.bulk_bytes, 10 ** 7))  # warm-up
@@ -641,7 +595,7 @@ def run_terminating(env, results, rows, order):
             log("FAILED %s: %s" % (name, e))
         finally:
             if proxy is not None:
-                PROCS.stop(proxy.proc)
+                bench.PROCS.stop(proxy.proc)
 
 
 def run_originating(env, results, rows, order):
@@ -664,7 +618,7 @@ def run_originating(env, results, rows, order):
             log("FAILED %s: %s" % (name, e))
         finally:
             if proxy is not None:
-                PROCS.stop(proxy.proc)
+                bench.PROCS.stop(proxy.proc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -743,7 +697,7 @@ def main():
         if not os.access(os.path.join(args.bin_dir, tool), os.X_OK):
             p.error("%s not found in %s (build it, or pass --bin-dir)" % (tool, args.bin_dir))
 
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGTERM, bench.on_signal)
     # This process and its client processes run on the load CPU; the proxies on theirs.
     os.sched_setaffinity(0, {args.load_cpu})
     results = Results()
@@ -762,7 +716,7 @@ def main():
                 try:
                     negotiated[name] = s_client_check(proxy.port, certs["ca"])
                 finally:
-                    PROCS.stop(proxy.proc)
+                    bench.PROCS.stop(proxy.proc)
         for r in range(args.rounds):
             shift = r % len(term)
             if tables & {"hs", "bulk"}:
@@ -775,7 +729,7 @@ def main():
                 log("round %d/%d: originating, %s" % (r + 1, args.rounds, ", ".join(order)))
                 run_originating(env, results, orig, order)
 
-        PROCS.stop_all()
+        bench.PROCS.stop_all()
         load_after = busy_percent()
         haproxy_v = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
         ringlb_v = subprocess.run([os.path.join(args.bin_dir, "ringlb"), "version"],
@@ -844,7 +798,7 @@ def main():
         print("FAILED: %s\n(configs and logs: %s)" % (e, tmp))
         return 1
     finally:
-        PROCS.stop_all()
+        bench.PROCS.stop_all()
         if status == 0:
             shutil.rmtree(tmp, ignore_errors=True)
 
