@@ -85,8 +85,8 @@ HASH_TRAILER = 40  # SHA-256 of what the backend received + its length, 8 bytes 
 GB = 1e9
 
 
-class CellError(Exception):
-    """A cell that produced no number."""
+# A cell that produced no number; bench.py's helpers (wait_listening) raise it as a scenario's.
+CellError = bench.ScenarioError
 
 
 # Its lines on stderr say they are this script's, not the harness's (scripts/test.sh runs both).
@@ -97,19 +97,6 @@ def spawn(argv, cpu, log_path):
     """bench.PROCS.spawn with the process's output in log_path."""
     with open(log_path, "wb") as out:
         return bench.PROCS.spawn(argv, cpu=cpu, stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_port(port, proc, what, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise CellError("%s exited with status %s at start" % (what, proc.returncode))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise CellError("%s did not listen on %d within %ds" % (what, port, timeout))
 
 
 def cpu_seconds(pid):
@@ -279,7 +266,7 @@ class Env:
         for port, mode in ((self.echo_port, "echo"), (self.hash_port, "hash")):
             p = spawn([echo, "--listen", "127.0.0.1:%d" % port, "--mode", mode],
                       cpu=self.args.load_cpu, log_path=self.path("echo-%s.log" % mode))
-            wait_port(port, p, "ringlb-echo --mode " + mode)
+            bench.wait_listening([port], p, timeout=10, what="ringlb-echo --mode " + mode)
         # The TLS backend of measurement 3: HAProxy terminating TLS in front of the echo.
         conf = self.path("backend-haproxy.cfg")
         with open(conf, "w") as f:
@@ -287,7 +274,8 @@ class Env:
                                              suite=SUITE, backend_port=self.echo_port))
         p = spawn(["haproxy", "-db", "-f", conf], cpu=self.args.load_cpu,
                   log_path=self.path("backend-haproxy.log"))
-        wait_port(self.tls_backend_port, p, "the TLS backend (HAProxy)")
+        bench.wait_listening([self.tls_backend_port], p, timeout=10,
+                             what="the TLS backend (HAProxy)")
 
     def start_ringlb(self, template, engine, **kw):
         self.seq += 1
@@ -319,7 +307,7 @@ class Env:
             f.write(template.format(port=port, suite=SUITE, **kw))
         p = spawn(["haproxy", "-db", "-f", conf], cpu=self.args.proxy_cpu,
                   log_path=self.path("haproxy-%d.log" % self.seq))
-        wait_port(port, p, "haproxy")
+        bench.wait_listening([port], p, timeout=10, what="haproxy")
         return Proxy(p, port)
 
     # Rows of measurements 1 and 2 (the proxy terminates TLS, the backend is plain).
