@@ -75,9 +75,6 @@ import urllib.request
 
 import bench  # the harness's helpers: this directory is on sys.path when a script here runs
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUITE = "TLS_AES_128_GCM_SHA256"
 SERVER_NAME = "backend.example.test"
 REQUEST = bytes(range(64))
@@ -97,29 +94,6 @@ def spawn(argv, cpu, log_path):
     """bench.PROCS.spawn with the process's output in log_path."""
     with open(log_path, "wb") as out:
         return bench.PROCS.spawn(argv, cpu=cpu, stdout=out, stderr=subprocess.STDOUT)
-
-
-def cpu_seconds(pid):
-    """utime + stime of the process: every thread, exited ones too (io_uring's io-wq workers)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        raise CellError("process %d is gone" % pid)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
-
-
-def busy_percent(seconds=1.0):
-    """How busy all cores are over `seconds` while this script idles (user + nice + system +
-    irq + softirq + steal of /proc/stat's first line)."""
-    def busy():
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:9]]
-        return sum(fields[i] for i in (0, 1, 2, 5, 6, 7))
-
-    b0, t0 = busy(), time.time()
-    time.sleep(seconds)
-    return (busy() - b0) / CLK_TCK / (time.time() - t0) / os.cpu_count() * 100
 
 
 def rst_close(s):
@@ -230,7 +204,8 @@ class Proxy:
     def cpu(self):
         if self.proc.poll() is not None:
             raise CellError("the proxy exited with status %s" % self.proc.returncode)
-        return cpu_seconds(self.proc.pid)
+        # Our child's /proc entry outlives it until poll() reaps it: cpu_ticks always finds it.
+        return bench.cpu_ticks([self.proc.pid]) / bench.CLK_TCK
 
     def metric(self, name):
         """Sum of a ringlb counter over its label sets (None for HAProxy)."""
@@ -665,7 +640,7 @@ def main():
     p.add_argument("--engine", default="both", choices=("io_uring", "epoll", "both"))
     p.add_argument("--proxy-cpu", type=int, default=1)
     p.add_argument("--load-cpu", type=int, default=0)
-    p.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "release"),
+    p.add_argument("--bin-dir", default=os.path.join(bench.ROOT, "build", "release"),
                    help="where ringlb and ringlb-echo are (default build/release)")
     p.add_argument("--tables", default="hs,bulk,orig",
                    help="which measurements: hs, bulk (run together), orig")
@@ -693,7 +668,7 @@ def main():
     status = 1  # keeps tmp (configs, logs) for a look unless every cell filled
     try:
         certs = make_certs(tmp)
-        load_before = busy_percent()
+        load_before = bench.busy_percent(os.cpu_count())
         env = Env(args, tmp, certs)
         env.start_backends()
         term, orig = env.terminating_rows(), env.originating_rows()
@@ -718,12 +693,12 @@ def main():
                 run_originating(env, results, orig, order)
 
         bench.PROCS.stop_all()
-        load_after = busy_percent()
+        load_after = bench.busy_percent(os.cpu_count())
         haproxy_v = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
         ringlb_v = subprocess.run([os.path.join(args.bin_dir, "ringlb"), "version"],
                                   capture_output=True, text=True).stdout.strip()
         out = ["## TLS benchmark (%s)" % time.strftime("%Y-%m-%d %H:%M"), "",
-               "- machine: %s, %d CPUs, Linux %s" % (cpu_model(), os.cpu_count(),
+               "- machine: %s, %d CPUs, Linux %s" % (bench.cpu_model(), os.cpu_count(),
                                                     platform.release()),
                "- ringlb: %s; HAProxy %s; %s (clients: Python %s)" % (
                    ringlb_v.splitlines()[0] if ringlb_v else "?",
@@ -789,17 +764,6 @@ def main():
         bench.PROCS.stop_all()
         if status == 0:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 if __name__ == "__main__":
