@@ -57,6 +57,7 @@ Exit status: 0 when every cell has a number, 1 when one has none (a proxy that d
 died, a connection that failed: the error is printed), 2 on bad usage.
 """
 import argparse
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -527,12 +528,36 @@ class Results:
         return self.cells.get((table, row, column), [])
 
 
+@contextlib.contextmanager
+def cell(results, name, kind, start_row):
+    """One row's measurements in a round, as `with cell(...) as start:`, where start(*args) runs
+    the row's proxy. A failure is recorded and the round goes on with the next row; the proxy is
+    stopped whatever happens."""
+    proxy = None
+
+    def start(*args):
+        nonlocal proxy
+        if proxy is not None:  # one proxy at a time: a fresh one replaces the one before
+            bench.PROCS.stop(proxy.proc)
+            proxy = None
+        proxy = start_row(*args)
+        return proxy
+
+    try:
+        yield start
+    except (CellError, OSError) as e:
+        results.failures.append("%s (%s): %s" % (name, kind, e))
+        log("FAILED %s: %s" % (name, e))
+    finally:
+        if proxy is not None:
+            bench.PROCS.stop(proxy.proc)
+
+
 def run_terminating(env, results, rows, order):
     a = env.args
     for name in order:
-        proxy = None
-        try:
-            proxy = rows[name](env.echo_port)
+        with cell(results, name, "terminating", rows[name]) as start:
+            proxy = start(env.echo_port)
             handshakes(proxy.port, a.warmup, min(a.workers, a.warmup), 60)
             c0, t0 = proxy.cpu(), time.perf_counter()
             done, _ = handshakes(proxy.port, a.handshakes, a.workers, 600)
@@ -543,9 +568,8 @@ def run_terminating(env, results, rows, order):
             results.add("hs", name, "per_cpu_s", done / cpu)
             results.add("hs", name, "wall", done / wall)
             results.add("hs", name, "busy", cpu / wall * 100)
-            bench.PROCS.stop(proxy.proc)
             # A fresh proxy for bulk: the handshake run's thousands of closed sessions are gone.
-            proxy = rows[name](env.hash_port)
+            proxy = start(env.hash_port)
             bulk(proxy.port, "up", min(a.bulk_bytes, 10 ** 7))  # warm-up
             for direction in ("up", "down"):
                 c0 = proxy.cpu()
@@ -553,20 +577,13 @@ def run_terminating(env, results, rows, order):
                 cpu = proxy.cpu() - c0
                 results.add("bulk", name, direction, cpu / (a.bulk_bytes / GB))
                 results.add("bulk", name, direction + "_gbps", a.bulk_bytes * 8 / wall / 1e9)
-        except (CellError, OSError) as e:
-            results.failures.append("%s (terminating): %s" % (name, e))
-            log("FAILED %s: %s" % (name, e))
-        finally:
-            if proxy is not None:
-                bench.PROCS.stop(proxy.proc)
 
 
 def run_originating(env, results, rows, order):
     a = env.args
     for name in order:
-        proxy = None
-        try:
-            proxy = rows[name]()
+        with cell(results, name, "originating", rows[name]) as start:
+            proxy = start()
             latencies(proxy.port, a.warmup_conns, a.pause)
             time.sleep(0.2)  # the pool (if any) is full again
             inline0 = proxy.metric("ringlb_cluster_tls_inline_handshakes_total")
@@ -576,12 +593,6 @@ def run_originating(env, results, rows, order):
             results.add("orig", name, "p99", bench.percentile(lat, 99, above=True))
             if inline0 is not None:
                 results.add("orig", name, "inline", inline1 - inline0)
-        except (CellError, OSError) as e:
-            results.failures.append("%s (originating): %s" % (name, e))
-            log("FAILED %s: %s" % (name, e))
-        finally:
-            if proxy is not None:
-                bench.PROCS.stop(proxy.proc)
 
 
 # ---------------------------------------------------------------------------------------------
