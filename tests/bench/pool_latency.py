@@ -19,14 +19,7 @@ import time
 
 import bench  # the harness's helpers: this directory is on sys.path when a script here runs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "build", "release")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+BIN = os.path.join(bench.ROOT, "build", "release")
 
 
 def config(port, backend_port, pool, engine):
@@ -71,7 +64,7 @@ def main():
     p.add_argument("--conns", type=int, default=1500)
     args = p.parse_args()
     greeting = b"220 hi\r\n"
-    backend_port = free_port()
+    backend_port = bench.free_port()
     backend = subprocess.Popen([os.path.join(BIN, "ringlb-echo"), "--listen",
                                 "127.0.0.1:%d" % backend_port, "--mode", "echo", "--greeting",
                                 "220 hi\\r\\n"], stderr=subprocess.DEVNULL)
@@ -82,7 +75,7 @@ def main():
             for _ in range(args.rounds):
                 for engine in ("io_uring", "epoll"):
                     for pool in (False, True):
-                        port = free_port()
+                        port = bench.free_port()
                         path = os.path.join(tmp, "ringlb.toml")
                         with open(path, "w") as f:
                             f.write(config(port, backend_port, pool, engine))

@@ -24,15 +24,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "build", "release")
-HELLO = os.path.join(ROOT, "tests", "fuzz", "corpus", "client_hello")
+import bench  # the harness's helpers: this directory is on sys.path when a script here runs
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+BIN = os.path.join(bench.ROOT, "build", "release")
+HELLO = os.path.join(bench.ROOT, "tests", "fuzz", "corpus", "client_hello")
 
 
 def proxy_v2(src, dst, sport, dport):
@@ -117,7 +112,7 @@ def main():
     }
 
     tmp = tempfile.mkdtemp(prefix="ringlb-prelude-")
-    backend_port = free_port()
+    backend_port = bench.free_port()
     procs = []
     try:
         echo = subprocess.Popen([os.path.join(BIN, "ringlb-echo"), "--listen",
@@ -125,7 +120,7 @@ def main():
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         procs.append(echo)
-        ports = {k: free_port() for k in ("plain", "proxy", "sni")}
+        ports = {k: bench.free_port() for k in ("plain", "proxy", "sni")}
         path = os.path.join(tmp, "ringlb.toml")
         with open(path, "w") as f:
             f.write(config(ports, backend_port, args.engine))
