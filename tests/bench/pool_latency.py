@@ -10,7 +10,6 @@ in a pooled socket. Rounds alternate engines and pool on/off, so drift hits all 
 """
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -65,9 +64,8 @@ def main():
     args = p.parse_args()
     greeting = b"220 hi\r\n"
     backend_port = bench.free_port()
-    backend = subprocess.Popen([os.path.join(BIN, "ringlb-echo"), "--listen",
-                                "127.0.0.1:%d" % backend_port, "--mode", "echo", "--greeting",
-                                "220 hi\\r\\n"], stderr=subprocess.DEVNULL)
+    bench.PROCS.spawn([os.path.join(BIN, "ringlb-echo"), "--listen", "127.0.0.1:%d" % backend_port,
+                       "--mode", "echo", "--greeting", "220 hi\\r\\n"], stderr=subprocess.DEVNULL)
     results = {}
     try:
         time.sleep(0.3)
@@ -79,17 +77,16 @@ def main():
                         path = os.path.join(tmp, "ringlb.toml")
                         with open(path, "w") as f:
                             f.write(config(port, backend_port, pool, engine))
-                        proxy = subprocess.Popen(["taskset", "-c", "1", os.path.join(BIN, "ringlb"),
-                                                  "run", path], stderr=subprocess.DEVNULL)
+                        proxy = bench.PROCS.spawn([os.path.join(BIN, "ringlb"), "run", path],
+                                                  cpu=1, stderr=subprocess.DEVNULL)
                         try:
                             time.sleep(0.5)
                             results.setdefault((engine, pool), []).extend(
                                 measure(port, args.conns, len(greeting)))
                         finally:
-                            proxy.send_signal(signal.SIGTERM)
-                            proxy.wait()
+                            bench.PROCS.stop(proxy)
     finally:
-        backend.kill()
+        bench.PROCS.stop_all()
     print("| engine | pool | connects | p50 µs | p99 µs |")
     print("|---|---|---|---|---|")
     for (engine, pool), lat in sorted(results.items()):

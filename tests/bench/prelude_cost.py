@@ -15,7 +15,6 @@ the same bytes.
 """
 import argparse
 import os
-import signal
 import socket
 import statistics
 import struct
@@ -113,22 +112,17 @@ def main():
 
     tmp = tempfile.mkdtemp(prefix="ringlb-prelude-")
     backend_port = bench.free_port()
-    procs = []
     try:
-        echo = subprocess.Popen([os.path.join(BIN, "ringlb-echo"), "--listen",
-                                 f"127.0.0.1:{backend_port}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        procs.append(echo)
+        bench.PROCS.spawn([os.path.join(BIN, "ringlb-echo"), "--listen",
+                           f"127.0.0.1:{backend_port}"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ports = {k: bench.free_port() for k in ("plain", "proxy", "sni")}
         path = os.path.join(tmp, "ringlb.toml")
         with open(path, "w") as f:
             f.write(config(ports, backend_port, args.engine))
         log = open(os.path.join(tmp, "ringlb.log"), "w")
-        proxy = subprocess.Popen(["taskset", "-c", str(args.proxy_cpu),
-                                  os.path.join(BIN, "ringlb"), "run", path],
-                                 stdout=log, stderr=log, start_new_session=True)
-        procs.append(proxy)
+        proxy = bench.PROCS.spawn([os.path.join(BIN, "ringlb"), "run", path],
+                                  cpu=args.proxy_cpu, stdout=log, stderr=log)
         deadline = time.time() + 10
         while time.time() < deadline:
             with open(os.path.join(tmp, "ringlb.log")) as f:
@@ -156,11 +150,7 @@ def main():
             print(f"  {name:13s} {med[name]:7.2f} [{min(v):.2f}-{max(v):.2f}]  "
                   f"x{med[name] / med[base]:.3f} {base}")
     finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        bench.PROCS.stop_all()
 
 
 if __name__ == "__main__":
