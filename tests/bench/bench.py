@@ -10,6 +10,7 @@ import atexit
 import datetime
 import grp
 import json
+import math
 import os
 import platform
 import pwd
@@ -43,8 +44,8 @@ class ScenarioError(Exception):
     """A scenario that produced no number (a failure, unlike a slow number)."""
 
 
-def log(msg):
-    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+def log(msg, who="bench"):
+    print("[%s %s] %s" % (who, time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -850,6 +851,15 @@ def summarize(values):
     if not vals:
         return None
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "values": vals}
+
+
+def percentile(values, pct):
+    """Nearest rank: the value at rank ceil(n * pct / 100) of the n sorted values. (tls_bench.py
+    and pool_latency.py used to take one rank higher when n * pct / 100 was whole; over their
+    hundreds of samples that is within run-to-run noise.)"""
+    ordered = sorted(values)
+    at = math.ceil(len(ordered) * (pct / 100.0)) - 1
+    return ordered[min(len(ordered) - 1, max(0, at))]
 
 
 def aggregate(raw, names, scale_levels):

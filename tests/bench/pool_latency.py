@@ -10,21 +10,15 @@ in a pooled socket. Rounds alternate engines and pool on/off, so drift hits all 
 """
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "build", "release")
+import bench  # the harness's helpers: this directory is on sys.path when a script here runs
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+BIN = os.path.join(bench.ROOT, "build", "release")
 
 
 def config(port, backend_port, pool, engine):
@@ -69,10 +63,9 @@ def main():
     p.add_argument("--conns", type=int, default=1500)
     args = p.parse_args()
     greeting = b"220 hi\r\n"
-    backend_port = free_port()
-    backend = subprocess.Popen([os.path.join(BIN, "ringlb-echo"), "--listen",
-                                "127.0.0.1:%d" % backend_port, "--mode", "echo", "--greeting",
-                                "220 hi\\r\\n"], stderr=subprocess.DEVNULL)
+    backend_port = bench.free_port()
+    bench.PROCS.spawn([os.path.join(BIN, "ringlb-echo"), "--listen", "127.0.0.1:%d" % backend_port,
+                       "--mode", "echo", "--greeting", "220 hi\\r\\n"], stderr=subprocess.DEVNULL)
     results = {}
     try:
         time.sleep(0.3)
@@ -80,28 +73,26 @@ def main():
             for _ in range(args.rounds):
                 for engine in ("io_uring", "epoll"):
                     for pool in (False, True):
-                        port = free_port()
+                        port = bench.free_port()
                         path = os.path.join(tmp, "ringlb.toml")
                         with open(path, "w") as f:
                             f.write(config(port, backend_port, pool, engine))
-                        proxy = subprocess.Popen(["taskset", "-c", "1", os.path.join(BIN, "ringlb"),
-                                                  "run", path], stderr=subprocess.DEVNULL)
+                        proxy = bench.PROCS.spawn([os.path.join(BIN, "ringlb"), "run", path],
+                                                  cpu=1, stderr=subprocess.DEVNULL)
                         try:
                             time.sleep(0.5)
                             results.setdefault((engine, pool), []).extend(
                                 measure(port, args.conns, len(greeting)))
                         finally:
-                            proxy.send_signal(signal.SIGTERM)
-                            proxy.wait()
+                            bench.PROCS.stop(proxy)
     finally:
-        backend.kill()
+        bench.PROCS.stop_all()
     print("| engine | pool | connects | p50 µs | p99 µs |")
     print("|---|---|---|---|---|")
     for (engine, pool), lat in sorted(results.items()):
-        lat.sort()
-        n = len(lat)
-        print("| %s | %s | %d | %.0f | %.0f |" % (engine, "warm = 8" if pool else "off", n,
-                                                  lat[n // 2], lat[int(n * 0.99)]))
+        print("| %s | %s | %d | %.0f | %.0f |" % (engine, "warm = 8" if pool else "off", len(lat),
+                                                  bench.percentile(lat, 50),
+                                                  bench.percentile(lat, 99)))
     return 0
 
 

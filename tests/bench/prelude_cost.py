@@ -15,7 +15,6 @@ the same bytes.
 """
 import argparse
 import os
-import signal
 import socket
 import statistics
 import struct
@@ -24,15 +23,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "build", "release")
-HELLO = os.path.join(ROOT, "tests", "fuzz", "corpus", "client_hello")
+import bench  # the harness's helpers: this directory is on sys.path when a script here runs
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+BIN = os.path.join(bench.ROOT, "build", "release")
+HELLO = os.path.join(bench.ROOT, "tests", "fuzz", "corpus", "client_hello")
 
 
 def proxy_v2(src, dst, sport, dport):
@@ -117,23 +111,18 @@ def main():
     }
 
     tmp = tempfile.mkdtemp(prefix="ringlb-prelude-")
-    backend_port = free_port()
-    procs = []
+    backend_port = bench.free_port()
     try:
-        echo = subprocess.Popen([os.path.join(BIN, "ringlb-echo"), "--listen",
-                                 f"127.0.0.1:{backend_port}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-        procs.append(echo)
-        ports = {k: free_port() for k in ("plain", "proxy", "sni")}
+        bench.PROCS.spawn([os.path.join(BIN, "ringlb-echo"), "--listen",
+                           f"127.0.0.1:{backend_port}"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ports = {k: bench.free_port() for k in ("plain", "proxy", "sni")}
         path = os.path.join(tmp, "ringlb.toml")
         with open(path, "w") as f:
             f.write(config(ports, backend_port, args.engine))
         log = open(os.path.join(tmp, "ringlb.log"), "w")
-        proxy = subprocess.Popen(["taskset", "-c", str(args.proxy_cpu),
-                                  os.path.join(BIN, "ringlb"), "run", path],
-                                 stdout=log, stderr=log, start_new_session=True)
-        procs.append(proxy)
+        proxy = bench.PROCS.spawn([os.path.join(BIN, "ringlb"), "run", path],
+                                  cpu=args.proxy_cpu, stdout=log, stderr=log)
         deadline = time.time() + 10
         while time.time() < deadline:
             with open(os.path.join(tmp, "ringlb.log")) as f:
@@ -161,11 +150,7 @@ def main():
             print(f"  {name:13s} {med[name]:7.2f} [{min(v):.2f}-{max(v):.2f}]  "
                   f"x{med[name] / med[base]:.3f} {base}")
     finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        bench.PROCS.stop_all()
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ Exit status: 0 when every cell has a number, 1 when one has none (a proxy that d
 died, a connection that failed: the error is printed), 2 on bad usage.
 """
 import argparse
+import contextlib
+import functools
 import multiprocessing
 import os
 import platform
@@ -72,9 +74,8 @@ import tempfile
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+import bench  # the harness's helpers: this directory is on sys.path when a script here runs
+
 SUITE = "TLS_AES_128_GCM_SHA256"
 SERVER_NAME = "backend.example.test"
 REQUEST = bytes(range(64))
@@ -82,101 +83,18 @@ HASH_TRAILER = 40  # SHA-256 of what the backend received + its length, 8 bytes 
 GB = 1e9
 
 
-class CellError(Exception):
-    """A cell that produced no number."""
+# A cell that produced no number; bench.py's helpers (wait_listening) raise it as a scenario's.
+CellError = bench.ScenarioError
 
 
-def log(msg):
-    print("[tls_bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
+# Its lines on stderr say they are this script's, not the harness's (scripts/test.sh runs both).
+log = functools.partial(bench.log, who="tls_bench")
 
 
-# ---------------------------------------------------------------------------------------------
-# Processes: each in its own session, all killed on exit (also on Ctrl-C and SIGTERM).
-
-
-class Procs:
-    def __init__(self):
-        self.live = []
-
-    def spawn(self, argv, cpu=None, log_path=None):
-        if cpu is not None:
-            argv = ["taskset", "-c", str(cpu)] + argv
-        out = open(log_path, "wb") if log_path else subprocess.DEVNULL
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
-        if log_path:
-            out.close()
-        self.live.append(p)
-        return p
-
-    def stop(self, p):
-        if p is None:
-            return
-        for sig, grace in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                p.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-        if p in self.live:
-            self.live.remove(p)
-
-    def stop_all(self):
-        for p in list(self.live):
-            self.stop(p)
-
-
-PROCS = Procs()
-
-
-def on_signal(signum, _frame):
-    raise SystemExit(128 + signum)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, what, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise CellError("%s exited with status %s at start" % (what, proc.returncode))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise CellError("%s did not listen on %d within %ds" % (what, port, timeout))
-
-
-def cpu_seconds(pid):
-    """utime + stime of the process: every thread, exited ones too (io_uring's io-wq workers)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        raise CellError("process %d is gone" % pid)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
-
-
-def busy_percent(seconds=1.0):
-    """How busy all cores are over `seconds` while this script idles (user + nice + system +
-    irq + softirq + steal of /proc/stat's first line)."""
-    def busy():
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:9]]
-        return sum(fields[i] for i in (0, 1, 2, 5, 6, 7))
-
-    b0, t0 = busy(), time.time()
-    time.sleep(seconds)
-    return (busy() - b0) / CLK_TCK / (time.time() - t0) / os.cpu_count() * 100
+def spawn(argv, cpu, log_path):
+    """bench.PROCS.spawn with the process's output in log_path."""
+    with open(log_path, "wb") as out:
+        return bench.PROCS.spawn(argv, cpu=cpu, stdout=out, stderr=subprocess.STDOUT)
 
 
 def rst_close(s):
@@ -287,7 +205,8 @@ class Proxy:
     def cpu(self):
         if self.proc.poll() is not None:
             raise CellError("the proxy exited with status %s" % self.proc.returncode)
-        return cpu_seconds(self.proc.pid)
+        # Our child's /proc entry outlives it until poll() reaps it: cpu_ticks always finds it.
+        return bench.cpu_ticks([self.proc.pid]) / bench.CLK_TCK
 
     def metric(self, name):
         """Sum of a ringlb counter over its label sets (None for HAProxy)."""
@@ -318,31 +237,32 @@ class Env:
 
     def start_backends(self):
         echo = os.path.join(self.args.bin_dir, "ringlb-echo")
-        self.echo_port, self.hash_port = free_port(), free_port()
-        self.tls_backend_port = free_port()
+        self.echo_port, self.hash_port = bench.free_port(), bench.free_port()
+        self.tls_backend_port = bench.free_port()
         for port, mode in ((self.echo_port, "echo"), (self.hash_port, "hash")):
-            p = PROCS.spawn([echo, "--listen", "127.0.0.1:%d" % port, "--mode", mode],
-                            cpu=self.args.load_cpu, log_path=self.path("echo-%s.log" % mode))
-            wait_port(port, p, "ringlb-echo --mode " + mode)
+            p = spawn([echo, "--listen", "127.0.0.1:%d" % port, "--mode", mode],
+                      cpu=self.args.load_cpu, log_path=self.path("echo-%s.log" % mode))
+            bench.wait_listening([port], p, timeout=10, what="ringlb-echo --mode " + mode)
         # The TLS backend of measurement 3: HAProxy terminating TLS in front of the echo.
         conf = self.path("backend-haproxy.cfg")
         with open(conf, "w") as f:
             f.write(HAPROXY_TERMINATE.format(port=self.tls_backend_port, pem=self.certs["pem"],
                                              suite=SUITE, backend_port=self.echo_port))
-        p = PROCS.spawn(["haproxy", "-db", "-f", conf], cpu=self.args.load_cpu,
-                        log_path=self.path("backend-haproxy.log"))
-        wait_port(self.tls_backend_port, p, "the TLS backend (HAProxy)")
+        p = spawn(["haproxy", "-db", "-f", conf], cpu=self.args.load_cpu,
+                  log_path=self.path("backend-haproxy.log"))
+        bench.wait_listening([self.tls_backend_port], p, timeout=10,
+                             what="the TLS backend (HAProxy)")
 
     def start_ringlb(self, template, engine, **kw):
         self.seq += 1
-        port, admin_port = free_port(), free_port()
+        port, admin_port = bench.free_port(), bench.free_port()
         conf = self.path("ringlb-%d.toml" % self.seq)
         with open(conf, "w") as f:
             f.write(template.format(engine=engine, port=port, admin_port=admin_port,
                                     suite=SUITE, **kw))
         log_path = self.path("ringlb-%d.log" % self.seq)
-        p = PROCS.spawn([os.path.join(self.args.bin_dir, "ringlb"), "run", conf],
-                        cpu=self.args.proxy_cpu, log_path=log_path)
+        p = spawn([os.path.join(self.args.bin_dir, "ringlb"), "run", conf],
+                  cpu=self.args.proxy_cpu, log_path=log_path)
         deadline = time.time() + 10
         while time.time() < deadline:
             if p.poll() is not None:
@@ -357,13 +277,13 @@ class Env:
 
     def start_haproxy(self, template, **kw):
         self.seq += 1
-        port = free_port()
+        port = bench.free_port()
         conf = self.path("haproxy-%d.cfg" % self.seq)
         with open(conf, "w") as f:
             f.write(template.format(port=port, suite=SUITE, **kw))
-        p = PROCS.spawn(["haproxy", "-db", "-f", conf], cpu=self.args.proxy_cpu,
-                        log_path=self.path("haproxy-%d.log" % self.seq))
-        wait_port(port, p, "haproxy")
+        p = spawn(["haproxy", "-db", "-f", conf], cpu=self.args.proxy_cpu,
+                  log_path=self.path("haproxy-%d.log" % self.seq))
+        bench.wait_listening([port], p, timeout=10, what="haproxy")
         return Proxy(p, port)
 
     # Rows of measurements 1 and 2 (the proxy terminates TLS, the backend is plain).
@@ -578,11 +498,6 @@ def latencies(port, conns, pause):
     return out
 
 
-def percentile(values, q):
-    v = sorted(values)
-    return v[min(len(v) - 1, int(len(v) * q))]
-
-
 def s_client_check(port, ca):
     """What a proxy negotiates, as openssl s_client sees it (protocol, suite, group, verify)."""
     r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername",
@@ -613,12 +528,36 @@ class Results:
         return self.cells.get((table, row, column), [])
 
 
+@contextlib.contextmanager
+def cell(results, name, kind, start_row):
+    """One row's measurements in a round, as `with cell(...) as start:`, where start(*args) runs
+    the row's proxy. A failure is recorded and the round goes on with the next row; the proxy is
+    stopped whatever happens."""
+    proxy = None
+
+    def start(*args):
+        nonlocal proxy
+        if proxy is not None:  # one proxy at a time: a fresh one replaces the one before
+            bench.PROCS.stop(proxy.proc)
+            proxy = None
+        proxy = start_row(*args)
+        return proxy
+
+    try:
+        yield start
+    except (CellError, OSError) as e:
+        results.failures.append("%s (%s): %s" % (name, kind, e))
+        log("FAILED %s: %s" % (name, e))
+    finally:
+        if proxy is not None:
+            bench.PROCS.stop(proxy.proc)
+
+
 def run_terminating(env, results, rows, order):
     a = env.args
     for name in order:
-        proxy = None
-        try:
-            proxy = rows[name](env.echo_port)
+        with cell(results, name, "terminating", rows[name]) as start:
+            proxy = start(env.echo_port)
             handshakes(proxy.port, a.warmup, min(a.workers, a.warmup), 60)
             c0, t0 = proxy.cpu(), time.perf_counter()
             done, _ = handshakes(proxy.port, a.handshakes, a.workers, 600)
@@ -629,9 +568,8 @@ def run_terminating(env, results, rows, order):
             results.add("hs", name, "per_cpu_s", done / cpu)
             results.add("hs", name, "wall", done / wall)
             results.add("hs", name, "busy", cpu / wall * 100)
-            PROCS.stop(proxy.proc)
             # A fresh proxy for bulk: the handshake run's thousands of closed sessions are gone.
-            proxy = rows[name](env.hash_port)
+            proxy = start(env.hash_port)
             bulk(proxy.port, "up", min(a.bulk_bytes, 10 ** 7))  # warm-up
             for direction in ("up", "down"):
                 c0 = proxy.cpu()
@@ -639,35 +577,22 @@ def run_terminating(env, results, rows, order):
                 cpu = proxy.cpu() - c0
                 results.add("bulk", name, direction, cpu / (a.bulk_bytes / GB))
                 results.add("bulk", name, direction + "_gbps", a.bulk_bytes * 8 / wall / 1e9)
-        except (CellError, OSError) as e:
-            results.failures.append("%s (terminating): %s" % (name, e))
-            log("FAILED %s: %s" % (name, e))
-        finally:
-            if proxy is not None:
-                PROCS.stop(proxy.proc)
 
 
 def run_originating(env, results, rows, order):
     a = env.args
     for name in order:
-        proxy = None
-        try:
-            proxy = rows[name]()
+        with cell(results, name, "originating", rows[name]) as start:
+            proxy = start()
             latencies(proxy.port, a.warmup_conns, a.pause)
             time.sleep(0.2)  # the pool (if any) is full again
             inline0 = proxy.metric("ringlb_cluster_tls_inline_handshakes_total")
             lat = latencies(proxy.port, a.conns, a.pause)
             inline1 = proxy.metric("ringlb_cluster_tls_inline_handshakes_total")
-            results.add("orig", name, "p50", percentile(lat, 0.5))
-            results.add("orig", name, "p99", percentile(lat, 0.99))
+            results.add("orig", name, "p50", bench.percentile(lat, 50))
+            results.add("orig", name, "p99", bench.percentile(lat, 99))
             if inline0 is not None:
                 results.add("orig", name, "inline", inline1 - inline0)
-        except (CellError, OSError) as e:
-            results.failures.append("%s (originating): %s" % (name, e))
-            log("FAILED %s: %s" % (name, e))
-        finally:
-            if proxy is not None:
-                PROCS.stop(proxy.proc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -726,7 +651,7 @@ def main():
     p.add_argument("--engine", default="both", choices=("io_uring", "epoll", "both"))
     p.add_argument("--proxy-cpu", type=int, default=1)
     p.add_argument("--load-cpu", type=int, default=0)
-    p.add_argument("--bin-dir", default=os.path.join(ROOT, "build", "release"),
+    p.add_argument("--bin-dir", default=os.path.join(bench.ROOT, "build", "release"),
                    help="where ringlb and ringlb-echo are (default build/release)")
     p.add_argument("--tables", default="hs,bulk,orig",
                    help="which measurements: hs, bulk (run together), orig")
@@ -746,7 +671,7 @@ def main():
         if not os.access(os.path.join(args.bin_dir, tool), os.X_OK):
             p.error("%s not found in %s (build it, or pass --bin-dir)" % (tool, args.bin_dir))
 
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGTERM, bench.on_signal)
     # This process and its client processes run on the load CPU; the proxies on theirs.
     os.sched_setaffinity(0, {args.load_cpu})
     results = Results()
@@ -754,7 +679,7 @@ def main():
     status = 1  # keeps tmp (configs, logs) for a look unless every cell filled
     try:
         certs = make_certs(tmp)
-        load_before = busy_percent()
+        load_before = bench.busy_percent(os.cpu_count())
         env = Env(args, tmp, certs)
         env.start_backends()
         term, orig = env.terminating_rows(), env.originating_rows()
@@ -765,7 +690,7 @@ def main():
                 try:
                     negotiated[name] = s_client_check(proxy.port, certs["ca"])
                 finally:
-                    PROCS.stop(proxy.proc)
+                    bench.PROCS.stop(proxy.proc)
         for r in range(args.rounds):
             shift = r % len(term)
             if tables & {"hs", "bulk"}:
@@ -778,13 +703,13 @@ def main():
                 log("round %d/%d: originating, %s" % (r + 1, args.rounds, ", ".join(order)))
                 run_originating(env, results, orig, order)
 
-        PROCS.stop_all()
-        load_after = busy_percent()
+        bench.PROCS.stop_all()
+        load_after = bench.busy_percent(os.cpu_count())
         haproxy_v = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
         ringlb_v = subprocess.run([os.path.join(args.bin_dir, "ringlb"), "version"],
                                   capture_output=True, text=True).stdout.strip()
         out = ["## TLS benchmark (%s)" % time.strftime("%Y-%m-%d %H:%M"), "",
-               "- machine: %s, %d CPUs, Linux %s" % (cpu_model(), os.cpu_count(),
+               "- machine: %s, %d CPUs, Linux %s" % (bench.cpu_model(), os.cpu_count(),
                                                     platform.release()),
                "- ringlb: %s; HAProxy %s; %s (clients: Python %s)" % (
                    ringlb_v.splitlines()[0] if ringlb_v else "?",
@@ -847,20 +772,9 @@ def main():
         print("FAILED: %s\n(configs and logs: %s)" % (e, tmp))
         return 1
     finally:
-        PROCS.stop_all()
+        bench.PROCS.stop_all()
         if status == 0:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 if __name__ == "__main__":

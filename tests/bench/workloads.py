@@ -9,7 +9,6 @@ target.pg_port. See tests/bench/README.md, "Real workloads".
 """
 
 import glob
-import math
 import os
 import pwd
 import re
@@ -80,11 +79,6 @@ def versions():
     return [("redis", m.group(1) if m else redis),
             ("postgresql", " ".join(bench.first_line([pg_bin("postgres"), "--version"])
                                     .split()[2:3]) or "?")]
-
-
-def percentile(sorted_values, pct):
-    """Nearest-rank percentile of an already sorted list."""
-    return sorted_values[max(0, math.ceil(pct / 100.0 * len(sorted_values)) - 1)]
 
 
 class Backends:
@@ -252,8 +246,8 @@ def run_pgbench(env, target, connect_each, diag_key, diag):
     latencies.sort()
     tps = float(m.group(1))
     diag[diag_key] = {"tps": tps, "transactions": len(latencies), "seconds": seconds,
-                      "p50_us": percentile(latencies, 50), "max_us": latencies[-1]}
-    return tps, percentile(latencies, 99)
+                      "p50_us": bench.percentile(latencies, 50), "max_us": latencies[-1]}
+    return tps, bench.percentile(latencies, 99)
 
 
 def scenario_pgbench(env, target, diag):
