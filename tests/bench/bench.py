@@ -923,30 +923,33 @@ def check_targets(results, ringlb_names):
         rows.append({"ringlb": name, "target": what, "value": value, "threshold": threshold,
                      "met": ok, "shown": shown})
 
+    # The goals of the performance issue (#18): CPU as the whole machine sees it ("machine +",
+    # what the proxy adds over the direct path) against HAProxy, one bulk stream against the
+    # direct path.
     for name in ringlb_names:
         for key, what, limit in (
-                ("cpu_us_per_conn", "proxy CPU per connection ≤ 0.6× HAProxy", 0.6),
-                ("cpu_us_per_req", "proxy CPU per keepalive request ≤ 0.7× HAProxy", 0.7),
-                ("cpu_s_per_gb", "proxy CPU per GB ≤ 0.7× HAProxy", 0.7)):
+                ("mach_us_per_conn", "machine +CPU per connection ≤ 0.75× HAProxy", 0.75),
+                ("mach_us_per_req", "machine +CPU per keepalive request ≤ 0.65× HAProxy", 0.65),
+                ("mach_s_per_gb", "machine +CPU per GB ≤ 0.5× HAProxy", 0.5)):
             r = ratio(results, name, "haproxy", key)
             add(name, what, r, limit, None if r is None else r <= limit,
                 "n/a" if r is None else "%.2f×" % r)
         r = ratio(results, name, "haproxy", "churn_cps")
-        add(name, "conn/s ≥ 1.3× HAProxy", r, 1.3, None if r is None else r >= 1.3,
+        add(name, "conn/s ≥ 1.0× HAProxy", r, 1.0, None if r is None else r >= 1.0,
             "n/a" if r is None else "%.2f×" % r)
         for key, label in (("ka_p99_us", "keepalive p99 ≤ HAProxy"),
                            ("churn_p99_us", "churn p99 ≤ HAProxy")):
             r = ratio(results, name, "haproxy", key)
             add(name, label, r, 1.0, None if r is None else r <= 1.0,
                 "n/a" if r is None else "%.2f×" % r)
-        ratios = [ratio(results, name, "direct", key) for _s, _r, key in BULK_RUNS]
+        ratios = [ratio(results, name, "direct", key) for _s, _r, key in BULK_RUNS[:2]]
         worst = None if any(r is None for r in ratios) else min(ratios)
-        add(name, "bulk ≥ 0.9× direct (worst of 4 runs)", worst, 0.9,
+        add(name, "one bulk stream ≥ 0.9× direct (worse direction)", worst, 0.9,
             None if worst is None else worst >= 0.9, "n/a" if worst is None else "%.2f×" % worst)
         rss = results.get(name, {}).get("rss_per_conn_b")
         v = rss["median"] if rss else None
-        add(name, "RSS per idle proxied connection ≤ 2 KiB", v, 2048,
-            None if v is None else v <= 2048, "n/a" if v is None else "%.0f B" % v)
+        add(name, "RSS per idle proxied connection ≤ 1 KiB", v, 1024,
+            None if v is None else v <= 1024, "n/a" if v is None else "%.0f B" % v)
         spread = results.get(name, {}).get("scale_spread_pct")
         v = spread["median"] if spread else None
         add(name, "cost per connection flat (±10%) across concurrency", v, 10.0,
