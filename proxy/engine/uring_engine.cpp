@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <system_error>
 
@@ -66,13 +67,11 @@ UringEngine::UringEngine(const EngineParams& params)
     if (ret < 0) fail(-ret, "io_uring_register_buf_ring");
     io_uring_buf_ring_init(buf_ring_);
     buf_ring_mask_ = io_uring_buf_ring_mask(buffer_count_);
-    for (uint32_t i = 0; i < buffer_count_; ++i) {
-        io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(i) * buffer_size_,
-                              buffer_size_, static_cast<uint16_t>(i), buf_ring_mask_,
-                              static_cast<int>(i));
-    }
-    io_uring_buf_ring_advance(buf_ring_, static_cast<int>(buffer_count_));
+    // Lowest ids on top, so a shard at rest touches the start of the pool first.
+    spare_.reserve(buffer_count_);
+    for (uint32_t i = buffer_count_; i-- > 0;) spare_.push_back(static_cast<uint16_t>(i));
     buffers_free_ = buffer_count_;
+    refill_ring();
     buffer_lent_.assign(buffer_count_, 0);
 
     wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
@@ -95,6 +94,7 @@ io_uring_sqe* UringEngine::get_sqe() {
     if (sqe == nullptr) {
         // The submission queue is full: flush it. The timespecs it referenced were read at
         // submission, so they can go too.
+        refill_ring();
         io_uring_submit(&ring_);
         timespecs_.clear();
         sqe = io_uring_get_sqe(&ring_);
@@ -125,6 +125,7 @@ void UringEngine::connect(Op& op, int fd, const sockaddr* addr, socklen_t len, M
     set_armed(op, OpType::kConnect, fd);
     // The connect and its link timeout must go out in the same submission.
     if (io_uring_sq_space_left(&ring_) < 2) {
+        refill_ring();
         io_uring_submit(&ring_);
         timespecs_.clear();
     }
@@ -146,6 +147,12 @@ void UringEngine::poll(Op& op, int fd, uint32_t mask) {
 
 void UringEngine::recv(Op& op, int fd) {
     set_armed(op, OpType::kRecv, fd);
+    op.mask_ = 1;  // multishot, for a re-submission after a dry ring
+    ++armed_recvs_;
+    prep_recv_multishot(op, fd);
+}
+
+void UringEngine::prep_recv_multishot(Op& op, int fd) {
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -155,6 +162,12 @@ void UringEngine::recv(Op& op, int fd) {
 
 void UringEngine::recv_once(Op& op, int fd) {
     set_armed(op, OpType::kRecv, fd);
+    op.mask_ = 0;
+    ++armed_recvs_;
+    prep_recv_once(op, fd);
+}
+
+void UringEngine::prep_recv_once(Op& op, int fd) {
     io_uring_sqe* sqe = get_sqe();
     io_uring_prep_recv(sqe, fd, nullptr, buffer_size_, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -200,11 +213,23 @@ void UringEngine::release_buffer(uint16_t buffer_id) {
     // A double release would put one buffer in the ring twice and let two receives share it.
     if (buffer_id >= buffer_count_ || !buffer_lent_[buffer_id]) return;
     buffer_lent_[buffer_id] = 0;
-    io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(buffer_id) * buffer_size_,
-                          buffer_size_, buffer_id, buf_ring_mask_, 0);
-    // Publish at once: a later release would otherwise overwrite the same ring slot (offset 0).
-    io_uring_buf_ring_advance(buf_ring_, 1);
+    spare_.push_back(buffer_id);  // back into the ring at the next submission (refill_ring)
     ++buffers_free_;
+}
+
+void UringEngine::refill_ring() {
+    // Our count can only overstate what the ring holds (the kernel may have taken buffers whose
+    // completions are not read yet), so the ring never receives more than it has room for.
+    uint32_t target = std::min(buffer_count_, armed_recvs_ + kRingSlack);
+    int added = 0;
+    while (in_ring_ < target && !spare_.empty()) {
+        uint16_t id = spare_.back();
+        spare_.pop_back();
+        io_uring_buf_ring_add(buf_ring_, buffers_ + static_cast<size_t>(id) * buffer_size_,
+                              buffer_size_, id, buf_ring_mask_, added++);
+        ++in_ring_;
+    }
+    if (added) io_uring_buf_ring_advance(buf_ring_, added);
 }
 
 void UringEngine::wake() {
@@ -229,10 +254,23 @@ void UringEngine::handle(const io_uring_cqe* cqe) {
         c.buffer_id = static_cast<uint16_t>(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         buffer_lent_[c.buffer_id] = 1;
         --buffers_free_;
+        --in_ring_;
     }
     if (cqe->flags & IORING_CQE_F_MORE) {
         c.flags |= kMore;
     } else {
+        if (op.type_ == OpType::kRecv) {
+            // The ring ran dry but spare buffers remain: receive again (the next submission
+            // refills the ring first) instead of reporting an exhaustion that did not happen.
+            if (c.res == -ENOBUFS && !spare_.empty() && !op.cancelling_) {
+                if (op.mask_)
+                    prep_recv_multishot(op, op.fd_);
+                else
+                    prep_recv_once(op, op.fd_);
+                return;
+            }
+            --armed_recvs_;
+        }
         op.armed_ = false;
         switch (op.type_) {
             case OpType::kConnect:
@@ -250,6 +288,7 @@ void UringEngine::handle(const io_uring_cqe* cqe) {
 }
 
 void UringEngine::run_once(Millis max_wait) {
+    refill_ring();
     io_uring_cqe* cqe = nullptr;
     int ret;
     if (max_wait.count() <= 0) {

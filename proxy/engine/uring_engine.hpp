@@ -42,6 +42,9 @@ class UringEngine final : public Engine {
     __kernel_timespec* stash_timespec(Millis duration);
     void arm_wake();
     void handle(const io_uring_cqe* cqe);
+    void prep_recv_multishot(Op& op, int fd);
+    void prep_recv_once(Op& op, int fd);
+    void refill_ring();
 
     io_uring ring_{};
     bool ring_ready_ = false;
@@ -54,9 +57,21 @@ class UringEngine final : public Engine {
     size_t buffers_bytes_ = 0;
     uint32_t buffer_size_ = 0;
     uint32_t buffer_count_ = 0;
-    uint32_t buffers_free_ = 0;
+    uint32_t buffers_free_ = 0;  // in the ring plus spare
     int buf_ring_mask_ = 0;
     std::vector<uint8_t> buffer_lent_;  // 1 while a handler owns the buffer
+
+    // The kernel takes provided buffers in ring order (FIFO), so a ring holding every free buffer
+    // cycles one bulk stream through the whole pool: 256 x 64 KiB = 16 MiB, far more than the
+    // caches, and every receive copies into cold memory. Only as many buffers as receives could
+    // take before the next loop turn (one per armed receive, plus kRingSlack for multishot
+    // bursts) stay in the ring; the rest wait in spare_, most recently released (cache-hot)
+    // first. One iperf3 stream, interleaved: 16 buffers in the ring against 256 gave
+    // +20% Gbit/s and -17% proxy CPU per GB.
+    static constexpr uint32_t kRingSlack = 8;
+    std::vector<uint16_t> spare_;  // LIFO
+    uint32_t in_ring_ = 0;         // added to the ring minus taken by completions
+    uint32_t armed_recvs_ = 0;
 
     // Timeouts are read by the kernel when their SQE is submitted, so they live until then.
     std::deque<__kernel_timespec> timespecs_;

@@ -592,6 +592,53 @@ TEST_P(EngineTest, RecvReportsNoBufsAndResumesAfterRelease) {
     settle(op);
 }
 
+TEST_P(EngineTest, RecvTakesEveryFreeBufferBeforeReportingNoBufs) {
+    // io_uring keeps only a few free buffers in the kernel's ring (the rest wait cache-hot in
+    // user space): a receive that drains the ring while spare buffers remain must go on, not
+    // end with -ENOBUFS.
+    EngineParams params;
+    params.buffer_size = 4096;
+    params.buffer_count = 64;
+    ASSERT_NO_FATAL_FAILURE(create(params));
+    Fd client, server;
+    ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
+
+    constexpr size_t kBuffers = 50;
+    constexpr size_t kTotal = kBuffers * 4096;
+    std::vector<char> data = make_payload(kTotal);
+    ASSERT_EQ(::write(client.get(), data.data(), kTotal), static_cast<ssize_t>(kTotal));
+
+    Op op(&rec_, 5);
+    std::vector<std::pair<uint16_t, int32_t>> held;  // never released until the end
+    size_t received = 0;
+    rec_.hook = [&](Op&, const Completion& c) {
+        if (c.res > 0 && c.has_buffer()) {
+            held.emplace_back(c.buffer_id, c.res);
+            received += static_cast<size_t>(c.res);
+        }
+    };
+    call([&] { engine().recv(op, server.get()); });
+    EXPECT_TRUE(run_until([&] { return received == kTotal || !op.armed(); }, 5s));
+    EXPECT_EQ(received, kTotal);
+    EXPECT_EQ(rec_.finals, 0) << "the receive ended (last result " << rec_.events.back().c.res
+                              << ") with " << engine().buffers_free() << " buffers free";
+    EXPECT_TRUE(op.armed());
+    EXPECT_EQ(engine().buffers_free(), params.buffer_count - held.size());
+
+    size_t offset = 0;
+    size_t mismatches = 0;
+    for (auto [id, len] : held) {
+        std::span<char> buf = engine().buffer(id);
+        for (int32_t i = 0; i < len; ++i)
+            if (buf[i] != data[offset + i]) ++mismatches;
+        offset += static_cast<size_t>(len);
+        engine().release_buffer(id);
+    }
+    EXPECT_EQ(mismatches, 0u);
+    EXPECT_EQ(engine().buffers_free(), params.buffer_count);
+    settle(op);
+}
+
 TEST_P(EngineTest, RecvResumesAfterPerWakeupBound) {
     // Everything is in the socket before recv is armed: no later edge will come, so an engine
     // that bounds its reads per wakeup must resume by itself.
