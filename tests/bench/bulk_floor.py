@@ -22,6 +22,7 @@ Medians with min-max over --reps repetitions.
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,8 +71,8 @@ def main(argv):
     ap.add_argument("--load-cpu", type=int, default=0)
     args = ap.parse_args(argv)
     for tool in ("iperf3", "cc"):
-        if subprocess.run(["sh", "-c", "command -v " + tool], stdout=subprocess.DEVNULL).returncode:
-            print("bulk_floor: %s is missing (scripts/install-deps.sh installs it)" % tool,
+        if not shutil.which(tool):
+            print("bulk_floor: %s is missing (scripts/install-deps.sh bench installs it)" % tool,
                   file=sys.stderr)
             return 1
     env = types.SimpleNamespace(load_cpu=args.load_cpu)

@@ -129,6 +129,16 @@ class EngineTest : public ::testing::TestWithParam<EngineChoice> {
 
     Engine& engine() { return *engine_; }
 
+    // An engine made with `params` and a connected pair whose server side already holds `data`
+    // (make_payload(total)), written before any receive is armed.
+    void loaded_pair(const EngineParams& params, size_t total, Fd& client, Fd& server,
+                     std::vector<char>& data) {
+        ASSERT_NO_FATAL_FAILURE(create(params));
+        ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
+        data = make_payload(total);
+        ASSERT_EQ(::write(client.get(), data.data(), total), static_cast<ssize_t>(total));
+    }
+
     // Runs `fn` (an arming or cancelling call) while flagging that no completion may arrive.
     template <typename F>
     void call(F&& fn) {
@@ -522,13 +532,10 @@ TEST_P(EngineTest, RecvReportsNoBufsAndResumesAfterRelease) {
     EngineParams params;
     params.buffer_size = 4096;
     params.buffer_count = 4;
-    ASSERT_NO_FATAL_FAILURE(create(params));
-    Fd client, server;
-    ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
-
     constexpr size_t kTotal = 64 * 1024;
-    std::vector<char> data = make_payload(kTotal);
-    ASSERT_EQ(::write(client.get(), data.data(), kTotal), static_cast<ssize_t>(kTotal));
+    Fd client, server;
+    std::vector<char> data;
+    ASSERT_NO_FATAL_FAILURE(loaded_pair(params, kTotal, client, server, data));
 
     Op op(&rec_, 5);
     std::vector<std::pair<uint16_t, int32_t>> held;
@@ -599,14 +606,11 @@ TEST_P(EngineTest, RecvTakesEveryFreeBufferBeforeReportingNoBufs) {
     EngineParams params;
     params.buffer_size = 4096;
     params.buffer_count = 64;
-    ASSERT_NO_FATAL_FAILURE(create(params));
-    Fd client, server;
-    ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
-
     constexpr size_t kBuffers = 50;
     constexpr size_t kTotal = kBuffers * 4096;
-    std::vector<char> data = make_payload(kTotal);
-    ASSERT_EQ(::write(client.get(), data.data(), kTotal), static_cast<ssize_t>(kTotal));
+    Fd client, server;
+    std::vector<char> data;
+    ASSERT_NO_FATAL_FAILURE(loaded_pair(params, kTotal, client, server, data));
 
     Op op(&rec_, 5);
     std::vector<std::pair<uint16_t, int32_t>> held;  // never released until the end
@@ -645,12 +649,10 @@ TEST_P(EngineTest, RecvResumesAfterPerWakeupBound) {
     EngineParams params;
     params.buffer_size = 1024;
     params.buffer_count = 256;
-    ASSERT_NO_FATAL_FAILURE(create(params));
-    Fd client, server;
-    ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
     constexpr size_t kTotal = 64 * 1024;
-    std::vector<char> data = make_payload(kTotal);
-    ASSERT_EQ(::write(client.get(), data.data(), kTotal), static_cast<ssize_t>(kTotal));
+    Fd client, server;
+    std::vector<char> data;
+    ASSERT_NO_FATAL_FAILURE(loaded_pair(params, kTotal, client, server, data));
     ASSERT_EQ(::shutdown(client.get(), SHUT_WR), 0);
 
     Op op(&rec_, 4);
@@ -672,12 +674,10 @@ TEST_P(EngineTest, RecvOnceTakesOneBufferPerArming) {
     EngineParams params;
     params.buffer_size = 4096;
     params.buffer_count = 8;
-    ASSERT_NO_FATAL_FAILURE(create(params));
-    Fd client, server;
-    ASSERT_NO_FATAL_FAILURE(tcp_pair(client, server));
     constexpr size_t kTotal = 10000;
-    std::vector<char> data = make_payload(kTotal);
-    ASSERT_EQ(::write(client.get(), data.data(), kTotal), static_cast<ssize_t>(kTotal));
+    Fd client, server;
+    std::vector<char> data;
+    ASSERT_NO_FATAL_FAILURE(loaded_pair(params, kTotal, client, server, data));
     client.reset();
 
     Op op(&rec_, 4);
