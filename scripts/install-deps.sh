@@ -3,7 +3,8 @@
 # missing packages are installed. Usage: scripts/install-deps.sh [build|test|bench]
 set -euo pipefail
 what=${1:-test}
-build_pkgs=(build-essential cmake pkg-config liburing-dev libboost-dev libboost-system-dev
+# ninja-build: scripts/build.sh uses Ninja for a new build directory (see there for why).
+build_pkgs=(build-essential cmake ninja-build pkg-config liburing-dev libboost-dev libboost-system-dev
             libtomlplusplus-dev prometheus-cpp-dev libssl-dev curl nlohmann-json3-dev
             libc-ares-dev)
 # clang builds the fuzz targets; libFuzzer's runtime is in libclang-rt-14-dev, only a

@@ -5,18 +5,26 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+started=$(date +%s)
+# phase WHAT: a heading with the time since the start, so a slow CI run says where it went.
+phase() { echo "== $* (at $(( $(date +%s) - started )) s)"; }
+phase "install missing packages"
 scripts/install-deps.sh test
+phase "format"
 scripts/check-format.sh
+phase "build (release)"
 scripts/build.sh release
+phase "build (asan+ubsan)"
 scripts/build.sh asan
-echo "== tests (release)"
+phase "tests (release)"
 ctest --test-dir build/release --output-on-failure -j2 --timeout 600
-echo "== tests (asan+ubsan)"
+phase "tests (asan+ubsan)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build/asan --output-on-failure -j2 --timeout 900
 
-echo "== tests (tsan: the unit tests whose code runs on several threads)"
+phase "build (tsan: the unit tests whose code runs on several threads)"
 scripts/build.sh tsan
+phase "tests (tsan)"
 TSAN_OPTIONS=halt_on_error=1 build/tsan/ringlb_tsan_tests
 
 # fuzz TARGET CORPUS RUNS MAX_LEN WHAT: runs build/fuzz/TARGET on a copy of tests/fuzz/corpus/CORPUS
@@ -25,7 +33,7 @@ TSAN_OPTIONS=halt_on_error=1 build/tsan/ringlb_tsan_tests
 # build/fuzz/config_fuzz -max_total_time=600 tests/fuzz/corpus/config.
 fuzz() {
   local target=$1 corpus=$2 runs=$3 max_len=$4 what=$5
-  echo "== fuzz ($what, $runs runs)"
+  phase "fuzz ($what, $runs runs)"
   rm -rf "build/fuzz/corpus-$corpus"
   cp -r "tests/fuzz/corpus/$corpus" "build/fuzz/corpus-$corpus"
   "build/fuzz/$target" -seed=1 -runs="$runs" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
@@ -35,6 +43,7 @@ fuzz() {
     exit 1
   }
 }
+phase "build (fuzz targets)"
 scripts/build.sh fuzz
 # About a minute here.
 fuzz config_fuzz config 200000 8192 "config loader"
@@ -45,7 +54,8 @@ fuzz client_hello_fuzz client_hello 12000 4096 "ClientHello parser"
 # About 30 s (a handshake attempt per run).
 fuzz tls_server_fuzz tls_server 150000 4096 "TLS server side"
 
-echo "== benchmark harness (quick mode: checks that it runs and fills every cell; asserts no timing)"
+phase "benchmark harness (quick mode: checks that it runs and fills every cell; asserts no timing)"
 tests/bench/run --quick --out build/bench-quick </dev/null
-echo "== TLS benchmark (quick mode: handshakes, bulk and origination with and without a pool; fills every cell, asserts no timing)"
+phase "TLS benchmark (quick mode: handshakes, bulk and origination with and without a pool; fills every cell, asserts no timing)"
 tests/bench/tls_bench.py --quick </dev/null
+phase "done"
