@@ -9,8 +9,19 @@ few seconds mid-run, and the samples are split into: the proxy's user space, io_
 (copy_to_iter/copy_from_iter), the TCP/IP stack, syscall entry and epoll, scheduling and wakeups,
 and the rest of the kernel (allocators, locks, file refs). The split says what a user-space change
 can still remove: the proxy's own code and the per-operation kernel entry costs, not the stack.
+A second table bounds each lever not taken (direct descriptors, bundle receives, socket and
+setsockopt as SQEs) by the samples of the kernel symbols it would remove.
 
   tests/bench/profile.py [--ringlb-bin build/release/ringlb] [--seconds 4] [--top 8]
+
+With --ops it counts instead of sampling: the kernel operations per keepalive request and per
+churned connection (receive calls, and those that found the socket empty or at EOF; send calls;
+TCP segments sent, and those carrying data or a FIN), machine-wide, for the direct path and
+through each proxy, from the sock:sock_recv_length and sock:sock_send_length tracepoints
+(`perf stat -a`) and the kernel's TCP counters (nstat). What a proxy adds is its row minus the
+direct one; the rows say where one proxy asks the kernel for more work than another.
+
+  tests/bench/profile.py --ops [--seconds 4]
 """
 
 import argparse
@@ -83,13 +94,30 @@ KINDS = (
 )
 COLUMNS = ("user",) + tuple(k for k, _ in KINDS) + ("other kernel",)
 
+# The levers not taken, each with the kernel symbols whose samples it could remove at most: an
+# upper bound on what it buys, read from the same profile. (name, regular expression on a kernel
+# symbol); the user-space row is the "user" column above.
+LEVERS = (
+    # Registered (direct) descriptors skip the file table lookup and the file's reference count
+    # on every operation (the file itself is still freed on close: __fput stays).
+    ("direct descriptors", r"^(fget|fput|fdget|fdget_pos|__fget_light|__fget_files(_rcu)?|"
+                           r"io_file_get_normal|fget_task)$"),
+    # Bundle or byte-capped multishot receives cut completions and re-arms: at most all of
+    # io_uring's own bookkeeping (the receive's copy and TCP work stay).
+    ("bundle receives", r"^(__)?io_"),
+    # IORING_OP_SOCKET and setsockopt as an SQE: at most every syscall entry and exit.
+    ("ops as SQEs (socket, setsockopt)", r"entry_SYSCALL|syscall_(enter|exit)|do_syscall_64|"
+                                         r"^__x64_sys_"),
+)
+
 
 def split(data, top):
     """(percent per kind, the top symbols) of a perf.data file."""
     out = subprocess.run(["perf", "report", "-q", "-i", data, "--no-children", "--sort",
                           "dso,sym", "-g", "none"], capture_output=True, text=True).stdout
     share = dict.fromkeys(COLUMNS, 0.0)
-    symbols = []
+    share.update(dict.fromkeys((name for name, _ in LEVERS), 0.0))
+    symbols, others = [], []
     for line in out.splitlines():
         m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[(.)\]\s+(.*)$", line)
         if not m:
@@ -100,9 +128,67 @@ def split(data, top):
         else:
             kind = next((k for k, rx in KINDS if re.search(rx, sym)), "other kernel")
         share[kind] += pct
+        if mode == "k":
+            for name, rx in LEVERS:
+                if re.search(rx, sym):
+                    share[name] += pct
         if len(symbols) < top:
             symbols.append("%.1f%% %s" % (pct, sym if mode == "k" else "%s (%s)" % (sym, dso)))
-    return share, symbols
+        if kind == "other kernel" and len(others) < top:
+            others.append("%.1f%% %s" % (pct, sym))
+    return share, symbols, others
+
+
+# (column, perf event, tracepoint filter or None); the recv tracepoint fires once per receive
+# call, with the bytes or the error (-11: the socket was empty) in `ret`.
+OP_EVENTS = (
+    ("recv calls", "sock:sock_recv_length", None),
+    ("recv EAGAIN", "sock:sock_recv_length", "ret == -11"),
+    ("recv EOF", "sock:sock_recv_length", "ret == 0"),
+    ("send calls", "sock:sock_send_length", None),
+)
+# (column, nstat counter): every segment sent, and those carrying data or a FIN (a FIN sent on
+# the last data segment is one segment fewer, and one ACK fewer from the peer).
+OP_COUNTERS = (("segments out", "TcpOutSegs"), ("data/FIN segments", "TcpExtTCPOrigDataSent"))
+OP_COLUMNS = tuple(c for c, _, _ in OP_EVENTS) + tuple(c for c, _ in OP_COUNTERS)
+
+
+def nstat(history, reset):
+    """The kernel's TCP counters since the last call with this history file."""
+    env = dict(os.environ, NSTAT_HISTORY=history)
+    out = subprocess.run(["nstat", "-n" if reset else "-z"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return {f[0]: float(f[1]) for f in (line.split() for line in out.splitlines())
+            if len(f) >= 2 and f[1].isdigit()}
+
+
+def count_ops(wrk_argv, load_cpu, tmp):
+    """Kernel operations per request of one wrk run (machine-wide), and the request count."""
+    out_file = os.path.join(tmp, "ops.csv")
+    history = os.path.join(tmp, "nstat.history")
+    argv = ["perf", "stat", "-x,", "-a", "-o", out_file]
+    for _, event, flt in OP_EVENTS:
+        argv += ["-e", event] + (["--filter", flt] if flt else [])
+    nstat(history, reset=True)
+    _, out, err = bench.PROCS.run(argv + ["--", "taskset", "-c", str(load_cpu)] + wrk_argv,
+                                  timeout=120)
+    counters = nstat(history, reset=False)
+    m = re.search(r"(\d+) requests in", out)
+    if not m or int(m.group(1)) == 0:
+        raise bench.ScenarioError("wrk failed: %s" % (out + err).strip()[-300:])
+    requests = int(m.group(1))
+    counts = []
+    with open(out_file) as f:
+        for line in f:
+            fields = line.strip().split(",")
+            if len(fields) > 2 and fields[2].startswith("sock:"):
+                counts.append(float(fields[0]) if fields[0].replace(".", "").isdigit() else 0.0)
+    if len(counts) != len(OP_EVENTS):
+        raise bench.ScenarioError("perf stat gave %d counts, not %d" % (len(counts),
+                                                                         len(OP_EVENTS)))
+    per = {c: n / requests for (c, _, _), n in zip(OP_EVENTS, counts)}
+    per.update({c: counters.get(name, 0.0) / requests for c, name in OP_COUNTERS})
+    return per, requests
 
 
 def main(argv):
@@ -112,8 +198,10 @@ def main(argv):
     ap.add_argument("--top", type=int, default=8, help="top symbols listed per cell")
     ap.add_argument("--proxy-cpu", type=int, default=1)
     ap.add_argument("--load-cpu", type=int, default=0)
+    ap.add_argument("--ops", action="store_true",
+                    help="count kernel operations per request and connection instead")
     args = ap.parse_args(argv)
-    for tool in ("perf", "wrk", "iperf3", "haproxy"):
+    for tool in ("perf", "wrk", "iperf3", "haproxy") + (("nstat",) if args.ops else ()):
         if not shutil.which(tool):
             print("profile: %s is missing (scripts/install-deps.sh bench installs it)" % tool,
                   file=sys.stderr)
@@ -139,6 +227,12 @@ def main(argv):
                                       stderr=subprocess.DEVNULL)
             bench.wait_listening([ports["backend_port"]], backend, what="ringlb-echo")
             bench.wait_listening([ports["iperf_port"]], iperf, what="iperf3 -s")
+            if args.ops:
+                for load in ("keepalive", "churn"):
+                    direct = dict(ports, port=ports["backend_port"])
+                    per, _ = count_ops([a.format(**direct) for a in loads[load]],
+                                       args.load_cpu, tmp)
+                    rows.append(("direct", load, per, None, None))
             for name in ("ringlb-io_uring", "ringlb-epoll", "haproxy"):
                 conf = os.path.join(tmp, name + ".conf")
                 with open(conf, "w") as f:
@@ -152,6 +246,14 @@ def main(argv):
                                           stderr=subprocess.DEVNULL)
                 try:
                     bench.wait_listening([ports["port"], ports["bulk_port"]], proxy, what=name)
+                    if args.ops:
+                        for load in ("keepalive", "churn"):
+                            per, n = count_ops([a.format(**ports) for a in loads[load]],
+                                               args.load_cpu, tmp)
+                            rows.append((name, load, per, None, None))
+                            bench.log("%s %s: %d requests, %s" % (name, load, n, ", ".join(
+                                "%s %.2f" % (k, per[k]) for k in OP_COLUMNS)), who="profile")
+                        continue
                     for load, template in loads.items():
                         client = bench.PROCS.spawn([a.format(**ports) for a in template],
                                                    cpu=args.load_cpu, stdout=subprocess.PIPE,
@@ -166,22 +268,42 @@ def main(argv):
                         if "Requests/sec" not in out and "receiver" not in out:
                             raise bench.ScenarioError("%s through %s failed: %s"
                                                       % (load, name, out.strip()[-300:]))
-                        share, symbols = split(data, args.top)
-                        rows.append((name, load, share, symbols))
+                        share, symbols, others = split(data, args.top)
+                        rows.append((name, load, share, symbols, others))
                         bench.log("%s %s: %s" % (name, load, ", ".join(
                             "%s %.1f%%" % (k, share[k]) for k in COLUMNS)), who="profile")
                 finally:
                     bench.PROCS.stop(proxy)
         finally:
             bench.PROCS.stop_all()
+    if args.ops:
+        print("Kernel operations, machine-wide, per keepalive request and per churned connection"
+              " (wrk -c64, %d s per cell; each proxy's added operations: its row minus direct):\n"
+              % run_s)
+        print("| path | load | " + " | ".join(OP_COLUMNS) + " |")
+        print("|---|---|" + "---|" * len(OP_COLUMNS))
+        for name, load, per, _, _ in rows:
+            print("| %s | %s | %s |" % (name, load, " | ".join("%.2f" % per[k]
+                                                              for k in OP_COLUMNS)))
+        return 0
     print("Share of the proxy core's samples (%%, cpu-clock, %d s per cell):\n" % args.seconds)
     print("| proxy | load | " + " | ".join(COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
-    for name, load, share, _ in rows:
+    for name, load, share, _, _ in rows:
         print("| %s | %s | %s |" % (name, load, " | ".join("%.1f" % share[k] for k in COLUMNS)))
+    print("\nThe most each lever not taken could remove (% of the proxy core's samples, from the"
+          " same profiles):\n")
+    levers = [name for name, _ in LEVERS] + ["user"]
+    print("| proxy | load | " + " | ".join(levers[:-1]) + " | all user code |")
+    print("|---|---|" + "---|" * len(levers))
+    for name, load, share, _, _ in rows:
+        print("| %s | %s | %s |" % (name, load, " | ".join("%.1f" % share[k] for k in levers)))
     print("\nTop symbols:\n")
-    for name, load, _, symbols in rows:
+    for name, load, _, symbols, _ in rows:
         print("- %s, %s: %s" % (name, load, "; ".join(symbols)))
+    print("\nTop symbols of \"other kernel\":\n")
+    for name, load, _, _, others in rows:
+        print("- %s, %s: %s" % (name, load, "; ".join(others)))
     return 0
 
 
