@@ -49,7 +49,7 @@ scripts/build.sh fuzz
 fuzz config_fuzz config 200000 8192 "config loader"
 # About 30 s; -max_len reaches the largest v2 header taken (16 + 4096 bytes).
 fuzz proxy_protocol_fuzz proxy_protocol 120000 4200 "PROXY protocol parser"
-# About 30 s (each run parses every prefix of its input up to 2 KiB).
+# About 80-130 s in CI (each run parses every prefix of its input up to 2 KiB).
 fuzz client_hello_fuzz client_hello 12000 4096 "ClientHello parser"
 # About 30 s (a handshake attempt per run).
 fuzz tls_server_fuzz tls_server 150000 4096 "TLS server side"

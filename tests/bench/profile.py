@@ -104,7 +104,7 @@ LEVERS = (
                            r"io_file_get_normal|fget_task)$"),
     # Bundle or byte-capped multishot receives cut completions and re-arms: at most all of
     # io_uring's own bookkeeping (the receive's copy and TCP work stay).
-    ("bundle receives", r"^(__)?io_"),
+    ("bundle receives", dict(KINDS)["io_uring"]),
     # IORING_OP_SOCKET and setsockopt as an SQE: at most every syscall entry and exit.
     ("ops as SQEs (socket, setsockopt)", r"entry_SYSCALL|syscall_(enter|exit)|do_syscall_64|"
                                          r"^__x64_sys_"),
