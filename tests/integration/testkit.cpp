@@ -971,6 +971,9 @@ class ExchangeConn {
         start_ = Clock::now();
         fd_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
         if (!fd_) return !fail("socket: " + errno_text(errno));
+        if (recv_buffer_ > 0 && ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVBUF, &recv_buffer_,
+                                             sizeof(recv_buffer_)) != 0)
+            return !fail("setsockopt SO_RCVBUF: " + errno_text(errno));
         sockaddr_in sa = loopback(port);
         int r = ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
         if (r != 0 && errno != EINPROGRESS) return !fail("connect: " + errno_text(errno));
@@ -985,6 +988,8 @@ class ExchangeConn {
 
     // A slow reader: at most `bytes_per_second` read per second since start() (0: no limit).
     void limit_recv(uint64_t bytes_per_second) { recv_rate_ = bytes_per_second; }
+    // SO_RCVBUF for the socket start() makes (0: leave the kernel's autotuning).
+    void set_recv_buffer(int bytes) { recv_buffer_ = bytes; }
 
     // Makes all the progress the socket allows; true once finished (ok or failed).
     bool drive(uint8_t* scratch) {
@@ -1176,6 +1181,7 @@ class ExchangeConn {
     ExchangeSpec spec_;
     Fd fd_;
     uint64_t recv_rate_ = 0;
+    int recv_buffer_ = 0;
     Clock::time_point start_;
     Clock::time_point end_;
     bool connected_ = false;
@@ -1208,6 +1214,7 @@ std::vector<ExchangeResult> run_all(uint16_t port, const std::vector<ExchangeSpe
     for (const auto& spec : specs) {
         conns.push_back(std::make_unique<ExchangeConn>(spec));
         conns.back()->limit_recv(options.recv_bytes_per_second);
+        conns.back()->set_recv_buffer(options.recv_buffer_bytes);
     }
     // A slow reader leaves bytes unread, and edge-triggered epoll does not report them again:
     // every connection is driven on a 10 ms tick as well.

@@ -347,6 +347,11 @@ struct RunOptions {
     // A slow reader: each connection reads at most this many bytes per second from its start
     // (checked every 10 ms), so the proxy's sends to it back up. 0: read as fast as possible.
     uint64_t recv_bytes_per_second = 0;
+    // SO_RCVBUF set on each client socket before it connects (0: the kernel's autotuning).
+    // Autotuning on loopback lets a slow reader's receive buffer grow to MiBs, so the proxy
+    // hands over the end of a transfer seconds before the client reads it; a test that needs
+    // its sessions busy in the proxy until the client is nearly done bounds the buffer.
+    int recv_buffer_bytes = 0;
 };
 
 struct RunSummary {
