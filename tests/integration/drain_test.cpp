@@ -51,8 +51,8 @@ long sessions_at_listener_close(const std::string& log) {
     return std::strtol(log.c_str() + for_at + 5, nullptr, 10);
 }
 
-// 20 hash exchanges of 12 MiB down and 256 KiB up, read at 2 MiB/s each, so every one is in
-// flight when SIGTERM comes: each completes byte-exact (pattern checked byte by byte, the
+// 20 hash exchanges of about 12 MiB down and 256 KiB up, read at 2 MiB/s each, so every one is
+// in flight when SIGTERM comes: each completes byte-exact (pattern checked byte by byte, the
 // upload by SHA-256), /ready answers 503 meanwhile, and ringlb exits 0 once the last ends.
 TEST_P(DrainTest, TransfersInFlightCompleteByteExact) {
     BackendProcess backend;
@@ -71,13 +71,13 @@ TEST_P(DrainTest, TransfersInFlightCompleteByteExact) {
     exchange.send_bytes = 256 * 1024;
     // The kernel holds up to tcp_wmem's maximum (4 MiB on Debian) in ringlb's send buffer to
     // each client, plus the client's receive buffer (bounded here; autotuning grew it to MiBs):
-    // a session leaves ringlb that much before its client has read it all. With 6 MiB they
-    // left about 1 s after the SIGTERM here, and before the listeners closed on a loaded CI
-    // machine; with 12 MiB read at 2 MiB/s they stay about 4 s of the client's 6.
-    exchange.recv_bytes = 12 * kMiB;
+    // a session leaves ringlb that much before its client has read it all. With 6 MiB in all
+    // they left about 1 s after the SIGTERM here, and before the listeners closed on a CI
+    // machine; 8 MiB beyond the kernel's share keep them in ringlb for about 4 s.
     RunOptions options;
     options.recv_bytes_per_second = 2 * kMiB;
     options.recv_buffer_bytes = 64 * 1024;
+    exchange.recv_bytes = tcp_send_buffer_max() + 2 * options.recv_buffer_bytes + 8 * kMiB;
     options.deadline = 60s;
     auto run = std::async(std::launch::async, [&] {
         return run_concurrent(spec.listen_port, kTransfers, exchange, options);

@@ -513,6 +513,14 @@ std::set<std::string> socket_inodes(pid_t pid) {
 
 }  // namespace
 
+uint64_t tcp_send_buffer_max() {
+    unsigned long long min = 0, initial = 0, max = 0;
+    std::string text = read_file("/proc/sys/net/ipv4/tcp_wmem");
+    if (std::sscanf(text.c_str(), "%llu %llu %llu", &min, &initial, &max) == 3 && max > 0)
+        return max;
+    return 4ull << 20;
+}
+
 const char* tcp_state_name(unsigned state) {
     static const char* const kNames[] = {"?",          "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
                                          "FIN_WAIT1",  "FIN_WAIT2",   "TIME_WAIT", "CLOSE",

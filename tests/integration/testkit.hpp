@@ -582,6 +582,12 @@ struct TcpEntry {
 inline constexpr unsigned kTcpTimeWait = 6;
 const char* tcp_state_name(unsigned state);
 
+// The most a TCP socket's send buffer grows to by autotuning: the third field of
+// net.ipv4.tcp_wmem (4 MiB on Debian); 4 MiB if it cannot be read. Bytes a proxy has handed to
+// its send buffer leave the proxy's hands, so a test that needs a session busy in ringlb until
+// a slow client has nearly read it all makes the transfer this much longer.
+uint64_t tcp_send_buffer_max();
+
 // Every TCP socket of this network namespace.
 std::vector<TcpEntry> tcp_table();
 // The TCP sockets process `pid` holds an fd for (matched by inode).

@@ -51,12 +51,12 @@ TEST_P(UpgradeTest, NewConnectionsAndTransfersInFlightLoseNothing) {
     transfer.kind = ExchangeKind::kHash;
     transfer.send_bytes = 128 * 1024;
     // Loopback socket buffers take several MiB of a transfer off the proxy's hands (ringlb's
-    // send buffer grows to tcp_wmem's 4 MiB; the client's receive buffer is bounded here): 16 MiB
-    // read at 4 MiB/s keep every session busy in ringlb for about 3 s.
-    transfer.recv_bytes = 16 * kMiB;
+    // send buffer grows to tcp_wmem's maximum; the client's receive buffer is bounded here):
+    // 12 MiB beyond them, read at 4 MiB/s, keep every session busy in ringlb for about 3 s.
     RunOptions options;
     options.recv_bytes_per_second = 4 * kMiB;
     options.recv_buffer_bytes = 64 * 1024;
+    transfer.recv_bytes = tcp_send_buffer_max() + 2 * options.recv_buffer_bytes + 12 * kMiB;
     options.deadline = 60s;
     auto run = std::async(std::launch::async, [&] {
         return run_concurrent(spec.listen_port, kTransfers, transfer, options);
