@@ -325,6 +325,8 @@ void Session::connect() {
 }
 
 void Session::on_upstream_ready(upstream::ConnectRequest& req) {
+    // The client was waited for; forwarding notices a reset by itself from here on.
+    if (client_watch_ && client_.poll.armed()) engine_.cancel(client_.poll);
     upstream_.fd = std::move(req.fd);
     if (req.tls) upstream_.tls = std::make_unique<TlsLeg>(std::move(req.tls));
     backend_ = req.backend;
@@ -338,6 +340,43 @@ void Session::on_upstream_ready(upstream::ConnectRequest& req) {
 void Session::on_upstream_failed(upstream::ConnectRequest&, upstream::CloseReason reason) {
     close_reason_ = reason;
     teardown();
+}
+
+void Session::on_upstream_queued(upstream::ConnectRequest&) {
+    // The wait may last queue.timeout (up to an hour). A client that resets meanwhile leaves
+    // the queue at once, instead of holding a place and then a backend slot it never uses.
+    // Only POLLERR and POLLHUP (a reset, or a close after our own shutdown): a client may
+    // half-close after its request and still wait for the answer. Armed only for queued
+    // sessions: a poll and its cancel for every connect would cost two SQEs per connection.
+    if (client_watch_ || client_.poll.armed()) return;
+    client_watch_ = true;
+    engine_.poll(client_.poll, client_.fd.get(), POLLERR | POLLHUP);
+}
+
+void Session::on_client_watch(engine::Op& op, const engine::Completion& c) {
+    constexpr int32_t kGone = POLLERR | POLLHUP;
+    if (phase_ == Phase::kConnecting) {
+        if (c.res > 0 && (c.res & kGone) != 0) {
+            cluster_->counters.queue_abandoned.add();
+            close_reason_ = upstream::CloseReason::k_queue_abandoned;
+            teardown();  // leaves the queue (or cancels the connect) and cancels this watch
+            return;
+        }
+        // A spurious first completion, or the engine stopped watching: keep watching.
+        if (!op.armed() && c.res >= 0)
+            engine_.poll(op, client_.fd.get(), POLLERR | POLLHUP);
+        else if (!op.armed())
+            client_watch_ = false;
+        return;
+    }
+    // Connected since (the watch was cancelled at hand-over): wait for its last completion,
+    // then the op is the splice pump's again.
+    if (op.armed()) return;
+    client_watch_ = false;
+    if (client_poll_deferred_) {
+        client_poll_deferred_ = false;
+        engine_.poll(op, client_.fd.get(), kPollMask);
+    }
 }
 
 void Session::on_connected() {
@@ -456,7 +495,10 @@ void Session::start_forwarding() {
     start_direction(c2u_, splice);
     start_direction(u2c_, splice);
     if (splice) {
-        engine_.poll(client_.poll, client_.fd.get(), kPollMask);
+        if (client_watch_)
+            client_poll_deferred_ = true;  // armed when the queue's watch has ended
+        else
+            engine_.poll(client_.poll, client_.fd.get(), kPollMask);
         engine_.poll(upstream_.poll, upstream_.fd.get(), kPollMask);
     }
 }
@@ -606,6 +648,10 @@ void Session::on_leg_op(Leg& leg, Leg::OpIndex index, engine::Op& op, const engi
             break;
         case Leg::k_poll:
             if (closing()) break;
+            if (is_client && client_watch_) {
+                on_client_watch(op, c);
+                break;
+            }
             if (c.res >= 0) splice_.on_readiness(leaving, entering, static_cast<uint32_t>(c.res));
             // The engine stopped watching (e.g. CQ overflow): keep watching while forwarding.
             if (!closing() && !op.armed() && c.res >= 0) engine_.poll(op, leg.fd.get(), kPollMask);

@@ -58,6 +58,7 @@ class Session final : public engine::Handler,
     void on_complete(engine::Op& op, const engine::Completion& c) override;
     void on_upstream_ready(upstream::ConnectRequest& req) override;
     void on_upstream_failed(upstream::ConnectRequest& req, upstream::CloseReason reason) override;
+    void on_upstream_queued(upstream::ConnectRequest& req) override;
     void on_timer(Timer& timer) override;
 
     // Called by the shard when buffers were released after this session starved for them.
@@ -106,6 +107,8 @@ class Session final : public engine::Handler,
     // Picks the route's cluster and asks the connector for an upstream.
     void connect();
     void on_connected();
+    // While queued, the client leg's poll op watches the client for a reset (client_watch_).
+    void on_client_watch(engine::Op& op, const engine::Completion& c);
     // TLS (proxy/shard/tls_pump.hpp): the client's handshake when the listener terminates TLS
     // (after the prelude, before connecting), the backend's when the cluster originates it
     // (after send_proxy's header, before forwarding).
@@ -168,6 +171,11 @@ class Session final : public engine::Handler,
     TlsPump tls_;
     upstream::CloseReason close_reason_ = upstream::CloseReason::k_done;
     bool backend_spoke_ = false;  // a byte came from the backend (passive health)
+    // client_.poll is the reset watch armed when the session queued (armed, or its cancel
+    // pending); a splice poll asked for meanwhile is armed when the watch's last completion
+    // comes (client_poll_deferred_).
+    bool client_watch_ = false;
+    bool client_poll_deferred_ = false;
     // Every timeout of the session shares one wheel timer, set to the earliest deadline; bytes
     // only stamp these (coarse clock, ms) and the timer re-arms itself when it finds activity.
     Timer timeout_;

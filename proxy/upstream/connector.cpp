@@ -559,6 +559,7 @@ void Connector::enqueue(ConnectRequest& req) {
     cs.counters.queued.add();
     cs.counters.queue_length.add();
     engine_.timer(req.timer_op, cs.cluster->settings->queue.timeout);
+    req.callbacks_->on_upstream_queued(req);
 }
 
 void Connector::dequeue(ConnectRequest& req) {

@@ -93,6 +93,10 @@ class ConnectCallbacks {
     virtual void on_upstream_ready(ConnectRequest& req) = 0;
     // No backend could be connected; `reason` is what the session's close is counted as.
     virtual void on_upstream_failed(ConnectRequest& req, CloseReason reason) = 0;
+    // req has joined the cluster's queue (every eligible backend is full): the wait may last
+    // queue.timeout, so the owner may watch its client meanwhile and abandon() req when the
+    // client goes away. Not an answer: one of the two above still comes unless it abandons.
+    virtual void on_upstream_queued(ConnectRequest&) {}
 
   protected:
     ~ConnectCallbacks() = default;

@@ -43,6 +43,8 @@ ConnectFailure classify_connect_error(int err);
     X(no_backend, "No backend could be connected (all tried, failed or excluded).")            \
     X(queue_full, "Every backend was at max_connections and the wait queue was full.")         \
     X(queue_timeout, "Waited in the queue for a backend slot longer than queue.timeout.")      \
+    X(queue_abandoned,                                                                         \
+      "The client reset while it waited in the queue (or in the connect that followed).")      \
     X(shutdown, "ringlb stopped while the session was open.")                                  \
     X(drained, "drain_timeout passed during a graceful drain (closed over drain_spread).")     \
     X(refused,                                                                                 \
@@ -60,7 +62,8 @@ const char* to_string(CloseReason reason);
 // Whether a session closing for `reason` had a backend (the others never got one).
 constexpr bool close_reason_has_backend(CloseReason reason) {
     return reason != CloseReason::k_no_backend && reason != CloseReason::k_queue_full &&
-           reason != CloseReason::k_queue_timeout && reason != CloseReason::k_refused;
+           reason != CloseReason::k_queue_timeout && reason != CloseReason::k_queue_abandoned &&
+           reason != CloseReason::k_refused;
 }
 
 // Per-shard counters of one backend, written only by that shard, summed at scrape time.
@@ -95,6 +98,8 @@ using ConnectHistogram = common::Histogram<kConnectBuckets, 1'000'000'000>;
 #define RINGLB_CLUSTER_COUNTERS(X)                                                                 \
     X(queued, counter, "Clients that waited in the queue because every backend was full.")         \
     X(queue_timeouts, counter, "Queued clients closed after queue.timeout.")                       \
+    X(queue_abandoned, counter,                                                                    \
+      "Queued clients that reset before they got a backend: they left the queue at once.")         \
     X(queue_full, counter, "Clients closed because every backend was full and the queue too.")     \
     X(queue_length, gauge, "Clients waiting in the queue now.")                                    \
     X(no_backend, counter, "Sessions closed because no backend could be connected.")               \

@@ -323,6 +323,66 @@ TEST_P(UpstreamLimitsQueueTest, FreedSlotsServeTheOldestWaiterFirst) {
     EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
 }
 
+// A queued client that resets leaves the queue at once (counted as queue_abandoned) instead of
+// holding its place until queue.timeout, and never takes a backend slot: the slot that frees goes
+// to the next live waiter. A queued client that only half-closes (its request sent) stays queued
+// and is served.
+TEST_P(UpstreamLimitsQueueTest, QueuedClientsThatResetLeaveTheQueueAtOnce) {
+    BackendProcess backend;
+    ASSERT_TRUE(backend.start(EchoMode::kEcho));
+    ProxyConfigSpec s = spec(backend);
+    // Far longer than the test: a waiter that leaves before it can only have left on its reset.
+    s.cluster_extra = "queue = { size = 4, timeout = \"30s\" }";
+    ProxyProcess proxy;
+    RINGLB_START_PROXY(proxy, make_config(s), engine());
+    FdCounts baseline = proxy.settled_fd_counts();
+    Labels b = backend_labels(backend);
+
+    std::vector<ClientSession> clients(6);
+    for (size_t i = 0; i < 2; ++i) {
+        ASSERT_TRUE(clients[i].connect(s.listen_port)) << clients[i].error();
+        ASSERT_TRUE(clients[i].send(payload(i, 1000))) << clients[i].error();
+        ASSERT_TRUE(clients[i].expect(payload(i, 1000)))
+            << "client " << i << ": " << clients[i].error();
+    }
+    // 2 and 3 will reset, 4 waits, 5 half-closes after its request.
+    for (size_t i = 2; i < 6; ++i) {
+        ASSERT_TRUE(clients[i].connect(s.listen_port)) << clients[i].error();
+        ASSERT_TRUE(clients[i].send(payload(i, 1000))) << clients[i].error();
+        std::string last;
+        ASSERT_TRUE(wait_for_metric(s.admin_port, "ringlb_cluster_queued_total", kCluster,
+                                    static_cast<double>(i - 1), 2000ms, &last))
+            << "client " << i << " was not queued: " << last;
+    }
+    clients[5].shutdown_write();
+    clients[2].reset();
+    clients[3].reset();
+    EXPECT_TRUE(metric_is(s.admin_port, "ringlb_cluster_queue_abandoned_total", kCluster, 2));
+    EXPECT_TRUE(metric_is(s.admin_port, "ringlb_cluster_queue_length", kCluster, 2));
+    EXPECT_TRUE(metric_is(s.admin_port, "ringlb_cluster_queue_timeouts_total", kCluster, 0));
+
+    // Each freed slot goes to a live waiter, oldest first, and its held-back request is echoed.
+    clients[0].close();
+    EXPECT_TRUE(clients[4].expect(payload(4, 1000), 5000ms)) << clients[4].error();
+    clients[1].close();
+    EXPECT_TRUE(clients[5].expect(payload(5, 1000), 5000ms)) << clients[5].error();
+    // The echo backend answers client 5's FIN with its own.
+    EXPECT_EQ(clients[5].wait_for_close(5000ms).kind, CloseKind::kEof);
+    ASSERT_TRUE(clients[4].send(payload(40, 3000))) << clients[4].error();
+    EXPECT_TRUE(clients[4].expect(payload(40, 3000))) << clients[4].error();
+    clients[4].close();
+
+    // The two that reset never reached the backend.
+    EXPECT_TRUE(metric_is(s.admin_port, "ringlb_backend_connections_total", b, 4));
+    EXPECT_TRUE(metric_is(s.admin_port, "ringlb_backend_active_connections", b, 0));
+    EXPECT_TRUE(metric_is(s.admin_port, "ringlb_backend_closes_total", with_reason(b, "done"), 4));
+    EXPECT_TRUE(metric_is(s.admin_port, "ringlb_cluster_queue_length", kCluster, 0));
+    EXPECT_TRUE(metric_is(s.admin_port, "ringlb_cluster_queue_abandoned_total", kCluster, 2));
+    clients.clear();
+    expect_fds_back_to_baseline(proxy, baseline);
+    EXPECT_EQ(proxy.stop(), 0) << proxy.log_tail();
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, UpstreamLimitsQueueTest, ::testing::ValuesIn(kEngines),
                          engine_name);
 
