@@ -19,6 +19,9 @@ namespace ringlb::shard {
 namespace {
 
 constexpr uint32_t kPollMask = POLLIN | POLLOUT | POLLRDHUP;
+// What the watch on a queued client waits for: a reset (or a close after our own shutdown), not
+// data and not a half-close, which may follow a complete request.
+constexpr uint32_t kClientGoneMask = POLLERR | POLLHUP;
 
 }  // namespace
 
@@ -345,27 +348,27 @@ void Session::on_upstream_failed(upstream::ConnectRequest&, upstream::CloseReaso
 void Session::on_upstream_queued(upstream::ConnectRequest&) {
     // The wait may last queue.timeout (up to an hour). A client that resets meanwhile leaves
     // the queue at once, instead of holding a place and then a backend slot it never uses.
-    // Only POLLERR and POLLHUP (a reset, or a close after our own shutdown): a client may
-    // half-close after its request and still wait for the answer. Armed only for queued
-    // sessions: a poll and its cancel for every connect would cost two SQEs per connection.
+    // Armed only for queued sessions: a poll and its cancel for every connect would cost two
+    // SQEs per connection.
     if (client_watch_ || client_.poll.armed()) return;
     client_watch_ = true;
-    engine_.poll(client_.poll, client_.fd.get(), POLLERR | POLLHUP);
+    engine_.poll(client_.poll, client_.fd.get(), kClientGoneMask);
 }
 
 void Session::on_client_watch(engine::Op& op, const engine::Completion& c) {
-    constexpr int32_t kGone = POLLERR | POLLHUP;
     if (phase_ == Phase::kConnecting) {
-        if (c.res > 0 && (c.res & kGone) != 0) {
+        if (c.res > 0 && (static_cast<uint32_t>(c.res) & kClientGoneMask) != 0) {
             cluster_->counters.queue_abandoned.add();
             close_reason_ = upstream::CloseReason::k_queue_abandoned;
             teardown();  // leaves the queue (or cancels the connect) and cancels this watch
             return;
         }
-        // A spurious first completion, or the engine stopped watching: keep watching.
-        if (!op.armed() && c.res >= 0)
-            engine_.poll(op, client_.fd.get(), POLLERR | POLLHUP);
-        else if (!op.armed())
+        // A spurious first completion changes nothing; if the engine stopped watching, watch
+        // again (an error ends the watch).
+        if (op.armed()) return;
+        if (c.res >= 0)
+            engine_.poll(op, client_.fd.get(), kClientGoneMask);
+        else
             client_watch_ = false;
         return;
     }

@@ -77,7 +77,7 @@ TEST_P(DrainTest, TransfersInFlightCompleteByteExact) {
     RunOptions options;
     options.recv_bytes_per_second = 2 * kMiB;
     options.recv_buffer_bytes = 64 * 1024;
-    exchange.recv_bytes = tcp_send_buffer_max() + 2 * options.recv_buffer_bytes + 8 * kMiB;
+    exchange.recv_bytes = kernel_buffering_to_client(options) + 8 * kMiB;
     options.deadline = 60s;
     auto run = std::async(std::launch::async, [&] {
         return run_concurrent(spec.listen_port, kTransfers, exchange, options);

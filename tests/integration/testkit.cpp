@@ -513,12 +513,13 @@ std::set<std::string> socket_inodes(pid_t pid) {
 
 }  // namespace
 
-uint64_t tcp_send_buffer_max() {
+uint64_t kernel_buffering_to_client(const RunOptions& options) {
     unsigned long long min = 0, initial = 0, max = 0;
     std::string text = read_file("/proc/sys/net/ipv4/tcp_wmem");
+    uint64_t send_max = 4ull << 20;
     if (std::sscanf(text.c_str(), "%llu %llu %llu", &min, &initial, &max) == 3 && max > 0)
-        return max;
-    return 4ull << 20;
+        send_max = max;
+    return send_max + 2 * static_cast<uint64_t>(std::max(options.recv_buffer_bytes, 0));
 }
 
 const char* tcp_state_name(unsigned state) {

@@ -582,11 +582,12 @@ struct TcpEntry {
 inline constexpr unsigned kTcpTimeWait = 6;
 const char* tcp_state_name(unsigned state);
 
-// The most a TCP socket's send buffer grows to by autotuning: the third field of
-// net.ipv4.tcp_wmem (4 MiB on Debian); 4 MiB if it cannot be read. Bytes a proxy has handed to
-// its send buffer leave the proxy's hands, so a test that needs a session busy in ringlb until
-// a slow client has nearly read it all makes the transfer this much longer.
-uint64_t tcp_send_buffer_max();
+// The most the kernel can hold between ringlb and one client of a run with `options`: ringlb's
+// send buffer, which autotuning grows to net.ipv4.tcp_wmem's maximum (4 MiB on Debian; 4 MiB if
+// it cannot be read), plus the client's receive buffer (recv_buffer_bytes, which the kernel
+// doubles). A session leaves ringlb that much before its slow client has read it all, so a test
+// that needs its sessions busy in ringlb makes each transfer this much longer.
+uint64_t kernel_buffering_to_client(const RunOptions& options);
 
 // Every TCP socket of this network namespace.
 std::vector<TcpEntry> tcp_table();

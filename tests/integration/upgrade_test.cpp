@@ -56,7 +56,7 @@ TEST_P(UpgradeTest, NewConnectionsAndTransfersInFlightLoseNothing) {
     RunOptions options;
     options.recv_bytes_per_second = 4 * kMiB;
     options.recv_buffer_bytes = 64 * 1024;
-    transfer.recv_bytes = tcp_send_buffer_max() + 2 * options.recv_buffer_bytes + 12 * kMiB;
+    transfer.recv_bytes = kernel_buffering_to_client(options) + 12 * kMiB;
     options.deadline = 60s;
     auto run = std::async(std::launch::async, [&] {
         return run_concurrent(spec.listen_port, kTransfers, transfer, options);
